@@ -1,0 +1,1 @@
+"""Audio: sources, ring buffer and the analyzer that turns sound into frozen Features."""

@@ -1,0 +1,40 @@
+"""Frozen start-up settings; units are in the field names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate_hz: int = 48000
+    block_frames: int = 256          # audio callback block size
+    hop_samples: int = 512           # analysis hop: 93.75 Hz at 48 kHz
+    fft_samples: int = 2048          # analysis window
+    n_bands: int = 48                # log-spaced spectrum bands
+    ring_s: float = 4.0              # ring buffer length
+    waveform_samples: int = 512      # samples kept for ISF `audio` inputs
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    width_px: int = 1280
+    height_px: int = 720
+    fps: float = 30.0
+    model_width_px: int = 256        # the generator renders small; shaders scale it up
+    model_height_px: int = 144
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    osc_host: str = "127.0.0.1"      # never listen wider unless the user asks
+    osc_port: int = 9000             # 0 means: do not start the OSC server
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    preset: str = "default"
+    seed: int = 0

@@ -1,0 +1,1 @@
+"""Control inputs (OSC now; MIDI and OSCQuery later): they only produce Changes."""

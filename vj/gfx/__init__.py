@@ -1,0 +1,1 @@
+"""GFX: GL context, texture upload, ISF shader loading and the effect chain."""

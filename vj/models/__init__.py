@@ -1,0 +1,1 @@
+"""Models: the generator protocol, the default CPPN, and the latest-wins model worker."""

@@ -1,0 +1,1 @@
+"""Output: the live window and the video recorder."""
