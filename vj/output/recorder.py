@@ -1,0 +1,309 @@
+"""Recorder: H.264 + AAC into a fragmented MP4 on its own encoder thread, behind a bounded queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from fractions import Fraction
+from typing import BinaryIO
+
+import av
+import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, VideoReformatter
+
+log = logging.getLogger(__name__)
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+                "slow", "slower", "veryslow", "placebo")
+
+# empty_moov + frag_keyframe: the header goes first and every keyframe starts a fragment that is
+# complete on disk, so a killed process leaves a file that plays up to the last fragment.
+# flush_packets: each finished fragment goes to the file at once instead of waiting in AVIO's buffer.
+CONTAINER_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+
+AAC_FRAME_SAMPLES = 1024          # the AAC encoder takes exactly this many samples per frame
+AAC_BIT_RATE_PER_CHANNEL = 96_000
+AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+_STOP = object()
+
+
+class RecorderError(Exception):
+    """The recording cannot start; the message is one line saying why."""
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for an encoder or file error: the OS reason when there is one."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    if isinstance(exc, (OSError, av.FFmpegError)):
+        return line or type(exc).__name__
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+class Recorder:
+    """Writes timestamped RGB frames and audio to an MP4; `add_*` never block the caller.
+
+    Live (`blocking=False`): when `queue_frames` frames wait for the encoder, new video frames are
+    dropped and counted in `dropped_frames`. Offline (`blocking=True`): `add_video` waits for the
+    encoder instead, so no frame is ever dropped. Audio is never dropped: it is small and the
+    encoder thread takes it in order between video frames.
+
+    Timing: video frame `frame_index` is shown at `frame_index / fps` seconds; audio sample k of
+    everything passed to `add_audio` plays at `k / audio_rate_hz`. Both clocks start at 0 with the
+    recording, so the caller starts `frame_index` and the audio at the same moment.
+
+    After an encoder error (disk full, file gone) `error` holds one line, `add_*` return False and
+    what was written before stays playable.
+
+    The constructor opens the file and the codecs (a few ms) and raises RecorderError when it
+    cannot. Memory: up to `queue_frames` copies of a frame wait (2.7 MB each at 1280x720).
+    Always `close()`: a recorder left open keeps its thread, and its file ends at the last
+    complete fragment (at most about a second is lost).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | BinaryIO,
+        width_px: int,
+        height_px: int,
+        fps: float,
+        audio_rate_hz: int = 48000,
+        audio_channels: int = 2,
+        crf: int = 20,
+        preset: str = "veryfast",
+        queue_frames: int = 8,
+        blocking: bool = False,
+    ):
+        if width_px <= 0 or height_px <= 0:
+            raise ValueError(f"recorder size must be positive, got {width_px}x{height_px}")
+        if not fps > 0:
+            raise ValueError(f"recorder fps must be positive, got {fps}")
+        if preset not in X264_PRESETS:
+            raise ValueError(f"unknown x264 preset {preset!r}: use one of {', '.join(X264_PRESETS)}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be 0..51, got {crf}")
+        if not 0 <= audio_channels <= 8:
+            raise ValueError(f"audio_channels must be 0..8 (0: no audio), got {audio_channels}")
+        if queue_frames < 1:
+            raise ValueError(f"queue_frames must be at least 1, got {queue_frames}")
+
+        self.path = path
+        self.width_px = int(width_px)
+        self.height_px = int(height_px)
+        # H.264 in yuv420p needs even sizes: odd ones are padded by repeating the last row/column.
+        self.encoded_size = (self.width_px + self.width_px % 2, self.height_px + self.height_px % 2)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.audio_rate_hz = int(audio_rate_hz)
+        self.audio_channels = int(audio_channels)
+        self.blocking = blocking
+        self._crf = int(crf)
+        self._preset = preset
+        self.queue_frames = int(queue_frames)
+
+        self.dropped_frames = 0       # video frames not recorded (queue full or out of order)
+        self.frames_written = 0       # video frames handed to the encoder
+        self.audio_samples_written = 0
+        self.error: str | None = None
+
+        self._name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else getattr(path, "name", "<stream>")
+        self._closed = False
+        self._last_index = -1
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._video_slots = threading.Semaphore(self.queue_frames)
+        self._reformatter = VideoReformatter()
+        self._audio_pending = np.zeros((0, max(self.audio_channels, 1)), np.float32)  # (n, ch)
+        self._container = self._open()
+        self._thread = threading.Thread(target=self._run, name="vj-recorder", daemon=True)
+        self._thread.start()
+        if self.encoded_size != (self.width_px, self.height_px):
+            log.info("recording %dx%d padded to %dx%d (H.264 needs even sizes)",
+                     self.width_px, self.height_px, *self.encoded_size)
+
+    # -- caller side -------------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closed and self.error is None
+
+    def add_video(self, rgb: np.ndarray, frame_index: int) -> bool:
+        """Queue one frame (H, W, 3) uint8, top row first; False when it was dropped."""
+        if rgb.shape != (self.height_px, self.width_px, 3) or rgb.dtype != np.uint8:
+            raise ValueError(f"expected a ({self.height_px}, {self.width_px}, 3) uint8 frame, "
+                             f"got {rgb.shape} {rgb.dtype}")
+        if not self.accepting:
+            return False
+        frame_index = int(frame_index)
+        if frame_index <= self._last_index:
+            # The encoder needs rising timestamps; a repeated index would shift the whole file.
+            self.dropped_frames += 1
+            return False
+        if not self._acquire_slot():
+            self.dropped_frames += 1
+            return False
+        self._last_index = frame_index
+        # Copy: the caller usually reuses its read-back buffer for the next frame.
+        self._queue.put(("v", np.array(rgb, copy=True, order="C"), frame_index))
+        return True
+
+    def add_audio(self, samples: np.ndarray) -> bool:
+        """Queue audio (n, channels) float32 in -1..1, continuous with the previous call."""
+        if self.audio_channels == 0:
+            return False
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim == 1 and self.audio_channels == 1:
+            samples = samples[:, None]
+        if samples.ndim != 2 or samples.shape[1] != self.audio_channels:
+            raise ValueError(f"expected audio (n, {self.audio_channels}), got {samples.shape}")
+        if not self.accepting:
+            return False
+        if len(samples):
+            self._queue.put(("a", samples.copy()))
+        return True
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Encode what is queued, flush both encoders and finish the file. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("recorder for %s still flushing after %.1f s", self._name, timeout_s)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _acquire_slot(self) -> bool:
+        if not self.blocking:
+            return self._video_slots.acquire(blocking=False)
+        while self.accepting:  # offline: wait for the encoder, but never past an encoder error
+            if self._video_slots.acquire(timeout=0.1):
+                return True
+        return False
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _open(self) -> av.container.OutputContainer:
+        try:
+            container = av.open(self.path, "w", format="mp4", container_options=CONTAINER_OPTIONS)
+        except (OSError, av.FFmpegError, ValueError) as exc:
+            raise RecorderError(f"cannot record to {self._name}: {_reason(exc)}") from None
+        try:
+            self._add_streams(container)
+            container.start_encoding()   # opens the codecs and writes the header now: errors show here
+        except (OSError, av.FFmpegError, ValueError) as exc:
+            try:
+                container.close()
+            except (OSError, av.FFmpegError):
+                pass
+            raise RecorderError(f"cannot record to {self._name}: {_reason(exc)}") from None
+        return container
+
+    def _add_streams(self, container: av.container.OutputContainer) -> None:
+        # bf=0: without B-frames the first frame has pts = dts = 0, so video and audio start
+        # together in a fragmented file (B-frames shift the video by two frames there). The AAC
+        # encoder's 1024-sample priming still makes the muxer shift both streams by 21 ms at
+        # 48 kHz: frame 0 is shown that much longer and audio and video stay in sync.
+        # A keyframe every second starts a fragment every second.
+        v = container.add_stream("libx264", rate=self.fps, options={
+            "crf": str(self._crf), "preset": self._preset, "bf": "0"})
+        v.width, v.height = self.encoded_size
+        v.pix_fmt = "yuv420p"
+        v.time_base = 1 / self.fps
+        cc = v.codec_context
+        cc.gop_size = max(1, round(float(self.fps)))
+        # Converted with the BT.709 matrix (limited range) and tagged so, as players assume for HD.
+        cc.colorspace = int(Colorspace.ITU709)
+        cc.color_range = int(ColorRange.MPEG)
+        cc.color_trc = int(ColorTrc.BT709)
+        cc.color_primaries = int(ColorPrimaries.BT709)
+        self._vstream = v
+        self._astream = None
+        if self.audio_channels:
+            a = container.add_stream("aac", rate=self.audio_rate_hz)
+            a.layout = AUDIO_LAYOUTS[self.audio_channels]
+            a.bit_rate = AAC_BIT_RATE_PER_CHANNEL * self.audio_channels
+            self._astream = a
+
+    # -- encoder thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                if item[0] == "v":
+                    try:
+                        self._encode_video(item[1], item[2])
+                    finally:
+                        self._video_slots.release()
+                else:
+                    self._encode_audio(item[1])
+            self._finish()
+        except Exception as exc:  # the thread's boundary: whatever it was, the show goes on
+            self._fail(exc)
+
+    def _encode_video(self, rgb: np.ndarray, frame_index: int) -> None:
+        w, h = self.encoded_size
+        if rgb.shape[:2] != (h, w):
+            rgb = np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame = self._reformatter.reformat(
+            frame, format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
+            dst_color_trc=ColorTrc.BT709, dst_color_primaries=ColorPrimaries.BT709)
+        frame.pts = frame_index
+        frame.time_base = 1 / self.fps
+        self._container.mux(self._vstream.encode(frame))
+        self.frames_written += 1
+
+    def _encode_audio(self, samples: np.ndarray) -> None:
+        # Re-frame into exact AAC frames so that every frame's pts is its first sample's index.
+        pending = np.concatenate([self._audio_pending, samples]) if len(self._audio_pending) else samples
+        n_full = len(pending) // AAC_FRAME_SAMPLES * AAC_FRAME_SAMPLES
+        for start in range(0, n_full, AAC_FRAME_SAMPLES):
+            self._encode_audio_frame(pending[start:start + AAC_FRAME_SAMPLES])
+        self._audio_pending = pending[n_full:]
+
+    def _encode_audio_frame(self, chunk: np.ndarray) -> None:
+        """Encode (n, ch) float32, n <= 1024 (only the last frame may be short)."""
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp",
+                                           layout=self._astream.layout)
+        frame.sample_rate = self.audio_rate_hz
+        frame.pts = self.audio_samples_written
+        frame.time_base = Fraction(1, self.audio_rate_hz)
+        self._container.mux(self._astream.encode(frame))
+        self.audio_samples_written += len(chunk)
+
+    def _finish(self) -> None:
+        if self._astream is not None:
+            if len(self._audio_pending):
+                self._encode_audio_frame(self._audio_pending)
+                self._audio_pending = self._audio_pending[:0]
+            self._container.mux(self._astream.encode(None))
+        self._container.mux(self._vstream.encode(None))
+        self._container.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = f"recording to {self._name} stopped: {_reason(exc)}"
+        if isinstance(exc, (OSError, av.FFmpegError)):
+            log.error("%s", self.error)
+        else:
+            log.exception("%s", self.error)
+        try:
+            self._container.close()   # finish the last fragment if the file still takes it
+        except Exception:  # the file is already broken; what was written before stays
+            pass
+        # Producers see `error` and stop; free the frames still queued.
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
