@@ -1,0 +1,143 @@
+"""The model worker: latest wins, stamps increase, errors come back in results, render_now matches."""
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from vj.audio.features import Features
+from vj.models.base import Generator, ModelArgs
+from vj.models.cppn import CPPNGenerator
+from vj.models.worker import ModelWorker
+
+W, H = 16, 8
+
+
+@dataclass(frozen=True)
+class NumberArgs(ModelArgs):
+    value: float = 0.0                # the grey level to render; negative raises, 2 gives a bad shape
+
+
+class FakeGenerator(Generator):
+    """Renders a flat grey of `args.value`, slowly, and records what it rendered (a test double)."""
+
+    name = "fake"
+
+    def __init__(self, delay_s=0.0):
+        self.delay_s = delay_s
+        self.rendered = []
+        self.started = threading.Event()
+
+    @property
+    def output_size(self):
+        return W, H
+
+    def params(self):
+        return []
+
+    def advance(self, frame, features, dt_s):
+        return NumberArgs(z=(), value=0.5)
+
+    def reset(self):
+        pass
+
+    def render(self, args):
+        self.started.set()
+        time.sleep(self.delay_s)
+        self.rendered.append(args.value)
+        if args.value < 0:
+            raise RuntimeError(f"bad value {args.value}\nsecond line of detail")
+        if args.value == 2:
+            return torch.zeros(1, 3, H + 1, W)
+        return torch.full((1, 3, H, W), args.value)
+
+
+def args(value):
+    return NumberArgs(z=(), value=value)
+
+
+def test_latest_wins_with_a_slow_generator():
+    gen = FakeGenerator(delay_s=0.2)
+    with ModelWorker(gen) as worker:
+        first = worker.submit(args(0.0))
+        assert gen.started.wait(2.0)                 # the first one is rendering now
+        stamps = [worker.submit(args(i / 10)) for i in range(1, 10)]
+        assert stamps == sorted(stamps) and len(set(stamps)) == 9 and stamps[0] > first
+        result = worker.wait(stamps[-1], timeout_s=5.0)
+        assert result is not None and result.stamp == stamps[-1]
+        assert gen.rendered == [0.0, 0.9]            # everything in between was replaced
+        assert worker.dropped == 8
+        np.testing.assert_allclose(result.image, 0.9)
+        assert worker.poll() is None                 # taken once
+
+
+def test_poll_returns_only_the_newest_finished_result():
+    gen = FakeGenerator()
+    with ModelWorker(gen) as worker:
+        assert worker.poll() is None
+        s1 = worker.submit(args(0.1))
+        assert worker.wait(s1, timeout_s=5.0).stamp == s1
+        s2 = worker.submit(args(0.2))
+        deadline = time.monotonic() + 5.0
+        while worker.frames_done < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        result = worker.poll()
+        assert result.stamp == s2 and result.error is None
+        assert worker.poll() is None
+        assert worker.last_elapsed_s > 0.0
+
+
+def test_result_image_is_a_frozen_contiguous_float_array():
+    with ModelWorker(FakeGenerator()) as worker:
+        result = worker.render_now(args(0.25))
+    img = result.image
+    assert img.shape == (H, W, 3) and img.dtype == np.float32 and img.flags.c_contiguous
+    assert not img.flags.writeable
+    np.testing.assert_allclose(img, 0.25)
+
+
+def test_render_errors_come_back_in_the_result_and_the_worker_keeps_going():
+    gen = FakeGenerator()
+    with ModelWorker(gen) as worker:
+        bad = worker.wait(worker.submit(args(-1.0)), timeout_s=5.0)
+        assert bad.error == "RuntimeError: bad value -1.0"
+        assert bad.image.shape == (H, W, 3) and not bad.image.any()
+        wrong = worker.wait(worker.submit(args(2.0)), timeout_s=5.0)
+        assert wrong.error.startswith("AssertionError: render returned shape (1, 3, 9, 16)")
+        good = worker.wait(worker.submit(args(0.5)), timeout_s=5.0)
+        assert good.error is None and good.stamp > wrong.stamp > bad.stamp
+        assert worker.errors == 2 and worker.frames_done == 3
+        assert worker.render_now(args(-3.0)).error.startswith("RuntimeError")
+
+
+def test_render_now_equals_the_threaded_result():
+    gen = CPPNGenerator(64, 36)
+    frames = [gen.advance({}, Features(t_s=i / 30, bass=0.7, onset=i == 1), 1 / 30) for i in range(3)]
+    with ModelWorker(gen) as worker:
+        for a in frames:
+            threaded = worker.wait(worker.submit(a), timeout_s=10.0)
+            direct = worker.render_now(a)
+            assert threaded.error is None and direct.error is None
+            assert np.array_equal(threaded.image, direct.image)
+            expected = gen.render(a)[0].permute(1, 2, 0).numpy()
+            assert np.array_equal(direct.image, expected)
+
+
+def test_fps_counts_finished_renders():
+    with ModelWorker(FakeGenerator(delay_s=0.01)) as worker:
+        for _ in range(4):
+            worker.wait(worker.submit(args(0.1)), timeout_s=5.0)
+        assert 1.0 < worker.fps < 200.0
+
+
+def test_close_is_idempotent_and_submit_after_close_raises():
+    worker = ModelWorker(FakeGenerator())
+    worker.close()
+    worker.close()
+    assert not worker._thread.is_alive()
+    with pytest.raises(RuntimeError):
+        worker.submit(args(0.1))
+    assert worker.render_now(args(0.3)).error is None     # offline rendering needs no thread

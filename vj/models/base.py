@@ -1,0 +1,78 @@
+"""The Generator protocol every model implements, and the frozen ModelArgs it hands to the worker."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from vj.audio.features import Features
+from vj.params import Param
+
+Value = Any  # a param value: float | int | bool | tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """Everything `render` needs for one frame: a frozen, picklable snapshot made on the main thread.
+
+    Generators subclass it to add their own fields (all plain floats/ints/tuples).
+    """
+
+    z: tuple[float, ...]              # (z_dim,) latent vector
+    walk_pos: float = 0.0             # position on the keyframe grid, in keyframes (for display/debug)
+
+
+class Generator(abc.ABC):
+    """A model that turns params and audio features into images.
+
+    `advance` runs on the main thread: cheap and deterministic, it integrates the latent walk
+    (the same sequence of (frame, features, dt_s) gives the same args). `render` runs on the
+    worker thread: a pure function of its args, returning a (1, 3, H, W) float tensor in 0..1.
+    """
+
+    name: str = ""
+
+    @property
+    @abc.abstractmethod
+    def output_size(self) -> tuple[int, int]:
+        """(width_px, height_px) of every image `render` returns."""
+
+    @abc.abstractmethod
+    def params(self) -> list[Param]:
+        """The params this generator reads, all under `/model/`."""
+
+    @abc.abstractmethod
+    def advance(self, frame: Mapping[str, Value], features: Features, dt_s: float) -> ModelArgs:
+        """Integrate the walk by dt_s seconds and return the args for the new frame (main thread)."""
+
+    @abc.abstractmethod
+    def render(self, args: ModelArgs) -> torch.Tensor:
+        """(1, 3, H, W) float32 in 0..1 for `args` (worker thread; must not change any state)."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Go back to the start of the walk."""
+
+
+def read_params(frame: Mapping[str, Value], params: list[Param]) -> dict[str, Value]:
+    """Values of `params` by path from `frame`; a missing or unusable value falls back to the default."""
+    out: dict[str, Value] = {}
+    for p in params:
+        v = frame.get(p.path, p.default)
+        try:
+            out[p.path] = p.coerce(v)
+        except (ValueError, TypeError):
+            out[p.path] = p.coerce(p.default)
+    return out
+
+
+def assert_image(image: torch.Tensor, width_px: int, height_px: int) -> torch.Tensor:
+    """Check a generator output is (1, 3, H, W) floating point; returns it unchanged."""
+    assert isinstance(image, torch.Tensor), f"render must return a torch.Tensor, got {type(image).__name__}"
+    assert tuple(image.shape) == (1, 3, height_px, width_px), (
+        f"render returned shape {tuple(image.shape)}, expected (1, 3, {height_px}, {width_px})")
+    assert image.is_floating_point(), f"render returned dtype {image.dtype}, expected a float tensor"
+    return image

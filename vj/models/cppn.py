@@ -1,0 +1,182 @@
+"""The default generator: a CPPN with fixed seeded weights, walked through its latent space by the music."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+from vj.audio.features import Features
+from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
+from vj.models.walk import LatentWalk, walk_params
+from vj.params import Param
+
+TAU = 2.0 * math.pi
+# Chosen by eye on contact sheets of many seeds and walk positions (see the module tests for the
+# "colourful, not grey" guard). Weight scales are multiples of 1/sqrt(fan_in): higher = busier forms.
+WARP = 8                              # sine waves in the domain warp
+W_IN, W_HID, W_Z, W_OUT = 1.6, 1.8, 0.9, 2.0
+ACTIVATIONS = ("sin", "tanh", "gauss")  # hidden layer i uses ACTIVATIONS[i % 3]
+MIX = 0.25                            # share of the network's own RGB; the rest is the cosine palette
+LIGHT_GAIN, LIGHT_BIAS = 2.0, 1.0     # contrast and brightness of the light channel
+
+
+@dataclass(frozen=True)
+class CPPNArgs(ModelArgs):
+    """One CPPN frame: the latent plus the view (zoom, rotation), detail and colour shift."""
+
+    zoom: float = 1.0                 # > 1 magnifies
+    angle_rad: float = 0.0            # rotation of the plane
+    detail: float = 0.5               # 0..1: frequency of the coordinate features
+    hue: float = 0.0                  # 0..1: turn of the colour palette
+
+
+def cppn_params() -> list[Param]:
+    """The params the CPPN reads; the walk ones are shared with the other generators."""
+    return walk_params(speed=0.05) + [
+        Param("/model/zoom", 1.0, 0.25, 4.0, unit="x", smoothing_s=0.3,
+              description="magnification of the pattern"),
+        Param("/model/detail", 0.5, 0.0, 1.0, smoothing_s=0.3,
+              description="fineness of the forms: low = broad blobs, high = fine filigree"),
+        Param("/model/spin", 0.01, -0.5, 0.5, unit="turn/s", smoothing_s=0.5,
+              description="rotation speed of the plane"),
+        Param("/model/hue", 0.0, 0.0, 1.0, unit="turn", smoothing_s=0.2,
+              description="turns the colour palette"),
+    ]
+
+
+class CPPNGenerator(Generator):
+    """Compositional pattern-producing network: per-pixel coordinate features + latent z -> colour.
+
+    Weights are drawn once from `seed`; nothing is trained or downloaded. The plane is first swirled
+    by a sine domain warp; per pixel the inputs are then x, y, radius and sin/cos Fourier features
+    of (x, y), and the latent z enters every layer (and the warp) as a bias. Hidden layers cycle
+    through sin, tanh and gaussian activations. Five outputs per pixel: RGB logits, an index into a
+    cosine palette (blended in to keep colours saturated), and a light channel for dark/bright depth.
+    """
+
+    name = "cppn"
+
+    def __init__(self, width_px: int = 256, height_px: int = 144, seed: int = 0, hidden: int = 24,
+                 layers: int = 4, z_dim: int = 12, fourier: int = 6, chunk_px: int = 8192):
+        if width_px < 1 or height_px < 1:
+            raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
+        if hidden < 1 or layers < 1 or z_dim < 1 or fourier < 0 or chunk_px < 1:
+            raise ValueError("hidden, layers, z_dim and chunk_px must be >= 1 and fourier >= 0")
+        self.width_px, self.height_px = int(width_px), int(height_px)
+        self.seed, self.hidden, self.layers = int(seed), int(hidden), int(layers)
+        self.z_dim, self.fourier, self.chunk_px = int(z_dim), int(fourier), int(chunk_px)
+        self._params = cppn_params()
+        self.walk = LatentWalk(self.z_dim, base_seed=self.seed)
+        self._angle_rad = 0.0
+
+        g = torch.Generator().manual_seed(self.seed)
+
+        def normal(*shape: int, std: float) -> torch.Tensor:
+            return torch.randn(*shape, generator=g, dtype=torch.float32) * std
+
+        n_in = 3 + 2 * self.fourier
+        # Domain warp (Quilez): q = p + sin(p @ warp_a + bias(z)) @ warp_b, swirls the plane.
+        self._warp_a = normal(2, WARP, std=1.2)                                  # (2, WARP)
+        self._warp_b = normal(WARP, 2, std=0.5 / math.sqrt(WARP))                # (WARP, 2)
+        self._warp_z = normal(self.z_dim, WARP, std=1.0 / math.sqrt(self.z_dim)) # (z_dim, WARP)
+        # Directions of the Fourier features, (2, fourier), with lengths spread over an octave range.
+        dirs = normal(2, self.fourier, std=1.0)
+        dirs = dirs / dirs.norm(dim=0, keepdim=True).clamp_min(1e-6)
+        self._fourier_dirs = dirs * torch.linspace(0.6, 1.6, self.fourier)
+        # (n_in, hidden), then (hidden, hidden) per layer; z_weights (layers, z_dim, hidden).
+        self._w_in = normal(n_in, hidden, std=W_IN / math.sqrt(n_in))
+        self._w_hidden = [normal(hidden, hidden, std=W_HID / math.sqrt(hidden)) for _ in range(layers - 1)]
+        self._biases = normal(layers, hidden, std=0.3)
+        self._w_z = normal(layers, self.z_dim, hidden, std=W_Z / math.sqrt(self.z_dim))
+        self._w_out = normal(hidden, 5, std=W_OUT / math.sqrt(hidden))
+        # Cosine palette colour = 0.5 + 0.5 * cos(TAU * (freq * t + phase)), (3,) each (Quilez).
+        self._pal_freq = 0.5 + 0.5 * torch.rand(3, generator=g)
+        self._pal_phase = torch.tensor([0.0, 0.33, 0.67]) + 0.15 * torch.rand(3, generator=g)
+
+        # (N, 2) pixel centres, y up, the short side spanning -1..1 (N = H * W, row-major).
+        aspect = self.width_px / self.height_px
+        xs = (torch.arange(self.width_px, dtype=torch.float32) + 0.5) / self.width_px * 2.0 - 1.0
+        ys = 1.0 - (torch.arange(self.height_px, dtype=torch.float32) + 0.5) / self.height_px * 2.0
+        if aspect >= 1.0:
+            xs = xs * aspect
+        else:
+            ys = ys / aspect
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        self._grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).contiguous()
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.width_px, self.height_px
+
+    def params(self) -> list[Param]:
+        return list(self._params)
+
+    def reset(self) -> None:
+        self.walk.reset()
+        self._angle_rad = 0.0
+
+    def advance(self, frame: Mapping[str, Value], features: Features, dt_s: float) -> CPPNArgs:
+        v = read_params(frame, self._params)
+        dt_s = max(float(dt_s), 0.0)
+        z = self.walk.advance(v, features, dt_s)
+        self._angle_rad = math.fmod(self._angle_rad + TAU * v["/model/spin"] * dt_s, TAU)
+        return CPPNArgs(z=tuple(float(x) for x in z), walk_pos=self.walk.pos, zoom=v["/model/zoom"],
+                        angle_rad=self._angle_rad, detail=v["/model/detail"], hue=v["/model/hue"])
+
+    def render(self, args: ModelArgs) -> torch.Tensor:
+        assert isinstance(args, CPPNArgs), f"CPPNGenerator.render needs CPPNArgs, got {type(args).__name__}"
+        assert len(args.z) == self.z_dim, f"latent has {len(args.z)} dims, expected {self.z_dim}"
+        with torch.inference_mode():
+            z = torch.tensor(args.z, dtype=torch.float32)                       # (z_dim,)
+            layer_bias = self._biases + torch.einsum("z,lzh->lh", z, self._w_z)   # (layers, hidden)
+            c, s = math.cos(args.angle_rad), math.sin(args.angle_rad)
+            view = torch.tensor([[c, s], [-s, c]], dtype=torch.float32) / max(args.zoom, 1e-3)  # (2, 2)
+            freq = self._fourier_dirs * (0.5 + 4.0 * args.detail)               # (2, fourier)
+            warp_bias = z @ self._warp_z                                        # (WARP,)
+            n = self._grid.shape[0]
+            out = torch.empty(n, 5, dtype=torch.float32)                         # (N, 5) raw outputs
+            for start in range(0, n, self.chunk_px):
+                stop = min(start + self.chunk_px, n)
+                out[start:stop] = self._render_rows(self._grid[start:stop], view, freq, layer_bias, warp_bias)
+            out = self._colour(out, args.hue)                                    # (N, 3)
+            image = out.t().reshape(1, 3, self.height_px, self.width_px)        # (1, 3, H, W), a view
+        return assert_image(image, self.width_px, self.height_px)
+
+    def _render_rows(self, grid: torch.Tensor, view: torch.Tensor, freq: torch.Tensor,
+                     layer_bias: torch.Tensor, warp_bias: torch.Tensor) -> torch.Tensor:
+        """(n, 2) pixel coordinates -> (n, 5) raw outputs: RGB logits, palette index, light."""
+        p = grid @ view                                                          # (n, 2)
+        p = p + torch.sin(torch.addmm(warp_bias, p, self._warp_a)) @ self._warp_b  # (n, 2) warped
+        r = p.norm(dim=1, keepdim=True)                                          # (n, 1)
+        phase = p @ freq                                                         # (n, fourier)
+        x = torch.cat([p, r, torch.sin(phase), torch.cos(phase)], dim=1)         # (n, 3 + 2 * fourier)
+        h = torch.addmm(layer_bias[0], x, self._w_in)                            # (n, hidden)
+        for i, w in enumerate(self._w_hidden, start=1):
+            h = self._activate(h, i - 1)
+            h = torch.addmm(layer_bias[i], h, w)
+        h = self._activate(h, self.layers - 1)
+        return h @ self._w_out                                                   # (n, 5)
+
+    def _colour(self, o: torch.Tensor, hue: float) -> torch.Tensor:
+        """(N, 5) raw outputs -> (N, 3) colours in 0..1: sigmoid RGB blended with a cosine palette.
+
+        The light channel is centred on its frame mean, so no latent leaves the whole frame dark.
+        """
+        rgb = torch.sigmoid(o[:, :3])
+        t = o[:, 3:4]                                                            # (N, 1) palette index
+        pal = 0.5 + 0.5 * torch.cos(TAU * (t * self._pal_freq + self._pal_phase + hue))
+        light_raw = o[:, 4:5]
+        light = torch.sigmoid(LIGHT_GAIN * (light_raw - light_raw.mean()) + LIGHT_BIAS)  # (N, 1)
+        return (MIX * rgb + (1.0 - MIX) * pal) * (0.08 + 0.92 * light)
+
+    @staticmethod
+    def _activate(h: torch.Tensor, i: int) -> torch.Tensor:
+        kind = ACTIVATIONS[i % len(ACTIVATIONS)]
+        if kind == "sin":
+            return h.sin_()
+        if kind == "tanh":
+            return h.tanh_()
+        return h.square_().neg_().exp_()                                        # gaussian
