@@ -1,0 +1,88 @@
+"""The master stage: output gain and blackout into an 8-bit framebuffer, readback, and the blit to a window."""
+
+from __future__ import annotations
+
+import moderngl
+import numpy as np
+
+from vj.gfx.context import bind_default_framebuffer
+
+_VS = """
+#version 330
+in vec2 in_pos;
+out vec2 uv;
+void main() {
+    uv = in_pos * 0.5 + 0.5;
+    gl_Position = vec4(in_pos, 0.0, 1.0);
+}
+"""
+
+_FS = """
+#version 330
+uniform sampler2D src;
+uniform float gain;
+in vec2 uv;
+out vec4 color;
+void main() {
+    color = vec4(clamp(texture(src, uv).rgb * gain, 0.0, 1.0), 1.0);
+}
+"""
+
+
+class MasterPass:
+    """Last stage of every frame. Its 8-bit RGBA target is what the window shows and the recorder reads."""
+
+    def __init__(self, ctx: moderngl.Context, width_px: int, height_px: int):
+        self.ctx = ctx
+        self.prog = ctx.program(vertex_shader=_VS, fragment_shader=_FS)
+        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4")
+        self._vbo = ctx.buffer(quad.tobytes())
+        self.vao = ctx.vertex_array(self.prog, [(self._vbo, "2f", "in_pos")])
+        self.texture: moderngl.Texture | None = None
+        self.fbo: moderngl.Framebuffer | None = None
+        self.resize(width_px, height_px)
+
+    def resize(self, width_px: int, height_px: int) -> None:
+        if self.texture is not None and self.texture.size == (width_px, height_px):
+            return
+        if self.fbo is not None:
+            bind_default_framebuffer(self.ctx)  # releasing a bound framebuffer breaks the next one made
+            self.fbo.release()
+            self.texture.release()
+        self.texture = self.ctx.texture((width_px, height_px), 4, dtype="f1")
+        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self.fbo = self.ctx.framebuffer(color_attachments=[self.texture])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.texture.size
+
+    def render(self, src: moderngl.Texture, gain: float) -> moderngl.Texture:
+        self.fbo.use()
+        self.fbo.viewport = (0, 0, *self.texture.size)
+        src.use(0)
+        self.prog["src"].value = 0
+        self.prog["gain"].value = float(gain)
+        self.ctx.disable(moderngl.BLEND)
+        self.vao.render(moderngl.TRIANGLE_STRIP)
+        return self.texture
+
+    def read_rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8, row 0 at the top of the picture."""
+        w, h = self.texture.size
+        data = self.fbo.read(components=3, alignment=1)
+        return np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(h, w, 3)[::-1])
+
+    def blit_to(self, target: moderngl.Framebuffer, viewport: tuple[int, int, int, int]) -> None:
+        """Draw the master picture into `target` (a window), letterboxed inside `viewport`."""
+        target.use()
+        target.clear(0.0, 0.0, 0.0, 1.0)
+        x, y, w, h = viewport
+        tw, th = self.texture.size
+        scale = min(w / tw, h / th)
+        vw, vh = max(1, int(tw * scale)), max(1, int(th * scale))
+        target.viewport = (x + (w - vw) // 2, y + (h - vh) // 2, vw, vh)
+        self.texture.use(0)
+        self.prog["src"].value = 0
+        self.prog["gain"].value = 1.0
+        self.vao.render(moderngl.TRIANGLE_STRIP)
