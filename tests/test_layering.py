@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "vj"
-HEAVY = ("torch", "moderngl", "glfw", "av")
+HEAVY = ("torch", "moderngl", "glfw")
 LAYER = {"config": 0, "clock": 0, "params": 0, "audio": 1, "control": 1, "modulation": 1, "presets": 1,
-         "models": 2, "gfx": 2, "output": 3, "engine": 4, "bench": 4, "cli": 5}
+         "models": 2, "gfx": 2, "output": 3, "engine": 4, "show": 5, "bench": 5, "cli": 6}
 
 
 def imports(path):

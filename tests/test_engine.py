@@ -1,0 +1,120 @@
+"""The engine on real GL (Mesa EGL): presets, OSC from oscsend into the rendered frame, master controls."""
+
+import queue
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from vj.audio.features import Features
+from vj.config import AudioConfig, RenderConfig
+from vj.control.osc import OSCServer
+from vj.engine import Engine, merge_hops
+from vj.gfx.context import create_headless_context, release_context
+from vj.presets import PresetError, list_presets, parse_preset
+
+CFG = RenderConfig(width_px=160, height_px=96, fps=30.0, model_width_px=96, model_height_px=54)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    c = create_headless_context()
+    yield c
+    release_context(c)
+
+
+@pytest.fixture
+def engine(ctx):
+    assert ctx.error == "GL_NO_ERROR"
+    e = Engine(ctx, CFG, AudioConfig(), live=False)
+    yield e
+    e.close()
+    assert ctx.error == "GL_NO_ERROR"
+
+
+def frames(engine, n, audio=None):
+    out = None
+    for i in range(n):
+        chunk = None if audio is None else audio[i * 1600:(i + 1) * 1600]
+        engine.step_offline(chunk, i / 30, 1 / 30)
+        out = engine.read_rgb(None)
+    return out.astype(np.float32)
+
+
+def test_every_shipped_preset_loads_and_they_look_different(engine):
+    names = list_presets()
+    assert len(names) >= 3
+    pics = {}
+    for name in names:
+        engine.load_preset(name)
+        pic = frames(engine, 5)
+        assert pic.std() > 5, f"{name} renders a flat picture"
+        pics[name] = pic
+    for a in names:
+        for b in names:
+            if a < b:
+                assert np.abs(pics[a] - pics[b]).mean() > 10, f"{a} and {b} look alike"
+
+
+def test_a_bad_preset_changes_nothing(engine, tmp_path):
+    engine.load_preset("default")
+    before = dict(engine.registry.values())
+    bad = tmp_path / "preset-unknown-path.toml"
+    bad.write_text('name = "bad"\n[[effects]]\nshader = "kaleido"\n[values]\n"/fx/kaleido/nope" = 1.0\n')
+    with pytest.raises(PresetError, match=r"preset-unknown-path.toml:5: unknown param"):
+        engine.load_preset(str(bad))
+    assert dict(engine.registry.values()) == before
+
+
+@pytest.mark.skipif(shutil.which("oscsend") is None, reason="liblo-tools missing")
+def test_oscsend_changes_the_rendered_frame(engine):
+    engine.load_preset("default")
+    lit = frames(engine, 4)
+    assert lit.mean() > 10
+    server = OSCServer(engine.changes, port=0).start()
+    try:
+        subprocess.run(["oscsend", "127.0.0.1", str(server.port), "/master/brightness", "f", "0"], check=True)
+        deadline = time.monotonic() + 3
+        while engine.changes.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        dark = frames(engine, 30)  # brightness is smoothed over 50 ms
+    finally:
+        server.close()
+    assert engine.registry.get("/master/brightness") == 0.0
+    assert dark.max() < 3, "brightness 0 over OSC should give a black frame"
+
+
+def test_blackout_fades_and_freeze_holds(engine):
+    engine.load_preset("default")
+    frames(engine, 3)
+    engine.registry.set("/master/freeze", True)
+    a = frames(engine, 1)
+    b = frames(engine, 5)
+    assert np.array_equal(a, b), "freeze must hold the picture"
+    engine.registry.set("/master/freeze", False)
+    engine.registry.set("/master/blackout", True)
+    engine.registry.set("/master/blackout_fade_s", 0.2)
+    mid = frames(engine, 3)       # 0.1 s into a 0.2 s fade
+    end = frames(engine, 6)
+    assert end.max() < 1 and mid.mean() > 1
+
+
+def test_merge_hops_keeps_onsets_between_frames():
+    hops = [Features(onset=True, onset_strength=0.9), Features(bass=0.5)]
+    f = merge_hops(hops, Features())
+    assert f.onset and f.onset_strength == 0.9 and f.bass == 0.5
+    assert not merge_hops([], f).onset
+
+
+def test_same_audio_same_frames(ctx):
+    rng = np.random.default_rng(1)
+    audio = (rng.standard_normal(48000) * 0.3).astype(np.float32)
+    pics = []
+    for _ in range(2):
+        e = Engine(ctx, CFG, AudioConfig(), live=False)
+        e.load_preset("default")
+        pics.append(frames(e, 12, audio))
+        e.close()
+    assert np.array_equal(pics[0], pics[1])

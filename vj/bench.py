@@ -1,0 +1,129 @@
+"""`vj bench`: per-stage timings and whole-pipeline rates measured side by side in one run."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vj.audio.analyzer import Analyzer
+from vj.audio.demo import demo_track
+from vj.config import AudioConfig, RenderConfig
+from vj.engine import Engine
+from vj.gfx.context import create_headless_context, release_context
+from vj.output.recorder import Recorder
+from vj.show import render_offline
+
+
+def _stats(samples_s: list[float]) -> str:
+    a = np.asarray(samples_s) * 1e3
+    p50, p99 = np.percentile(a, 50), np.percentile(a, 99)
+    return f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  ({1000.0 / p50:6.1f} /s)"
+
+
+def _time(fn, n: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def run_bench(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, frames: int = 90, preset: str = "default",
+              out=print) -> dict[str, float]:
+    """Prints a table; returns the headline rates (frames per second) by name."""
+    w, h = render_cfg.width_px, render_cfg.height_px
+    out(f"vj bench: preset {preset}, {w}x{h}, model {render_cfg.model_width_px}x{render_cfg.model_height_px}, "
+        f"{frames} frames per stage")
+    results: dict[str, float] = {}
+
+    sr = audio_cfg.sample_rate_hz
+    track = demo_track(sr).mean(axis=1)
+    analyzer = Analyzer(audio_cfg)
+    seconds = 10.0
+    chunk = track[: int(seconds * sr)]
+    t0 = time.perf_counter()
+    hops = 0
+    for i in range(0, len(chunk), audio_cfg.block_frames):
+        hops += len(analyzer.process(chunk[i:i + audio_cfg.block_frames]))
+    el = time.perf_counter() - t0
+    out(f"  analysis        {el / hops * 1e6:8.1f} us per hop ({hops} hops), real-time factor {seconds / el:6.0f}x")
+
+    ctx = create_headless_context()
+    engine = Engine(ctx, render_cfg, audio_cfg, live=False)
+    try:
+        engine.load_preset(preset)
+        frame, args = engine.prepare(chunk[:800], 0.0, 1 / 30)
+        res = engine.worker.render_now(args)
+        model = _time(lambda: engine.worker.render_now(args), frames)
+        out(f"  model alone     {_stats(model)}")
+        results["model_fps"] = 1.0 / float(np.median(model))
+        upload = _time(lambda: (engine.uploader.upload(res.image), ctx.finish()), frames)
+        out(f"  upload          {_stats(upload)}")
+        engine.take_model_result(res)
+
+        def chain_only():
+            engine.compose(frame)
+            ctx.finish()
+        shaders = _time(chain_only, frames)
+        out(f"  shader chain    {_stats(shaders)}  ({len(engine.preset.effects)} effects + master)")
+        results["shaders_fps"] = 1.0 / float(np.median(shaders))
+        readback = _time(lambda: engine.read_rgb(None), frames)
+        out(f"  readback        {_stats(readback)}")
+        rgb = engine.read_rgb(None)
+    finally:
+        engine.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = Recorder(Path(tmp) / "enc.mp4", w, h, render_cfg.fps, sr, 2, blocking=True)
+        frames_rgb = [np.roll(rgb, 8 * i, axis=1) for i in range(8)]
+        t0 = time.perf_counter()
+        for i in range(frames):
+            rec.add_video(frames_rgb[i % 8], i)
+        rec.close()
+        el = time.perf_counter() - t0
+        out(f"  encode (H.264)  {el / frames * 1e3:7.2f} ms per frame ({frames / el:6.1f} fps)")
+        results["encode_fps"] = frames / el
+
+        live_fps, model_rate = _live_rate(ctx, render_cfg, audio_cfg, preset, seconds=4.0)
+        out(f"  live loop       display {live_fps:6.1f} fps, model {model_rate:6.1f} fps (no vsync, offscreen)")
+        results["live_display_fps"], results["live_model_fps"] = live_fps, model_rate
+
+        rep = render_offline("demo", Path(tmp) / "whole.mp4", preset, render_cfg, audio_cfg, start_s=20.0,
+                             duration_s=frames / render_cfg.fps, progress=False)
+        out(f"  whole pipeline  {rep.fps:6.1f} fps offline render ({rep.frames} frames, "
+            f"{rep.duration_s / rep.elapsed_s:.2f}x real time at {render_cfg.fps:g} fps)")
+        results["render_fps"] = rep.fps
+    release_context(ctx)
+    return results
+
+
+def _live_rate(ctx, render_cfg: RenderConfig, audio_cfg: AudioConfig, preset: str, seconds: float):
+    """Display and model rates of the live loop (threaded model, latest wins) without vsync."""
+    engine = Engine(ctx, render_cfg, audio_cfg, live=True)
+    try:
+        engine.load_preset(preset)
+        track = demo_track(audio_cfg.sample_rate_hz).mean(axis=1)
+        sr = audio_cfg.sample_rate_hz
+        pos = int(20 * sr)
+        t0 = last = time.perf_counter()
+        n = 0
+        model0 = engine.model_frames
+        while last - t0 < seconds:
+            now = time.perf_counter()
+            dt = now - last
+            last = now
+            k = int(dt * sr)
+            engine.step_live(track[pos:pos + k], now - t0, dt)
+            pos += k
+            ctx.finish()
+            n += 1
+        el = time.perf_counter() - t0
+        return n / el, (engine.model_frames - model0) / el
+    finally:
+        engine.close()

@@ -1,0 +1,200 @@
+"""argv -> config -> the show; no logic of its own. Errors are one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from vj.config import AudioConfig, ControlConfig, RenderConfig
+
+DEMO_SECONDS = 40.0
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used."""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1280x720, got {text!r}") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is outside 16..8192")
+    return w, h
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _render_cfg(args) -> RenderConfig:
+    w, h = args.size
+    return RenderConfig(width_px=w, height_px=h, fps=getattr(args, "fps", 30.0))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vj", description="Real-time VJ engine: neural visuals played to music.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="live output in a window")
+    run.add_argument("--preset", default="default", help="preset name (in presets/) or a .toml file")
+    run.add_argument("--audio", default="demo", help="input device name or index, an audio file, or 'demo'")
+    run.add_argument("--fullscreen", nargs="?", const=0, type=int, metavar="MONITOR",
+                     help="fullscreen on a monitor (index from `vj devices`, default 0)")
+    run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
+    run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
+    run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file")
+    run.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0: off; default 9000)")
+    run.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1)")
+    run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
+    run.add_argument("--screenshot", type=Path, metavar="PNG", help="save the last frame as PNG on exit")
+
+    ren = sub.add_parser("render", help="render an audio file offline to a video file")
+    ren.add_argument("audio", help="audio file (WAV/FLAC/MP3/OGG/M4A) or 'demo'")
+    ren.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    ren.add_argument("--preset", default="default", help="preset name (in presets/) or a .toml file")
+    ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
+    ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
+    ren.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in the audio (s)")
+    ren.add_argument("--duration", type=_positive, metavar="S", help="length to render (s; default: to the end)")
+    ren.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    demo = sub.add_parser("demo", help="the built-in demo: a window with a display, else demo.mp4")
+    demo.add_argument("-o", "--output", type=Path, default=Path("demo.mp4"))
+    demo.add_argument("--duration", type=_positive, default=DEMO_SECONDS, metavar="S")
+
+    sub.add_parser("devices", help="list audio inputs and monitors")
+
+    bench = sub.add_parser("bench", help="per-stage timings: analysis, model, upload, shaders, readback, encode")
+    bench.add_argument("--size", type=_size, default=(1280, 720))
+    bench.add_argument("--frames", type=int, default=90)
+    bench.add_argument("--preset", default="default")
+
+    sh = sub.add_parser("shaders", help="shader tools")
+    shsub = sh.add_subparsers(dest="shaders_command", metavar="ACTION")
+    sht = shsub.add_parser("test", help="compile and render every ISF file in a folder")
+    sht.add_argument("folder", type=Path, nargs="?", default=Path(__file__).resolve().parent.parent / "shaders")
+    sht.add_argument("--frames", type=int, default=3)
+
+    presets = sub.add_parser("presets", help="list presets")
+    presets.set_defaults(command="presets")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="vj: %(levelname)s: %(message)s" if not args.verbose else
+                        "%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _dispatch(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        known = type(exc).__name__.endswith("Error") or isinstance(exc, (OSError, ValueError))
+        print(f"vj: error: {msg}" + ("" if known else f" ({type(exc).__name__}; --debug for details)"),
+              file=sys.stderr)
+        return 1
+
+
+def _dispatch(args) -> int:
+    if args.command == "render":
+        from vj.show import render_offline
+        rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args), AudioConfig(),
+                             start_s=args.start, duration_s=args.duration,
+                             progress=False if args.no_progress else None)
+        print(f"wrote {rep.path}: {rep.frames} frames, {rep.duration_s:.2f} s at {args.fps:g} fps, "
+              f"rendered in {rep.elapsed_s:.1f} s ({rep.fps:.1f} fps, {rep.duration_s / rep.elapsed_s:.2f}x real time)")
+        return 0
+    if args.command == "run":
+        from vj.show import run_live
+        run_live(args.audio, args.preset, _render_cfg(args), AudioConfig(),
+                 ControlConfig(osc_host=args.osc_host, osc_port=args.osc_port), fullscreen=args.fullscreen,
+                 record=args.record, duration_s=args.duration, screenshot=args.screenshot)
+        return 0
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "devices":
+        return _devices()
+    if args.command == "presets":
+        from vj.presets import list_presets, load_preset
+        for name in list_presets():
+            print(f"{name:16s} {load_preset(name).description}")
+        return 0
+    if args.command == "bench":
+        from vj.bench import run_bench
+        run_bench(_render_cfg(args), AudioConfig(), frames=args.frames, preset=args.preset)
+        return 0
+    if args.command == "shaders":
+        if args.shaders_command != "test":
+            raise UsageError("usage: vj shaders test [FOLDER]")
+        from vj.gfx.shadertest import main as shaders_test
+        return shaders_test(args.folder, frames=args.frames)
+    raise UsageError(f"unknown command {args.command}")
+
+
+def _demo(args) -> int:
+    from vj.output.window import WindowError
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        from vj.show import run_live
+        try:
+            print("vj demo: live window with the built-in demo track; keys: f fullscreen, escape quit, "
+                  "left/right presets")
+            run_live("demo", "default", RenderConfig(), AudioConfig(), ControlConfig())
+            return 0
+        except WindowError as exc:
+            print(f"vj demo: no window ({exc}); rendering to {args.output} instead", file=sys.stderr)
+    from vj.show import render_offline
+    rep = render_offline("demo", args.output, "default", RenderConfig(), AudioConfig(), duration_s=args.duration,
+                         progress=None)
+    print(f"vj demo: wrote {rep.path.resolve()} ({rep.duration_s:.0f} s, 1280x720, {rep.frames} frames; "
+          f"rendered at {rep.fps:.1f} fps).\n"
+          "It shows the default scene: a neural CPPN generator walking its latent space, pushed by the "
+          "bass and kicked by drum onsets, through feedback, kaleidoscope, bloom and colour-grade shaders, "
+          "to the built-in synthesized demo track (quiet pads, a 120 BPM groove, a breakdown, a faster drop) "
+          "whose audio is muxed into the file.")
+    return 0
+
+
+def _devices() -> int:
+    from vj.audio.sources import list_devices
+    print("Audio inputs:")
+    devs = list_devices()
+    for d in devs:
+        print(f"  [{d['index']}] {d['name']} ({d['hostapi']}, {d['channels']} ch, {d['default_samplerate']:g} Hz)")
+    if not devs:
+        print("  none found (use --audio FILE or --audio demo)")
+    print("Monitors:")
+    try:
+        from vj.output.window import list_monitors
+        mons = list_monitors()
+    except Exception as exc:  # no display is a normal answer here
+        mons, _ = [], exc
+    for m in mons:
+        print(f"  [{m['index']}] {m['name']} {m['width']}x{m['height']} @ {m['refresh_hz']} Hz")
+    if not mons:
+        print("  none (no display)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""The frame loop: drains control Changes, analyses audio, runs the model and the shader chain; the only module that imports everything."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import moderngl
+import numpy as np
+
+from vj.audio.analyzer import Analyzer
+from vj.audio.features import SILENT, Features
+from vj.config import AudioConfig, RenderConfig
+from vj.gfx.chain import Chain
+from vj.gfx.isf import ISFError, ISFShader, load_isf
+from vj.gfx.master import MasterPass
+from vj.gfx.upload import TextureUploader
+from vj.models.registry import create_generator
+from vj.models.worker import ModelResult, ModelWorker
+from vj.modulation import Modulator, ParamFrame
+from vj.params import Change, Param, Registry
+from vj.presets import Preset, PresetError, list_presets, load_preset
+
+log = logging.getLogger(__name__)
+
+SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
+
+ENGINE_PARAMS = (
+    Param("/master/brightness", 1.0, 0.0, 2.0, smoothing_s=0.05, description="output gain"),
+    Param("/master/blackout", False, kind="bool", description="fade the output to black"),
+    Param("/master/blackout_fade_s", 0.15, 0.0, 5.0, unit="s", description="blackout fade time"),
+    Param("/master/freeze", False, kind="bool", description="hold the current picture"),
+    Param("/audio/gain", 1.0, 0.0, 8.0, unit="x", description="input gain before analysis"),
+)
+
+
+def merge_hops(hops: list[Features], previous: Features) -> Features:
+    """One snapshot for a frame that spans several analysis hops: the newest levels, any onset or beat in any hop."""
+    if not hops:
+        return dataclasses.replace(previous, onset=False, beat=False)
+    last = hops[-1]
+    if len(hops) == 1:
+        return last
+    return dataclasses.replace(
+        last,
+        onset=any(h.onset for h in hops),
+        beat=any(h.beat for h in hops),
+        onset_strength=max(h.onset_strength for h in hops),
+    )
+
+
+@dataclass
+class StageTimes:
+    """Rolling per-stage timings in seconds, for the HUD and `vj bench`."""
+
+    window: int = 600
+
+    def __post_init__(self):
+        self.samples: dict[str, deque] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.samples.setdefault(stage, deque(maxlen=self.window)).append(seconds)
+
+    def summary(self) -> dict[str, tuple[float, float]]:
+        """stage -> (p50_ms, p99_ms)."""
+        out = {}
+        for stage, d in self.samples.items():
+            a = np.asarray(d) * 1e3
+            out[stage] = (float(np.percentile(a, 50)), float(np.percentile(a, 99)))
+        return out
+
+
+class Engine:
+    """Owns the registry, the analyzer, the model and the chain. Only the main (render) thread calls it."""
+
+    def __init__(self, ctx: moderngl.Context, render_cfg: RenderConfig, audio_cfg: AudioConfig, *,
+                 live: bool, shader_dirs: tuple[Path, ...] = (), preset_dirs: list[Path] | None = None):
+        self.ctx = ctx
+        self.render_cfg = render_cfg
+        self.audio_cfg = audio_cfg
+        self.live = live
+        self.shader_dirs = tuple(shader_dirs) + (Path.cwd() / "shaders", SHADER_DIR)
+        self.preset_dirs = preset_dirs
+        self.registry = Registry()
+        self.registry.declare_all(ENGINE_PARAMS)
+        self.changes: queue.Queue[Change] = queue.Queue()
+        self.modulator = Modulator(self.registry)
+        self.analyzer = Analyzer(audio_cfg)
+        self.features: Features = SILENT
+        self.chain = Chain(ctx, render_cfg.width_px, render_cfg.height_px)
+        self.master = MasterPass(ctx, render_cfg.width_px, render_cfg.height_px)
+        self.uploader = TextureUploader(ctx)
+        self.times = StageTimes()
+        self.preset: Preset | None = None
+        self.generator = None
+        self.worker: ModelWorker | None = None
+        self._model_key: tuple | None = None
+        self._model_tex: moderngl.Texture | None = None
+        self._last_chain_out: moderngl.Texture | None = None
+        self._blackout = 0.0
+        self.frame_index = 0
+        self.model_error: str | None = None
+        self.model_frames = 0
+
+    # ---- scenes ---------------------------------------------------------------------------------
+
+    def _find_shader(self, spec: str) -> Path:
+        p = Path(spec)
+        if p.suffix == ".fs" or "/" in spec:
+            return p
+        for d in self.shader_dirs:
+            cand = d / f"{spec}.fs"
+            if cand.is_file():
+                return cand
+        return self.shader_dirs[-1] / f"{spec}.fs"
+
+    def _load_shaders(self, preset: Preset) -> list[tuple[str, ISFShader | Path]]:
+        out: list[tuple[str, ISFShader | Path]] = []
+        for e in preset.effects:
+            path = self._find_shader(e.shader)
+            if not path.is_file():
+                # A missing shader is not fatal on stage: the chain shows a loud fallback pattern.
+                log.error("%s: shader %r not found (looked in %s)", preset.path or preset.name, e.shader,
+                          ", ".join(str(d) for d in self.shader_dirs))
+                out.append((e.name, path))
+                continue
+            try:
+                out.append((e.name, load_isf(path)))
+            except ISFError as exc:
+                raise preset.error(f"effect {e.name!r}: {exc}", e.shader) from None
+        return out
+
+    def load_preset(self, spec: str | Preset) -> Preset:
+        """Validate everything first and apply nothing if anything is wrong (PresetError)."""
+        preset = spec if isinstance(spec, Preset) else load_preset(spec, self.preset_dirs)
+        shaders = self._load_shaders(preset)
+        settings = dict(preset.model_settings)
+        key = (preset.model, tuple(sorted((k, repr(v)) for k, v in settings.items())))
+        if key == self._model_key and self.generator is not None:
+            generator = self.generator
+        else:
+            try:
+                generator = create_generator(preset.model, width_px=self.render_cfg.model_width_px,
+                                             height_px=self.render_cfg.model_height_px, **settings)
+            except (TypeError, ValueError) as exc:
+                raise preset.error(f"model {preset.model!r}: {exc}", "model") from None
+        scratch = Registry()
+        scratch.declare_all(ENGINE_PARAMS)
+        scratch.declare_all(generator.params())
+        for name, shader in shaders:
+            if isinstance(shader, ISFShader):
+                scratch.declare_all(shader.params(f"/fx/{name}"))
+        preset.validate(scratch)
+
+        # Everything checked: swap in.
+        keep = {p: v for p, v in self.registry.values().items() if p.startswith(("/master/", "/audio/"))}
+        self.registry = scratch
+        for path, v in keep.items():
+            self.registry.set(path, v)
+        for path, v in preset.values.items():
+            self.registry.set(path, v, "preset")
+        self.modulator.registry = self.registry
+        self.modulator.set_routes(preset.routes)
+        self.modulator.reset()
+        self.chain.set_effects(shaders)
+        if generator is not self.generator:
+            old = self.worker
+            self.generator = generator
+            self.worker = ModelWorker(generator)
+            self._model_key = key
+            if old is not None:
+                old.close()
+        self.preset = preset
+        log.info("preset %s loaded (%d effects, model %s)", preset.name, len(preset.effects), preset.model)
+        return preset
+
+    def step_preset(self, delta: int) -> Preset | None:
+        names = list_presets(self.preset_dirs)
+        if not names:
+            return None
+        cur = self.preset.path.stem if self.preset and self.preset.path else names[0]
+        i = names.index(cur) if cur in names else 0
+        name = names[(i + delta) % len(names)]
+        try:
+            return self.load_preset(name)
+        except PresetError as exc:
+            log.error("%s", exc)
+            return None
+
+    # ---- per frame ------------------------------------------------------------------------------
+
+    def drain_changes(self) -> None:
+        while True:
+            try:
+                change = self.changes.get_nowait()
+            except queue.Empty:
+                return
+            self.registry.apply(change)
+
+    def analyse(self, mono: np.ndarray | None) -> Features:
+        t0 = time.perf_counter()
+        hops: list[Features] = []
+        if mono is not None and len(mono):
+            gain = float(self.registry.get("/audio/gain"))
+            hops = self.analyzer.process(np.asarray(mono, np.float32) * np.float32(gain))
+        self.features = merge_hops(hops, self.features)
+        if hops:
+            self.times.add("analysis", (time.perf_counter() - t0) / len(hops))
+        return self.features
+
+    def prepare(self, mono: np.ndarray | None, t_s: float, dt_s: float):
+        """First half of a frame: controls, audio, modulation, model args. Returns (ParamFrame, args|None)."""
+        self.drain_changes()
+        features = self.analyse(mono)
+        frame = self.modulator.evaluate(features, dt_s, t_s, self.frame_index)
+        args = None
+        if not frame["/master/freeze"]:
+            args = self.generator.advance(frame.values, features, dt_s)
+        return frame, args
+
+    def take_model_result(self, result: ModelResult | None) -> None:
+        if result is None:
+            return
+        self.times.add("model", result.elapsed_s)
+        if result.error is not None:
+            if result.error != self.model_error:
+                log.error("model: %s (showing the last good frame)", result.error)
+            self.model_error = result.error
+            return
+        self.model_error = None
+        self.model_frames += 1
+        t0 = time.perf_counter()
+        self._model_tex = self.uploader.upload(result.image)
+        self.times.add("upload", time.perf_counter() - t0)
+
+    def compose(self, frame: ParamFrame) -> moderngl.Texture:
+        """Second half of a frame: the shader chain on the newest model image, then the master stage."""
+        t0 = time.perf_counter()
+        if self._model_tex is None:
+            self._model_tex = self.uploader.upload(np.zeros((2, 2, 3), np.float32))
+        if not frame["/master/freeze"] or self._last_chain_out is None:
+            self._last_chain_out = self.chain.render(self._model_tex, frame.values, self.features,
+                                                     frame.t_s, frame.dt_s)
+        fade_s = float(frame["/master/blackout_fade_s"])
+        target = 1.0 if frame["/master/blackout"] else 0.0
+        if fade_s <= 0.0:
+            self._blackout = target
+        else:
+            step = frame.dt_s / fade_s
+            self._blackout = min(self._blackout + step, target) if target > self._blackout \
+                else max(self._blackout - step, target)
+        out = self.master.render(self._last_chain_out, float(frame["/master/brightness"]) * (1.0 - self._blackout))
+        self.times.add("shaders", time.perf_counter() - t0)
+        self._end_frame()
+        return out
+
+    def _end_frame(self) -> None:
+        # Events are one-frame pulses.
+        for p in self.registry.params():
+            if p.kind == "event" and self.registry.get(p.path):
+                self.registry.set(p.path, False)
+        self.frame_index += 1
+
+    def step_live(self, mono: np.ndarray | None, t_s: float, dt_s: float) -> moderngl.Texture:
+        """One live frame: never waits for the model; shows its newest finished image."""
+        frame, args = self.prepare(mono, t_s, dt_s)
+        if args is not None:
+            self.worker.submit(args)
+        self.take_model_result(self.worker.poll())
+        return self.compose(frame)
+
+    def step_offline(self, mono: np.ndarray | None, t_s: float, dt_s: float) -> moderngl.Texture:
+        """One offline frame: waits for the model, so every frame has its own model image."""
+        frame, args = self.prepare(mono, t_s, dt_s)
+        if args is not None:
+            self.take_model_result(self.worker.render_now(args))
+        return self.compose(frame)
+
+    def read_rgb(self, tex: moderngl.Texture) -> np.ndarray:
+        t0 = time.perf_counter()
+        rgb = self.master.read_rgb()
+        self.times.add("readback", time.perf_counter() - t0)
+        return rgb
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+
+
+class OfflinePipeline:
+    """Offline frames with the model one frame ahead: frame n's model runs while frame n-1's shaders do.
+
+    Deterministic: model args are made in frame order on this thread; only `render` runs aside.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vj-model")
+        self._pending: tuple[ParamFrame, Future | None] | None = None
+
+    def push(self, mono: np.ndarray | None, t_s: float, dt_s: float,
+             emit: Callable[[moderngl.Texture], None]) -> None:
+        frame, args = self.engine.prepare(mono, t_s, dt_s)
+        fut = self._pool.submit(self.engine.worker.render_now, args) if args is not None else None
+        self._flush(emit)
+        self._pending = (frame, fut)
+
+    def _flush(self, emit: Callable[[moderngl.Texture], None]) -> None:
+        if self._pending is None:
+            return
+        frame, fut = self._pending
+        self._pending = None
+        if fut is not None:
+            self.engine.take_model_result(fut.result())
+        emit(self.engine.compose(frame))
+
+    def finish(self, emit: Callable[[moderngl.Texture], None]) -> None:
+        self._flush(emit)
+        self._pool.shutdown()
