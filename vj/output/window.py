@@ -10,6 +10,8 @@ import sys
 import glfw
 import moderngl
 
+from vj.gfx.context import unbind_egl
+
 log = logging.getLogger(__name__)
 
 NO_DISPLAY = "no display: set DISPLAY or use `vj render` for offline output"
@@ -162,6 +164,7 @@ class Window:
             self._window = glfw.create_window(width_px, height_px, self.title, None, None)
         if not self._window:
             raise WindowError(f"cannot open an OpenGL 3.3 core window: {_glfw_last_error or 'unknown glfw error'}")
+        unbind_egl()  # a headless EGL context still current here makes GLX MakeCurrent kill the process
         glfw.make_context_current(self._window)
         glfw.swap_interval(1 if self.vsync else 0)
         try:
