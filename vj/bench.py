@@ -12,7 +12,7 @@ from vj.audio.analyzer import Analyzer
 from vj.audio.demo import demo_track
 from vj.config import AudioConfig, RenderConfig
 from vj.engine import Engine
-from vj.gfx.context import create_headless_context, release_context
+from vj.gfx.context import create_headless_context, describe, release_context
 from vj.output.recorder import Recorder
 from vj.show import render_offline
 
@@ -58,6 +58,8 @@ def run_bench(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, frames: int =
     engine = Engine(ctx, render_cfg, audio_cfg, live=False)
     try:
         engine.load_preset(preset)
+        out(f"  GL: {describe(ctx)}; shader chain at {engine.chain_size[0]}x{engine.chain_size[1]} "
+            f"(render scale {engine.render_scale:g})")
         frame, args = engine.prepare(chunk[:800], 0.0, 1 / 30)
         res = engine.worker.render_now(args)
         model = _time(lambda: engine.worker.render_now(args), frames)

@@ -37,9 +37,26 @@ def _positive(text: str) -> float:
     return v
 
 
+def _scale(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"render scale must be 'auto' or a number, got {text!r}") from None
+    if not 0.1 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"render scale must be between 0.1 and 1, got {text}")
+    return v
+
+
 def _render_cfg(args) -> RenderConfig:
     w, h = args.size
-    return RenderConfig(width_px=w, height_px=h, fps=getattr(args, "fps", 30.0))
+    return RenderConfig(width_px=w, height_px=h, fps=getattr(args, "fps", 30.0),
+                        render_scale=getattr(args, "render_scale", None))
+
+
+SCALE_HELP = ("shader chain resolution as a fraction of --size; 'auto' (default): 1 on a GPU, "
+              "0.5 on a software rasteriser")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fullscreen on a monitor (index from `vj devices`, default 0)")
     run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
     run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
+    run.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
     run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file")
     run.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0: off; default 9000)")
     run.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1)")
@@ -67,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--preset", default="default", help="preset name (in presets/) or a .toml file")
     ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
     ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
+    ren.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
     ren.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in the audio (s)")
     ren.add_argument("--duration", type=_positive, metavar="S", help="length to render (s; default: to the end)")
     ren.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -81,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=_size, default=(1280, 720))
     bench.add_argument("--frames", type=int, default=90)
     bench.add_argument("--preset", default="default")
+    bench.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
 
     sh = sub.add_parser("shaders", help="shader tools")
     shsub = sh.add_subparsers(dest="shaders_command", metavar="ACTION")

@@ -23,6 +23,15 @@ class RenderConfig:
     fps: float = 30.0
     model_width_px: int = 256        # the generator renders small; shaders scale it up
     model_height_px: int = 144
+    # The shader chain renders at this fraction of the output size and the master stage scales it up.
+    # None: 1.0 on a GPU, 0.5 on a software rasteriser (llvmpipe), where fill rate is the bottleneck.
+    render_scale: float | None = None
+
+    def chain_size(self, scale: float) -> tuple[int, int]:
+        """Even (width_px, height_px) of the chain for a render scale."""
+        w = max(16, int(round(self.width_px * scale / 2)) * 2)
+        h = max(16, int(round(self.height_px * scale / 2)) * 2)
+        return min(w, self.width_px), min(h, self.height_px)
 
 
 @dataclass(frozen=True)

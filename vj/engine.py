@@ -19,6 +19,7 @@ from vj.audio.analyzer import Analyzer
 from vj.audio.features import SILENT, Features
 from vj.config import AudioConfig, RenderConfig
 from vj.gfx.chain import Chain
+from vj.gfx.context import auto_render_scale
 from vj.gfx.isf import ISFError, ISFShader, load_isf
 from vj.gfx.master import MasterPass
 from vj.gfx.upload import TextureUploader
@@ -94,7 +95,9 @@ class Engine:
         self.modulator = Modulator(self.registry)
         self.analyzer = Analyzer(audio_cfg)
         self.features: Features = SILENT
-        self.chain = Chain(ctx, render_cfg.width_px, render_cfg.height_px)
+        self.render_scale = render_cfg.render_scale or auto_render_scale(ctx)
+        self.chain_size = render_cfg.chain_size(self.render_scale)
+        self.chain = Chain(ctx, *self.chain_size)
         self.master = MasterPass(ctx, render_cfg.width_px, render_cfg.height_px)
         self.uploader = TextureUploader(ctx)
         self.times = StageTimes()

@@ -80,6 +80,20 @@ def bind_default_framebuffer(ctx: moderngl.Context) -> None:
     ctx.detect_framebuffer(0).use()
 
 
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "swr", "lavapipe")
+
+
+def is_software(ctx: moderngl.Context) -> bool:
+    """True on a CPU rasteriser (Mesa llvmpipe and friends), where every pixel costs CPU time."""
+    renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
+    return any(name in renderer for name in SOFTWARE_RENDERERS)
+
+
+def auto_render_scale(ctx: moderngl.Context) -> float:
+    """The chain's render scale when the user gives none: half size on a software rasteriser."""
+    return 0.5 if is_software(ctx) else 1.0
+
+
 def describe(ctx: moderngl.Context) -> str:
     """One line naming the GL version and renderer, for logs and `vj devices`."""
     info = ctx.info
