@@ -1,10 +1,12 @@
 """Command-line errors are one clear line and a non-zero exit, never a traceback."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 
 VJ = [sys.executable, "-m", "vj.cli"]
 
@@ -51,3 +53,14 @@ def test_presets_list():
     r = run(["presets"])
     assert r.returncode == 0
     assert len([l for l in r.stdout.splitlines() if l.strip()]) >= 3
+
+
+def test_shaders_test_command_reports_each_file(tmp_path):
+    good = (Path(__file__).resolve().parent.parent / "shaders" / "mirror.fs").read_text()
+    (tmp_path / "good.fs").write_text(good)
+    (tmp_path / "broken.fs").write_text(good.replace("void main() {", "void main() { undefined_call();", 1))
+    r = run(["shaders", "test", str(tmp_path)])
+    assert r.returncode == 1
+    assert "PASS good" in r.stdout
+    fail = [l for l in r.stdout.splitlines() if l.startswith("FAIL broken")]
+    assert fail and "undefined_call" in fail[0] and re.search(r"broken\.fs:\d+:", fail[0]), r.stdout

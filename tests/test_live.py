@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 
+from test_render import ffprobe
+
 from vj.gfx.png import read_png
 from xvfb import xvfb_display  # noqa: F401  (fixture)
 
@@ -35,8 +37,10 @@ def test_live_window_renders_and_obeys_osc(xvfb_display, tmp_path):
     env = dict(os.environ, DISPLAY=xvfb_display)
     port = free_udp_port()
     shot = tmp_path / "last.png"
+    rec = tmp_path / "show.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "vj.cli", "run", "--audio", "demo", "--size", "640x360",
-                             "--osc-port", str(port), "--duration", "12", "--screenshot", str(shot)],
+                             "--osc-port", str(port), "--duration", "12", "--screenshot", str(shot),
+                             "--record", str(rec)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(6.0)
@@ -57,3 +61,12 @@ def test_live_window_renders_and_obeys_osc(xvfb_display, tmp_path):
     assert "display" in err and "fps" in err, err
     last = read_png(shot)
     assert last.shape[:2] == (360, 640)
+
+    # The live recording: both streams, and about as long as the show ran.
+    info = ffprobe(rec)
+    assert sorted(st["codec_name"] for st in info["streams"]) == ["aac", "h264"]
+    video = next(st for st in info["streams"] if st["codec_type"] == "video")
+    audio = next(st for st in info["streams"] if st["codec_type"] == "audio")
+    assert 9.0 < float(video["duration"]) < 13.0, video["duration"]
+    assert abs(float(audio["duration"]) - float(video["duration"])) < 0.5
+    assert int(video["nb_read_frames"]) > 100
