@@ -11,11 +11,14 @@ system:
 	@bash scripts/setup-system.sh
 
 # torch is pinned to the CPU build (requirements.txt); an unpinned torch pulls gigabytes of CUDA wheels.
+# pip's own chatter goes to .venv/install.log; it is printed only when a step fails.
 $(STAMP): requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -r requirements.txt
-	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	@echo "vj setup: creating $(VENV) with pinned packages (requirements.txt); log in $(VENV)/install.log"
+	@$(PYTHON) -m venv $(VENV)
+	@( $(VENV)/bin/python -m pip install -q --upgrade pip \
+	  && $(VENV)/bin/python -m pip install -q -r requirements.txt \
+	  && $(VENV)/bin/python -m pip install -q --no-deps -e . ) > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "vj setup: pip failed (full log: $(VENV)/install.log)"; exit 1; }
 	@touch $(STAMP)
 
 demo: setup

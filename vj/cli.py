@@ -189,7 +189,7 @@ def _demo(args) -> int:
     print(f"vj demo: wrote {rep.path.resolve()} ({rep.duration_s:.0f} s, 1280x720, {rep.frames} frames; "
           f"rendered at {rep.fps:.1f} fps).\n"
           "It shows the default scene: a neural CPPN generator walking its latent space, pushed by the "
-          "bass and kicked by drum onsets, through feedback, kaleidoscope, bloom and colour-grade shaders, "
+          "bass and kicked by drum onsets, through feedback, kaleidoscope and bloom shaders and an output grade, "
           "to the built-in synthesized demo track (quiet pads, a 120 BPM groove, a breakdown, a faster drop) "
           "whose audio is muxed into the file.")
     return 0

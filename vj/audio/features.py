@@ -18,7 +18,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: field-wise == would compare numpy arrays
 class Features:
     """Musical features of the newest audio at stream time `t_s`. Levels are 0..1 after automatic gain."""
 
