@@ -278,7 +278,23 @@ def test_disk_full_midway_sets_error_and_keeps_what_was_written(tmp_path):
 
 def test_wrong_frame_shape_is_a_caller_error(tmp_path):
     with Recorder(tmp_path / "shape.mp4", W, H, FPS) as rec:
-        with pytest.raises(ValueError, match=r"\(240, 320, 3\) uint8"):
+        with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
             rec.add_video(np.zeros((H, W, 4), np.uint8), 0)
         with pytest.raises(ValueError, match=r"\(n, 2\)"):
             rec.add_audio(np.zeros((100, 1), np.float32))
+
+
+def test_smaller_frames_are_scaled_to_the_recording_size(tmp_path):
+    # The engine hands over frames at its render scale; the recorder scales them while converting to YUV.
+    path = tmp_path / "scaled.mp4"
+    with Recorder(path, W, H, FPS, blocking=True) as rec:
+        for i in range(10):
+            rec.add_video(make_frame(i, W // 2, H // 2), i)
+    info = ffprobe(path)
+    (video,) = streams(info, "video")
+    assert (int(video["width"]), int(video["height"])) == (W, H)
+    with av.open(str(path)) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    assert first.shape == (H, W, 3)
+    corner = first[H // 2 + 20:H // 2 + 40, W - 60:W - 20].reshape(-1, 3).mean(axis=0)  # away from the bar
+    assert np.abs(corner - np.array(background(0))).max() < 12

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -82,34 +83,49 @@ def run_bench(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, frames: int =
         engine.close()
 
     with tempfile.TemporaryDirectory() as tmp:
-        rec = Recorder(Path(tmp) / "enc.mp4", w, h, render_cfg.fps, sr, 2, blocking=True)
+        rec = Recorder(Path(tmp) / "enc.mp4", w, h, render_cfg.fps, sr, 2, blocking=True,
+                       preset=render_cfg.encoder_preset)
         frames_rgb = [np.roll(rgb, 8 * i, axis=1) for i in range(8)]
         t0 = time.perf_counter()
         for i in range(frames):
             rec.add_video(frames_rgb[i % 8], i)
         rec.close()
         el = time.perf_counter() - t0
-        out(f"  encode (H.264)  {el / frames * 1e3:7.2f} ms per frame ({frames / el:6.1f} fps)")
+        out(f"  encode (H.264)  {el / frames * 1e3:7.2f} ms per frame ({frames / el:6.1f} fps; x264 "
+            f"{render_cfg.encoder_preset}, {rgb.shape[1]}x{rgb.shape[0]} scaled to {w}x{h})")
         results["encode_fps"] = frames / el
 
         live_fps, model_rate = _live_rate(ctx, render_cfg, audio_cfg, preset, seconds=4.0)
         out(f"  live loop       display {live_fps:6.1f} fps, model {model_rate:6.1f} fps (no vsync, offscreen)")
         results["live_display_fps"], results["live_model_fps"] = live_fps, model_rate
+        slow_fps, slow_model = _live_rate(ctx, render_cfg, audio_cfg, preset, seconds=4.0, model_delay_s=0.2)
+        out(f"  live, slow model display {slow_fps:5.1f} fps, model {slow_model:6.1f} fps (model slowed by 200 ms)")
+        results["live_display_fps_slow_model"] = slow_fps
 
-        rep = render_offline("demo", Path(tmp) / "whole.mp4", preset, render_cfg, audio_cfg, start_s=20.0,
-                             duration_s=frames / render_cfg.fps, progress=False)
-        out(f"  whole pipeline  {rep.fps:6.1f} fps offline render ({rep.frames} frames, "
-            f"{rep.duration_s / rep.elapsed_s:.2f}x real time at {render_cfg.fps:g} fps)")
-        results["render_fps"] = rep.fps
+        for enc in ("veryfast", "ultrafast"):
+            cfg = dataclasses.replace(render_cfg, encoder_preset=enc)
+            rep = render_offline("demo", Path(tmp) / f"whole-{enc}.mp4", preset, cfg, audio_cfg, start_s=20.0,
+                                 duration_s=frames / render_cfg.fps, progress=False)
+            out(f"  whole pipeline  {rep.fps:6.1f} fps offline render, x264 {enc} ({rep.frames} frames, "
+                f"{rep.duration_s / rep.elapsed_s:.2f}x real time at {render_cfg.fps:g} fps)")
+            results[f"render_fps_{enc}"] = rep.fps
     release_context(ctx)
     return results
 
 
-def _live_rate(ctx, render_cfg: RenderConfig, audio_cfg: AudioConfig, preset: str, seconds: float):
+def _live_rate(ctx, render_cfg: RenderConfig, audio_cfg: AudioConfig, preset: str, seconds: float,
+               model_delay_s: float = 0.0):
     """Display and model rates of the live loop (threaded model, latest wins) without vsync."""
     engine = Engine(ctx, render_cfg, audio_cfg, live=True)
     try:
         engine.load_preset(preset)
+        if model_delay_s > 0:
+            render = engine.generator.render
+
+            def slow_render(args):
+                time.sleep(model_delay_s)
+                return render(args)
+            engine.generator.render = slow_render
         track = demo_track(audio_cfg.sample_rate_hz).mean(axis=1)
         sr = audio_cfg.sample_rate_hz
         pos = int(20 * sr)

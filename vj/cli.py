@@ -52,11 +52,15 @@ def _scale(text: str) -> float | None:
 def _render_cfg(args) -> RenderConfig:
     w, h = args.size
     return RenderConfig(width_px=w, height_px=h, fps=getattr(args, "fps", 30.0),
-                        render_scale=getattr(args, "render_scale", None))
+                        render_scale=getattr(args, "render_scale", None),
+                        encoder_preset=getattr(args, "encoder_preset", "veryfast"))
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 SCALE_HELP = ("shader chain resolution as a fraction of --size; 'auto' (default): 1 on a GPU, "
-              "0.5 on a software rasteriser")
+              "0.4 on a software rasteriser")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
     run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
     run.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    run.add_argument("--encoder-preset", choices=X264_PRESETS, default="ultrafast",
+                     help="x264 preset for --record (default ultrafast: the show keeps the cores)")
     run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file")
     run.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0: off; default 9000)")
     run.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1)")
@@ -86,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
     ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
     ren.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    ren.add_argument("--encoder-preset", choices=X264_PRESETS, default="veryfast",
+                     help="x264 preset (default veryfast; ultrafast renders faster, files are larger)")
     ren.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in the audio (s)")
     ren.add_argument("--duration", type=_positive, metavar="S", help="length to render (s; default: to the end)")
     ren.add_argument("--no-progress", action="store_true", help="no progress bar")

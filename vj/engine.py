@@ -105,7 +105,9 @@ class Engine:
         self.torch_threads = 1 if is_software(ctx) else None
         self.chain_size = render_cfg.chain_size(self.render_scale)
         self.chain = Chain(ctx, *self.chain_size)
-        self.master = MasterPass(ctx, render_cfg.width_px, render_cfg.height_px)
+        # The master renders at the chain's size: the window's blit and the recorder's swscale scale it
+        # to the output size, which is cheaper than another full-size pass on a software rasteriser.
+        self.master = MasterPass(ctx, *self.chain_size)
         self.uploader = TextureUploader(ctx)
         self.times = StageTimes()
         self.preset: Preset | None = None
@@ -295,11 +297,16 @@ class Engine:
             self.take_model_result(self.worker.render_now(args))
         return self.compose(frame)
 
-    def read_rgb(self, tex: moderngl.Texture) -> np.ndarray:
+    def read_rgb(self, tex: moderngl.Texture | None = None) -> np.ndarray:
+        """The newest frame at the chain's size (H, W, 3) uint8, for the recorder (which scales it)."""
         t0 = time.perf_counter()
         rgb = self.master.read_rgb()
         self.times.add("readback", time.perf_counter() - t0)
         return rgb
+
+    def snapshot(self) -> np.ndarray:
+        """The newest frame at the output size, for screenshots."""
+        return self.master.read_rgb((self.render_cfg.width_px, self.render_cfg.height_px))
 
     def close(self) -> None:
         if self.worker is not None:

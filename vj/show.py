@@ -91,7 +91,8 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
     recorder = None
     try:
         engine.load_preset(preset)
-        recorder = Recorder(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2, blocking=True)
+        recorder = Recorder(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2, blocking=True,
+                            preset=render_cfg.encoder_preset)
         pipe = OfflinePipeline(engine)
         bar = Progress(n_frames, progress)
         pending = sorted(changes_at or [], key=lambda c: c[0])
@@ -153,7 +154,7 @@ def run_live(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: Audio
             osc = OSCServer(engine.changes, control_cfg.osc_host, control_cfg.osc_port).start()
         if record is not None:
             recorder = Recorder(record, render_cfg.width_px, render_cfg.height_px, render_cfg.fps,
-                                source.sample_rate_hz, 2)
+                                source.sample_rate_hz, 2, preset=render_cfg.encoder_preset)
         log.info("live: preset %s, audio %s; %s", engine.preset.name, source.status, KEY_HELP)
         clock = FrameClock()
         next_report = 5.0
@@ -184,7 +185,7 @@ def run_live(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: Audio
             if duration_s is not None and clock.t_s >= duration_s:
                 break
         if screenshot is not None:
-            write_png(screenshot, engine.read_rgb(None))
+            write_png(screenshot, engine.snapshot())
     finally:
         if recorder is not None:
             recorder.close()
@@ -228,5 +229,5 @@ def _handle_keys(window: Window, engine: Engine, screenshot: Path | None) -> Non
             engine.registry.set("/master/freeze", not engine.registry.get("/master/freeze"), "key")
         elif key == "s":
             path = screenshot or Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}.png")
-            write_png(path, engine.read_rgb(None))
+            write_png(path, engine.snapshot())
             log.info("screenshot saved to %s", path)

@@ -90,8 +90,13 @@ def is_software(ctx: moderngl.Context) -> bool:
 
 
 def auto_render_scale(ctx: moderngl.Context) -> float:
-    """The chain's render scale when the user gives none: half size on a software rasteriser."""
-    return 0.5 if is_software(ctx) else 1.0
+    """The chain's render scale when the user gives none: 0.4 on a software rasteriser, else 1.
+
+    On llvmpipe every pixel of every pass costs CPU time. The default generator renders at 256x144,
+    so a 512x288 chain for a 1280x720 output still has twice the model's resolution; side by side
+    at 0.5 and 0.35 the default scene looked the same.
+    """
+    return 0.4 if is_software(ctx) else 1.0
 
 
 def describe(ctx: moderngl.Context) -> str:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import av
 import numpy as np
-from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, VideoReformatter
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, Interpolation, VideoReformatter
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +131,13 @@ class Recorder:
         return not self._closed and self.error is None
 
     def add_video(self, rgb: np.ndarray, frame_index: int) -> bool:
-        """Queue one frame (H, W, 3) uint8, top row first; False when it was dropped."""
-        if rgb.shape != (self.height_px, self.width_px, 3) or rgb.dtype != np.uint8:
-            raise ValueError(f"expected a ({self.height_px}, {self.width_px}, 3) uint8 frame, "
-                             f"got {rgb.shape} {rgb.dtype}")
+        """Queue one frame (H, W, 3) uint8, top row first; False when it was dropped.
+
+        A frame of another size is scaled to the recording's size on the encoder thread, in the same
+        swscale call that converts it to YUV: the engine hands over its render-scale frames as they are.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 2 or rgb.shape[1] < 2 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
         if not self.accepting:
             return False
         frame_index = int(frame_index)
@@ -253,11 +256,12 @@ class Recorder:
 
     def _encode_video(self, rgb: np.ndarray, frame_index: int) -> None:
         w, h = self.encoded_size
-        if rgb.shape[:2] != (h, w):
+        if rgb.shape[:2] == (self.height_px, self.width_px) and rgb.shape[:2] != (h, w):
             rgb = np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame = self._reformatter.reformat(
-            frame, format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
+            frame, width=w, height=h, format="yuv420p", interpolation=Interpolation.BILINEAR,
+            dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
             dst_color_trc=ColorTrc.BT709, dst_color_primaries=ColorPrimaries.BT709)
         frame.pts = frame_index
         frame.time_base = 1 / self.fps
