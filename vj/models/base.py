@@ -76,3 +76,16 @@ def assert_image(image: torch.Tensor, width_px: int, height_px: int) -> torch.Te
         f"render returned shape {tuple(image.shape)}, expected (1, 3, {height_px}, {width_px})")
     assert image.is_floating_point(), f"render returned dtype {image.dtype}, expected a float tensor"
     return image
+
+
+def pixel_grid(width_px: int, height_px: int) -> torch.Tensor:
+    """(H * W, 2) float32 pixel centres, row-major, y up, the short side spanning -1..1."""
+    aspect = width_px / height_px
+    xs = (torch.arange(width_px, dtype=torch.float32) + 0.5) / width_px * 2.0 - 1.0
+    ys = 1.0 - (torch.arange(height_px, dtype=torch.float32) + 0.5) / height_px * 2.0
+    if aspect >= 1.0:
+        xs = xs * aspect
+    else:
+        ys = ys / aspect
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).contiguous()

@@ -10,7 +10,7 @@ from typing import Mapping
 import torch
 
 from vj.audio.features import Features
-from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
+from vj.models.base import Generator, ModelArgs, Value, assert_image, pixel_grid, read_params
 from vj.models.walk import LatentWalk, walk_params
 from vj.params import Param
 
@@ -98,16 +98,7 @@ class CPPNGenerator(Generator):
         self._pal_freq = 0.5 + 0.5 * torch.rand(3, generator=g)
         self._pal_phase = torch.tensor([0.0, 0.33, 0.67]) + 0.15 * torch.rand(3, generator=g)
 
-        # (N, 2) pixel centres, y up, the short side spanning -1..1 (N = H * W, row-major).
-        aspect = self.width_px / self.height_px
-        xs = (torch.arange(self.width_px, dtype=torch.float32) + 0.5) / self.width_px * 2.0 - 1.0
-        ys = 1.0 - (torch.arange(self.height_px, dtype=torch.float32) + 0.5) / self.height_px * 2.0
-        if aspect >= 1.0:
-            xs = xs * aspect
-        else:
-            ys = ys / aspect
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        self._grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).contiguous()
+        self._grid = pixel_grid(self.width_px, self.height_px)                   # (N, 2), N = H * W
 
     @property
     def output_size(self) -> tuple[int, int]:

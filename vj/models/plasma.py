@@ -9,7 +9,7 @@ from typing import Mapping
 import torch
 
 from vj.audio.features import Features
-from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
+from vj.models.base import Generator, ModelArgs, Value, assert_image, pixel_grid, read_params
 from vj.models.walk import LatentWalk, walk_params
 from vj.params import Param
 
@@ -41,11 +41,7 @@ class PlasmaGenerator(Generator):
         self.walk = LatentWalk(_WAVES, base_seed=seed)
         g = torch.Generator().manual_seed(self.seed)
         self._k = torch.randn(2, _WAVES, generator=g) * 2.5                     # (2, WAVES) wave vectors
-        aspect = self.width_px / self.height_px
-        xs = (torch.arange(self.width_px, dtype=torch.float32) + 0.5) / self.width_px * 2.0 - 1.0
-        ys = 1.0 - (torch.arange(self.height_px, dtype=torch.float32) + 0.5) / self.height_px * 2.0
-        yy, xx = torch.meshgrid(ys, xs * aspect, indexing="ij")
-        self._grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)       # (N, 2)
+        self._grid = pixel_grid(self.width_px, self.height_px)                   # (N, 2)
 
     @property
     def output_size(self) -> tuple[int, int]:
