@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
@@ -17,11 +20,29 @@ from vj.audio.ring import RingBuffer
 
 log = logging.getLogger(__name__)
 
-# A device that delivered audio and then went quiet for this long is reported lost (PulseAudio's first
-# block can take ~2 s after start, so the clock only runs once audio has arrived).
-_STALL_S = 2.0
 _FILE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma",
                   ".mp4", ".mkv", ".webm", ".mov")
+
+# Device loss and recovery (DeviceSource), all in seconds.
+_WATCHDOG_S = 1.0         # no callback for this long while the stream claims to run: the device is lost
+_FIRST_DATA_S = 5.0       # PulseAudio's first block comes ~1.7 s after start(): a stream gets this long to begin
+_FRAME_GAP_S = 0.5        # the reader was away this long (a stalled frame may have held the GIL and starved the
+                          # callback): the watchdog starts counting again instead of blaming the device
+_RETRY_S = 1.5            # at most one reconnect attempt per this interval
+_LOG_GAP_S = 0.25         # a rescan never starts sooner than this after a status change (see _rescan)
+_RECONNECTED_S = 10.0     # status says "reconnected to ..." this long, then "listening on ..." again
+_STOP_JOIN_S = 5.0        # stop() waits this long for a reconnect attempt in progress
+
+# The input meter (every source), computed by the reader, never in the audio callback.
+METER_WINDOW_S = 0.1      # level_dbfs is the peak of the newest this-many seconds of samples
+CLIP_LEVEL = 0.999        # a sample at or above this (absolute, full scale 1.0) counts as clipped
+CLIP_HOLD_S = 1.0         # `clipped` stays True this long after the last such sample
+LEVEL_FLOOR_DBFS = -120.0  # level_dbfs of digital silence (and before any audio arrived)
+
+# Every PortAudio call this module makes off the main thread, and every one that could race it, holds this lock:
+# Pa_Terminate (the device rescan) must not run while another thread opens, closes or queries a stream.
+_PA_LOCK = threading.RLock()
+_OPEN_STREAMS: set = set()        # streams opened here and not closed yet; guarded by _PA_LOCK
 
 
 class AudioDeviceError(Exception):
@@ -38,11 +59,43 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1, dtype=np.float32)
 
 
+class _Meter:
+    """Peak level of the newest ~100 ms and a clip hold; updated by the reader with what `read()` returns."""
+
+    def __init__(self, sample_rate_hz: int):
+        self._window = max(1, int(METER_WINDOW_S * sample_rate_hz))
+        self._tail = np.zeros(0, np.float32)        # (<= window,) peak over the channels, per frame
+        self._clip_t = -math.inf                    # time.monotonic() of the newest clipped sample
+
+    def update(self, block: np.ndarray, now: float) -> None:
+        if not len(block):
+            return
+        peaks = np.abs(block).max(axis=1) if block.ndim == 2 else np.abs(block)
+        if peaks.max() >= CLIP_LEVEL:
+            self._clip_t = now
+        self._tail = np.concatenate((self._tail, peaks[-self._window:]))[-self._window:]
+
+    @property
+    def level_dbfs(self) -> float:
+        peak = float(self._tail.max()) if len(self._tail) else 0.0
+        return max(LEVEL_FLOOR_DBFS, 20.0 * math.log10(peak)) if peak > 0.0 else LEVEL_FLOOR_DBFS
+
+    def clipped(self, now: float) -> bool:
+        return now - self._clip_t < CLIP_HOLD_S
+
+
 class AudioSource(ABC):
-    """Where samples come from. `read()` returns what arrived since the last call, `(n, channels)` float32."""
+    """Where samples come from. `read()` returns what arrived since the last call, `(n, channels)` float32.
+
+    The frame loop calls `maintain()` once per frame (it returns at once); `level_dbfs`, `clipped`, `losses` and
+    `reconnects` are for the HUD. Every source has them, so the engine treats all sources alike.
+    """
 
     sample_rate_hz: int
     channels: int
+    losses: int = 0               # times the input was lost
+    reconnects: int = 0           # times it came back by itself
+    _meter: _Meter | None = None
 
     @abstractmethod
     def start(self) -> None: ...
@@ -57,6 +110,26 @@ class AudioSource(ABC):
     @abstractmethod
     def status(self) -> str:
         """Human-readable state, e.g. "listening on pulse" or "device lost: ..."."""
+
+    def maintain(self) -> None:
+        """Once per frame, from the frame loop; never blocks. Sources that can lose their device recover here."""
+
+    @property
+    def level_dbfs(self) -> float:
+        """Peak of the newest ~100 ms that `read()` returned, in dBFS (LEVEL_FLOOR_DBFS for silence)."""
+        return self._meter.level_dbfs if self._meter is not None else LEVEL_FLOOR_DBFS
+
+    @property
+    def clipped(self) -> bool:
+        """True for CLIP_HOLD_S after `read()` returned a sample at or above CLIP_LEVEL."""
+        return self._meter is not None and self._meter.clipped(time.monotonic())
+
+    def _measure(self, block: np.ndarray, now: float) -> np.ndarray:
+        """Feed the meter with what `read()` is about to return, and return it."""
+        if self._meter is None:
+            self._meter = _Meter(self.sample_rate_hz)
+        self._meter.update(block, now)
+        return block
 
     def read_mono(self) -> np.ndarray:
         """`read()` mixed down to `(n,)` for the analyzer."""
@@ -79,23 +152,83 @@ def _sd():
     return sounddevice
 
 
-def rescan_devices() -> None:
-    """Make PortAudio enumerate devices again (after a device or audio server appeared).
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
-    PortAudio lists devices once, when it starts; only call this while no stream is open.
+
+def _open_stream(factory, **kwargs):
+    """Open and start a sounddevice stream, registered in _OPEN_STREAMS; closes it again if start() fails."""
+    with _PA_LOCK:
+        stream = factory(**kwargs)
+        try:
+            stream.start()
+        except BaseException:
+            stream.close()
+            raise
+        _OPEN_STREAMS.add(stream)
+    return stream
+
+
+def _close_stream(stream, what: str) -> None:
+    """Close a stream opened by _open_stream (errors are logged: a dead device may refuse to close cleanly)."""
+    with _PA_LOCK:
+        _OPEN_STREAMS.discard(stream)
+        if stream.closed:
+            return
+        try:
+            stream.close()
+        except _sd().PortAudioError as exc:
+            log.warning("closing %s: %s", what, _one_line(exc))
+
+
+def _streams_open(sd) -> bool:
+    """True while a stream that Pa_Terminate would kill is open: one of ours, or sounddevice's play()/rec() one.
+
+    Streams that other code opened directly through sounddevice or PortAudio are invisible here; in vj every
+    stream is opened through this module, so this is the whole list.
+    """
+    last = getattr(sd, "_last_callback", None)
+    return bool(_OPEN_STREAMS) or (last is not None and not last.stream.closed)
+
+
+def _rescan(sd) -> None:
+    """Pa_Terminate + Pa_Initialize, the re-scan that sounddevice documents; hold _PA_LOCK, no stream open.
+
+    sounddevice's `_initialize()` points fd 2 at /dev/null while PortAudio probes (ALSA and JACK print lines
+    there on every scan), which also hides whatever any other thread writes to stderr meanwhile (~40-100 ms).
+    DeviceSource therefore starts a rescan only _LOG_GAP_S after its status changed, so the frame loop has
+    logged the change by then.
+    """
+    try:
+        if sd._initialized:
+            sd._terminate()
+    finally:
+        sd._initialize()
+
+
+def rescan_devices() -> bool:
+    """Make PortAudio enumerate devices again (after a device or audio server appeared); True if it did.
+
+    Pa_Terminate closes every open stream, so nothing happens (False) while a stream is open (see _streams_open).
     """
     sd = _sd()
-    sd._terminate()           # the re-scan sounddevice documents for PortAudio
-    sd._initialize()
+    with _PA_LOCK:
+        if _streams_open(sd):
+            log.info("device rescan skipped: a stream is open")
+            return False
+        _rescan(sd)
+    return True
 
 
 def list_devices() -> list[dict]:
     """Input devices as dicts: index, name, hostapi, channels, default_samplerate, default."""
     sd = _sd()
-    hostapis = sd.query_hostapis()
-    default_in = sd.default.device[0]
+    with _PA_LOCK:
+        hostapis = sd.query_hostapis()
+        default_in = sd.default.device[0]
+        devices = sd.query_devices()
     out = []
-    for d in sd.query_devices():
+    for d in devices:
         if d["max_input_channels"] > 0:
             out.append({
                 "index": d["index"], "name": d["name"], "hostapi": hostapis[d["hostapi"]]["name"],
@@ -138,11 +271,19 @@ class DeviceSource(AudioSource):
     `input_channels` picks device channels (0-based) to deliver; by default the first one or two.
     The stream opens at `sample_rate_hz` where the device allows it, else at the device's default rate:
     build the Analyzer with `sample_rate_hz` of this source.
+
+    Losing the device never stops the show. The stream's finished callback, `stream.active` turning False, an
+    error from PortAudio, or no callback for _WATCHDOG_S while the stream claims to run mark it lost. `maintain()`
+    (once per frame, returns in microseconds) then hands reconnect attempts to a worker thread, at most one per
+    _RETRY_S: close the dead stream, rescan PortAudio's device list, find the same device by name, open and
+    start a new stream at the same rate; `maintain()` switches over when one succeeds. Meanwhile `read()`
+    returns silence paced by the wall clock (see `read`).
     """
 
     def __init__(self, device: int | str | None = None, sample_rate_hz: int = 48000, block_frames: int = 256,
                  ring_s: float = 4.0, input_channels: Sequence[int] | None = None, latency: str | float = "low"):
         sd = _sd()
+        self.spec = device
         self.device = find_input(device)
         avail = self.device["channels"]
         sel = list(input_channels) if input_channels else list(range(min(2, avail)))
@@ -156,69 +297,285 @@ class DeviceSource(AudioSource):
         self.block_frames = int(block_frames)
         self.latency = latency
         self._ring = RingBuffer(max(int(ring_s * self.sample_rate_hz), self.block_frames * 4), self._open_channels)
-        self._stream = None
-        self._stopping = False
-        self._lost: str | None = None
-        self.callback_flags = 0          # callbacks that reported an over- or underflow
-        self._last_data = 0.0            # time.monotonic() of the last read that got samples
+        self.callback_flags = 0          # callbacks that reported an over- or underflow (written by the callback)
+        self.losses = 0
+        self.reconnects = 0
+        self.attempts = 0                # reconnect attempts made
+        # Main thread only (start, stop, read, maintain, status):
+        self._running = False
+        self._stream = None              # the stream feeding the ring; None while stopped or being replaced
+        self._gen = 0                    # generation of the newest stream
+        self._lost: str | None = None    # why the device is lost; None while it is not
+        self._last_error = ""            # why the latest reconnect attempt failed
+        self._reconnected_t: float | None = None
+        self._seen_frames = 0            # ring.total_frames at the last check
+        self._had_data = False           # the current stream delivered at least one block
+        self._quiet_since = 0.0          # monotonic time since which the ring got nothing
+        self._last_check_t = 0.0
+        self._silent = False             # read() pads with wall-clock silence
+        self._silence_t0 = 0.0
+        self._silence_frames = 0
+        self._next_try_t = 0.0
+        # Written by PortAudio's thread: the generation of a stream that finished (stopped by itself or closed).
+        self._ended_gen = -1
+        # Reconnect worker: the main thread fills _job and sets _wake; the worker fills _result (one assignment).
+        self._worker: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._quit = False
+        self._busy = False
+        self._job: tuple | None = None   # (old stream or None, generation for the new one)
+        self._result: tuple | None = None    # (stream or None, device or None, error)
 
     def _pick_rate(self, sd, wanted: int) -> int:
         idx = self.device["index"]
         for rate in dict.fromkeys((wanted, int(self.device["default_samplerate"]))):
             try:
-                sd.check_input_settings(device=idx, channels=self._open_channels, samplerate=rate, dtype="float32")
+                with _PA_LOCK:
+                    sd.check_input_settings(device=idx, channels=self._open_channels, samplerate=rate,
+                                            dtype="float32")
                 return rate
             except (sd.PortAudioError, ValueError) as exc:
                 error = exc
         raise self._open_error(error)
 
     def _open_error(self, exc: Exception) -> AudioDeviceError:
-        reason = " ".join(str(exc).split())
         return AudioDeviceError(f"cannot open audio input [{self.device['index']}] {self.device['name']}: "
-                                f"{reason}; {_inputs_line()}")
+                                f"{_one_line(exc)}; {_inputs_line()}")
 
     def _callback(self, indata, frames, time_info, status) -> None:
         self._ring.write(indata)
         if status:
             self.callback_flags += 1
 
-    def _finished(self) -> None:
-        if not self._stopping:
-            self._lost = "the stream stopped (device unplugged or audio server gone?)"
+    def _finished(self, gen: int) -> None:
+        self._ended_gen = gen            # PortAudio's thread: one assignment, judged by _check
+
+    def _open(self, device: dict, gen: int):
+        sd = _sd()
+        return _open_stream(
+            sd.InputStream, device=device["index"], channels=self._open_channels, samplerate=self.sample_rate_hz,
+            blocksize=self.block_frames, dtype="float32", latency=self.latency, callback=self._callback,
+            finished_callback=functools.partial(self._finished, gen))
 
     def start(self) -> None:
-        if self._stream is not None:
+        if self._running:
             return
         sd = _sd()
-        self._stopping = False
-        self._lost = None
+        self._gen += 1
         try:
-            self._stream = sd.InputStream(
-                device=self.device["index"], channels=self._open_channels, samplerate=self.sample_rate_hz,
-                blocksize=self.block_frames, dtype="float32", latency=self.latency,
-                callback=self._callback, finished_callback=self._finished)
-            self._stream.start()
+            self._stream = self._open(self.device, self._gen)
         except (sd.PortAudioError, ValueError) as exc:
-            if self._stream is not None:
-                self._stream.close()
-            self._stream = None
             raise self._open_error(exc) from None
-        self._last_data = 0.0
+        now = time.monotonic()
+        self._running = True
+        self._lost = None
+        self._last_error = ""
+        self._reconnected_t = None
+        self._silent = False
+        self._had_data = False
+        self._seen_frames = self._ring.total_frames
+        self._quiet_since = self._last_check_t = now
+        self._quit = False
+        self._busy = False
+        self._result = self._job = None
+        self._wake.clear()
+        self._worker = threading.Thread(target=self._reconnect_loop, name="vj-audio-reconnect", daemon=True)
+        self._worker.start()
 
     def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self._quit = True
+        self._wake.set()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.join(_STOP_JOIN_S)
+            if worker.is_alive():        # stuck in PortAudio; it closes what it opens once it sees _quit
+                log.warning("audio input %s: a reconnect attempt is still running", self.device["name"])
+        result, self._result = self._result, None
+        job, self._job = self._job, None
         stream, self._stream = self._stream, None
-        if stream is not None:
-            self._stopping = True
+        for s in (stream, job[0] if job else None, result[0] if result else None):
+            if s is not None:
+                _close_stream(s, self.device["name"])
+        self._busy = False
+        self._lost = None
+        self._silent = False
+
+    def _check(self, now: float) -> None:
+        """Main thread: mark the stream lost when it finished, errs, went inactive or went quiet."""
+        if not self._running or self._lost is not None or self._stream is None:
+            return
+        total = self._ring.total_frames
+        if total != self._seen_frames:
+            self._seen_frames = total
+            self._quiet_since = now
+            self._had_data = True
+        elif now - self._last_check_t > _FRAME_GAP_S:
+            self._quiet_since = now
+        self._last_check_t = now
+        if self._ended_gen == self._gen:
+            self._mark_lost("the stream stopped (device unplugged or audio server gone?)", now)
+            return
+        # Another source's reconnect may hold PortAudio (rescanning): skip this frame's query rather than wait.
+        if _PA_LOCK.acquire(blocking=False):
             try:
-                stream.close()
+                active = self._stream.active
             except _sd().PortAudioError as exc:
-                log.warning("closing %s: %s", self.device["name"], exc)
+                self._mark_lost(f"PortAudio error: {_one_line(exc)}", now)
+                return
+            finally:
+                _PA_LOCK.release()
+            if not active:
+                self._mark_lost("the stream is no longer active", now)
+                return
+        quiet_s = now - self._quiet_since
+        if self._had_data and quiet_s > _WATCHDOG_S:
+            self._mark_lost(f"no audio for more than {_WATCHDOG_S:g} s", now)
+        elif not self._had_data and quiet_s > _FIRST_DATA_S:
+            self._mark_lost(f"no audio within {_FIRST_DATA_S:g} s of opening", now)
+
+    def _mark_lost(self, reason: str, now: float) -> None:
+        self._lost = reason
+        self._last_error = ""
+        self._reconnected_t = None
+        self.losses += 1
+        if not self._silent:
+            # Silence from the last real sample on, so the audio timeline stays continuous with the wall clock.
+            self._silent = True
+            self._silence_t0 = self._quiet_since if self._had_data else now
+            self._silence_frames = 0
+        self._next_try_t = now + _LOG_GAP_S
+        log.warning("audio input %s lost: %s; retrying", self.device["name"], reason)
+
+    def maintain(self) -> None:
+        """Once per frame: check the stream, collect a finished reconnect attempt, start the next. Never blocks."""
+        if not self._running:
+            return
+        now = time.monotonic()
+        self._check(now)
+        if self._busy:
+            result = self._result
+            if result is None:
+                return                   # the attempt is still running
+            self._busy = False
+            self._result = None
+            self._take(result, now)
+        if self._lost is not None and now >= self._next_try_t:
+            self._next_try_t = now + _RETRY_S
+            self._gen += 1
+            self._job = (self._stream, self._gen)
+            self._stream = None          # the worker closes it: closing a dead stream may take a while
+            self._busy = True
+            self.attempts += 1
+            self._wake.set()
+
+    def _take(self, result: tuple, now: float) -> None:
+        stream, device, error = result
+        self._next_try_t = max(self._next_try_t, now + _LOG_GAP_S)
+        if stream is None:
+            if error != self._last_error:
+                log.info("audio input %s: reconnect failed: %s", self.device["name"], error)
+            self._last_error = error
+            return
+        self._stream = stream
+        self.device = device
+        self._lost = None
+        self._last_error = ""
+        self._reconnected_t = now
+        self._had_data = False
+        self._seen_frames = self._ring.total_frames
+        self._quiet_since = self._last_check_t = now
+        self.reconnects += 1
+        log.warning("audio input reconnected to %s", device["name"])
+
+    def _reconnect_loop(self) -> None:
+        """Worker thread: runs one reconnect attempt per wake-up until stop()."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._quit:
+                return
+            old, gen = self._job
+            self._job = None
+            result = self._reconnect(old, gen)
+            if self._quit and result[0] is not None:     # stop() came meanwhile and will not collect it
+                _close_stream(result[0], self.device["name"])
+                return
+            self._result = result
+
+    def _reconnect(self, old, gen: int) -> tuple:
+        """Worker thread: close the dead stream, rescan, find the device again, open and start a new stream."""
+        name = self.device["name"]
+        sd = _sd()
+        try:
+            with _PA_LOCK:
+                if old is not None:
+                    _close_stream(old, name)
+                if _streams_open(sd):
+                    # Another stream would die with Pa_Terminate: reopen from the list PortAudio already has
+                    # (enough for devices that stay listed, like ALSA's "pulse" or JACK; not for a USB device).
+                    log.info("audio input %s: device rescan skipped, another stream is open", name)
+                else:
+                    _rescan(sd)
+                device = self._refind()
+                if device is None:
+                    return None, None, f"{name} is not in the device list"
+                if device["channels"] < self._open_channels:
+                    return None, None, f"{name} now has {device['channels']} input channels"
+                return self._open(device, gen), device, None
+        except (sd.PortAudioError, AudioDeviceError, ValueError, OSError) as exc:
+            return None, None, f"cannot open {name}: {_one_line(exc)}"
+        except Exception as exc:  # the worker thread's boundary: log it, report it in status, the next try runs
+            log.exception("audio input %s: reconnect attempt failed", name)
+            return None, None, f"{type(exc).__name__}: {_one_line(exc)}"
+
+    def _refind(self) -> dict | None:
+        """The device again after a rescan: same name (and host API), else the name spec it was opened by.
+
+        Not by index: PortAudio renumbers devices when one comes or goes, so an index may name another device.
+        """
+        name, hostapi = self.device["name"], self.device["hostapi"]
+        devices = list_devices()
+        same = [d for d in devices if d["name"] == name]
+        match = [d for d in same if d["hostapi"] == hostapi] or same
+        if match:
+            return match[0]
+        if isinstance(self.spec, str) and not self.spec.strip().isdigit():
+            try:
+                return find_input(self.spec)
+            except AudioDeviceError:
+                return None
+        return None
 
     def read(self) -> np.ndarray:
+        """Samples since the last call; while the device is lost, silence paced by the wall clock.
+
+        Silence rather than nothing: the analyzer makes Features only from samples, so with nothing the last
+        (perhaps loud) Features would stay frozen on screen. Silent hops let every envelope decay at its
+        normal release rate, the beat tracker see the music stop, and a recording's audio track stay as long
+        as its video. The padding starts at the last real sample and ends with the first block of a
+        reconnected stream.
+        """
+        now = time.monotonic()
+        self._check(now)
         block = self._ring.read_new()
-        if len(block):
-            self._last_data = time.monotonic()
-        return block if self._select is None else block[:, self._select]
+        if self._select is not None:
+            block = block[:, self._select]
+        if self._silent:
+            if self._lost is None and len(block):
+                self._silent = False     # a reconnected stream delivers: real audio again
+            else:
+                due = int((now - self._silence_t0) * self.sample_rate_hz) - self._silence_frames
+                cap = self._ring.capacity_frames     # a reader away for long gets the newest ring's worth
+                if due > cap:
+                    self._silence_frames += due - cap
+                    due = cap
+                if due > 0:
+                    self._silence_frames += due
+                    block = np.concatenate((block, np.zeros((due, self.channels), np.float32)))
+        return self._measure(block, now)
 
     @property
     def overruns(self) -> int:
@@ -227,18 +584,18 @@ class DeviceSource(AudioSource):
     @property
     def status(self) -> str:
         name = self.device["name"]
-        if self._stream is None:
+        if not self._running:
             return f"stopped: {name}"
-        if self._lost:
-            return f"device lost: {name}: {self._lost}"
-        if self._last_data == 0.0:
-            return f"waiting for audio from {name}"
-        quiet_s = time.monotonic() - self._last_data
-        if quiet_s > _STALL_S:
-            return f"device lost: {name}: no audio for {quiet_s:.1f} s"
+        if self._lost is not None:
+            tried = f" (last try: {self._last_error})" if self._last_error else ""
+            return f"device lost: {name}: {self._lost}; retrying{tried}"
         extra = f"; {self._ring.overruns} overruns" if self._ring.overruns else ""
-        return (f"listening on {name} ({self.device['hostapi']}, {self.sample_rate_hz} Hz, "
-                f"{self.channels} ch){extra}")
+        details = f"({self.device['hostapi']}, {self.sample_rate_hz} Hz, {self.channels} ch){extra}"
+        if self._reconnected_t is not None and time.monotonic() - self._reconnected_t < _RECONNECTED_S:
+            return f"reconnected to {name} {details}"
+        if not self._had_data:
+            return f"waiting for audio from {name}"
+        return f"listening on {name} {details}"
 
 
 class FilePlayer(AudioSource):
@@ -326,17 +683,17 @@ class FilePlayer(AudioSource):
             self._use_clock(f"no output device ({exc})")
             return
         try:
-            self._stream = sd.OutputStream(
-                device=self.output_device, channels=self.channels, samplerate=self.sample_rate_hz,
-                blocksize=self.block_frames, dtype="float32", callback=self._callback,
-                finished_callback=self._finished)
-            self._out_name = sd.query_devices(self._stream.device)["name"]
-            self._stream.start()
+            self._stream = _open_stream(
+                sd.OutputStream, device=self.output_device, channels=self.channels,
+                samplerate=self.sample_rate_hz, blocksize=self.block_frames, dtype="float32",
+                callback=self._callback, finished_callback=self._finished)
+            with _PA_LOCK:
+                self._out_name = sd.query_devices(self._stream.device)["name"]
         except (sd.PortAudioError, ValueError) as exc:
             if self._stream is not None:
-                self._stream.close()
+                _close_stream(self._stream, f"output for {self.name}")
             self._stream = None
-            self._use_clock(f"no output device ({' '.join(str(exc).split())})")
+            self._use_clock(f"no output device ({_one_line(exc)})")
 
     def _use_clock(self, why: str) -> None:
         self._why_clock = why
@@ -346,19 +703,17 @@ class FilePlayer(AudioSource):
         self._stopping = True
         stream, self._stream = self._stream, None
         if stream is not None:
-            try:
-                stream.close()
-            except _sd().PortAudioError as exc:
-                log.warning("closing output for %s: %s", self.name, exc)
+            _close_stream(stream, f"output for {self.name}")
         self._started = False
         self._clock_t0 = None
 
     def read(self) -> np.ndarray:
+        now = time.monotonic()
         if self._clock_t0 is not None and self._started:
-            target = int((time.monotonic() - self._clock_t0) * self.sample_rate_hz)
+            target = int((now - self._clock_t0) * self.sample_rate_hz)
             if target > self._pos:
                 self._ring.write(self._next(target - self._pos))
-        return self._ring.read_new()
+        return self._measure(self._ring.read_new(), now)
 
     @property
     def status(self) -> str:

@@ -1,0 +1,210 @@
+"""Live input through a real PulseAudio server: the level meter, clip indicator, and losing and regaining the server."""
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from audio_synth import write_wav
+from vj.audio.sources import LEVEL_FLOOR_DBFS, DeviceSource, FilePlayer, rescan_devices
+
+SR = 48000
+
+
+class Pulse:
+    """PulseAudio user daemons in one runtime dir (a null sink `vjnull` whose monitor is the `pulse` input).
+
+    `start()` may be called again after `kill()`: same runtime dir, same socket, same sink name.
+    `close()` kills whatever is still running.
+    """
+
+    def __init__(self, runtime):
+        os.makedirs(runtime, mode=0o700, exist_ok=True)
+        os.chmod(runtime, 0o700)
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), HOME=str(runtime))
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        proc = subprocess.Popen(
+            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "-L", "module-native-protocol-unix",
+             "-L", f"module-null-sink sink_name=vjnull rate={SR}", "-L", "module-always-sink"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 15
+        while subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                pytest.fail(f"pulseaudio did not start: {proc.stderr.read().decode(errors='replace')[-500:]}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, like pulling the plug: no goodbye to the clients."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(5)
+
+    def freeze(self, frozen: bool) -> None:
+        """SIGSTOP / SIGCONT the running server: the stream stays open but no callback comes."""
+        self.procs[-1].send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    def play(self, path) -> subprocess.Popen:
+        proc = subprocess.Popen(["paplay", "--device=vjnull", str(path)], env=self.env)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
+        pytest.skip("pulseaudio / paplay not installed")
+    old_runtime = os.environ.get("XDG_RUNTIME_DIR")
+    server = Pulse(tmp_path / "xdg")
+    try:
+        server.start()
+        os.environ["XDG_RUNTIME_DIR"] = server.env["XDG_RUNTIME_DIR"]   # for ALSA's pulse plugin in this process
+        rescan_devices()
+        yield server
+    finally:
+        server.close()
+        if old_runtime is None:
+            os.environ.pop("XDG_RUNTIME_DIR", None)
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = old_runtime
+        rescan_devices()
+
+
+def _wav(tmp_path, name, mono):
+    return write_wav(tmp_path / name, np.repeat(mono[:, None], 2, axis=1))
+
+
+def _tone(seconds=3.0, amplitude=0.5):
+    t = np.arange(int(seconds * SR)) / SR
+    return (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def _frames(src, seconds, until=None):
+    """Run like the frame loop (maintain, then read, every ~10 ms) for up to `seconds` or until `until(src)`.
+
+    Returns (samples read, (n, channels), the slowest maintain() call in seconds).
+    """
+    blocks, slowest = [], 0.0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        src.maintain()
+        slowest = max(slowest, time.perf_counter() - t0)
+        blocks.append(src.read())
+        if until is not None and until(src):
+            break
+        time.sleep(0.01)
+    return np.concatenate(blocks) if blocks else np.zeros((0, src.channels), np.float32), slowest
+
+
+def _wait_for_audio(src, timeout_s=8.0):
+    """Frames until the first block arrives (PulseAudio's first one takes ~2 s)."""
+    _frames(src, timeout_s, until=lambda s: s.status.startswith("listening on"))
+    assert src.status.startswith("listening on"), f"no audio within {timeout_s} s: {src.status}"
+
+
+def test_level_meter_and_clip_indicator(pulse, tmp_path):
+    square = np.sign(np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)      # full scale, 1 s
+    with DeviceSource("pulse", SR) as src:
+        _wait_for_audio(src)
+        _frames(src, 0.3)
+        assert src.level_dbfs == LEVEL_FLOOR_DBFS and not src.clipped           # the null sink is silent
+        player = pulse.play(_wav(tmp_path, "tone-440hz-half.wav", _tone()))
+        _frames(src, 4.0, until=lambda s: s.level_dbfs > -30)
+        assert -30 < src.level_dbfs < -3, src.level_dbfs                         # 0.5 peak is -6 dBFS
+        assert not src.clipped
+        player.wait(10)
+        player = pulse.play(_wav(tmp_path, "square-200hz-full-scale.wav", square))
+        _frames(src, 3.0, until=lambda s: s.clipped)
+        assert src.clipped and src.level_dbfs > -0.1
+        player.wait(10)
+        _frames(src, 2.5, until=lambda s: not s.clipped)
+        assert not src.clipped                                                    # the hold ends (~1 s)
+        assert src.losses == 0 and src.reconnects == 0
+
+
+def test_file_player_has_the_same_meter_and_counters():
+    player = FilePlayer(np.stack([_tone(0.5, 0.25)] * 2, axis=1), SR, output=False)
+    with player:
+        player.maintain()
+        time.sleep(0.15)
+        player.read()
+    assert -14 < player.level_dbfs < -11 and not player.clipped                 # 0.25 peak is -12 dBFS
+    assert player.losses == 0 and player.reconnects == 0
+
+
+def test_device_source_survives_the_server_dying_and_reattaches(pulse, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vj.audio.sources")
+    tone = _wav(tmp_path, "tone-440hz-half.wav", _tone())
+    with DeviceSource("pulse", SR) as src:
+        _wait_for_audio(src)
+        assert src.status.startswith("listening on pulse"), src.status
+
+        pulse.kill()
+        t_kill = time.monotonic()
+        _frames(src, 3.0, until=lambda s: "lost" in s.status)
+        lost_s = time.monotonic() - t_kill
+        assert "device lost: pulse" in src.status and "retrying" in src.status, src.status
+        assert src.losses == 1 and src.reconnects == 0
+
+        # Lost: maintain() never blocks the frame loop (its work runs on a thread; this is behaviour, not a
+        # benchmark), and read() hands out silence at the wall clock's pace so the features decay.
+        t0 = time.monotonic()
+        silence, slowest = _frames(src, 1.0)
+        elapsed = time.monotonic() - t0
+        assert slowest < 0.005, f"maintain() took {slowest * 1e3:.1f} ms while lost"
+        assert not silence.any() and silence.shape[1] == 2
+        assert abs(len(silence) / (elapsed * SR) - 1) < 0.2, (len(silence), elapsed)
+        assert src.level_dbfs == LEVEL_FLOOR_DBFS
+        assert src.attempts >= 1 and "lost" in src.status
+
+        pulse.start()
+        t_start = time.monotonic()
+        _, slowest = _frames(src, 10.0, until=lambda s: s.reconnects)
+        back_s = time.monotonic() - t_start
+        assert src.status.startswith("reconnected to pulse"), src.status
+        assert src.reconnects == 1 and src.losses == 1
+        assert slowest < 0.005, f"maintain() took {slowest * 1e3:.1f} ms while reconnecting"
+
+        player = pulse.play(tone)            # the new stream's first block takes ~2 s, the tone lasts 3 s
+        heard, _ = _frames(src, 6.0, until=lambda s: s.level_dbfs > -30)
+        player.wait(10)
+        assert src.level_dbfs > -30 and np.abs(heard).max() > 0.3
+        assert src.losses == 1 and src.status.startswith("reconnected to pulse")
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("pulse lost" in m for m in logged) and any("reconnected to pulse" in m for m in logged)
+    print(f"kill -> lost {lost_s:.2f} s, restart -> reconnected {back_s:.2f} s")
+
+
+def test_watchdog_catches_a_stream_that_stops_calling_back(pulse):
+    """A frozen server leaves the stream open and "active"; only the watchdog sees that no audio comes."""
+    with DeviceSource("pulse", SR) as src:
+        _wait_for_audio(src)
+        pulse.freeze(True)
+        try:
+            _frames(src, 3.0, until=lambda s: "lost" in s.status)
+            assert "no audio for more than 1 s" in src.status and src.losses == 1, src.status
+            # The reconnect attempt now hangs on the frozen server, in the worker: the frame loop does not.
+            silence, slowest = _frames(src, 1.0)
+            assert slowest < 0.005 and len(silence) > SR // 2 and not silence.any()
+        finally:
+            pulse.freeze(False)
+        _frames(src, 10.0, until=lambda s: s.reconnects)
+        assert src.reconnects == 1 and src.status.startswith("reconnected to pulse"), src.status
