@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file")
     run.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0: off; default 9000)")
     run.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1)")
+    run.add_argument("--sample-rate", type=int, default=48000, metavar="HZ", help="audio input rate (default 48000)")
+    run.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
+                     help="audio callback block (default 256 frames, 5.3 ms at 48 kHz)")
+    run.add_argument("--hud", action="store_true", help="start with the HUD shown (key h toggles it)")
     run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--screenshot", type=Path, metavar="PNG", help="save the last frame as PNG on exit")
 
@@ -155,9 +159,12 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "run":
         from vj.show import run_live
-        run_live(args.audio, args.preset, _render_cfg(args), AudioConfig(),
+        if not 8000 <= args.sample_rate <= 384000 or not 16 <= args.block_size <= 8192:
+            raise UsageError("--sample-rate must be 8000..384000 Hz and --block-size 16..8192 frames")
+        audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size)
+        run_live(args.audio, args.preset, _render_cfg(args), audio_cfg,
                  ControlConfig(osc_host=args.osc_host, osc_port=args.osc_port), fullscreen=args.fullscreen,
-                 record=args.record, duration_s=args.duration, screenshot=args.screenshot)
+                 record=args.record, duration_s=args.duration, screenshot=args.screenshot, hud=args.hud)
         return 0
     if args.command == "demo":
         return _demo(args)

@@ -7,6 +7,7 @@ import logging
 import queue
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from vj.config import AudioConfig, ControlConfig, RenderConfig
 from vj.control.osc import OSCServer
 from vj.engine import Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
+from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import write_png
 from vj.output.recorder import Recorder
 from vj.output.window import Window
@@ -133,72 +135,210 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
     return RenderReport(Path(out), n_frames, n_frames / fps, elapsed)
 
 
-KEY_HELP = "keys: f fullscreen, escape quit, left/right preset, b blackout, space freeze, s screenshot"
+KEY_HELP = ("keys: f fullscreen, h HUD, escape quit, left/right preset, b blackout, space freeze, "
+            "s screenshot")
+
+
+class FrameStats:
+    """Rolling display frame times for the HUD: fps, p50/p99 and frames that came late."""
+
+    def __init__(self, window: int = 240):
+        self.times_s: deque[float] = deque(maxlen=window)
+        self.late = 0
+
+    def add(self, dt_s: float) -> None:
+        if self.times_s and dt_s > 1.5 * float(np.median(self.times_s)) and dt_s > 0.02:
+            self.late += 1      # a frame that took more than 1.5x the usual: the picture stuttered
+        self.times_s.append(dt_s)
+
+    def summary(self) -> dict:
+        if not self.times_s:
+            return {}
+        a = np.asarray(self.times_s) * 1e3
+        p50 = float(np.percentile(a, 50))
+        return {"display_fps": 1000.0 / p50 if p50 > 0 else 0.0, "frame_ms_p50": p50,
+                "frame_ms_p99": float(np.percentile(a, 99)), "late_frames": self.late}
+
+
+class LiveShow:
+    """One live session: window, engine, audio source, OSC, optional recorder and HUD. Main thread only."""
+
+    def __init__(self, audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig,
+                 control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
+                 screenshot: Path | None = None, hud: bool = False):
+        self.render_cfg = render_cfg
+        self.screenshot = screenshot
+        self.window = self.engine = self.osc = self.recorder = self.hud = None
+        self.source = open_source(audio, audio_cfg)
+        try:
+            self.source.start()
+            # A device may refuse the configured rate and open at its own: analyse at the rate it delivers.
+            self.audio_cfg = dataclasses.replace(audio_cfg, sample_rate_hz=self.source.sample_rate_hz)
+            self.window = Window(render_cfg.width_px, render_cfg.height_px, title="vj",
+                                 fullscreen_monitor=fullscreen)
+            self.engine = Engine(self.window.ctx, render_cfg, self.audio_cfg, live=True)
+            self.engine.load_preset(preset)
+            if control_cfg.osc_port:
+                self.osc = OSCServer(self.engine.changes, control_cfg.osc_host, control_cfg.osc_port).start()
+            if record is not None:
+                self.recorder = Recorder(record, render_cfg.width_px, render_cfg.height_px, render_cfg.fps,
+                                         self.source.sample_rate_hz, 2, preset=render_cfg.encoder_preset)
+            self.hud = Hud(self.window.ctx)
+        except BaseException:
+            self.close()
+            raise
+        self.hud_visible = hud
+        self.clock = FrameClock()
+        self.stats = FrameStats()
+        self.frames = 0
+        self._rec_frames = 0
+        self._audio_status = self.source.status
+        self._recording_error_logged = False
+        self._hud_lines: list = []
+        self._hud_at = 0.0
+
+    def run(self, duration_s: float | None = None) -> int:
+        log.info("live: preset %s, audio %s; %s", self.engine.preset.name, self.source.status, KEY_HELP)
+        next_report = 5.0
+        while not self.window.should_close():
+            self.frame()
+            if self.clock.t_s >= next_report:
+                next_report += 5.0
+                st = self.stats.summary()
+                log.info("display %.1f fps (p99 %.1f ms), model %.1f fps, audio: %s",
+                         st.get("display_fps", 0.0), st.get("frame_ms_p99", 0.0), self.engine.worker.fps,
+                         self.source.status)
+            if duration_s is not None and self.clock.t_s >= duration_s:
+                break
+        if self.screenshot is not None:
+            write_png(self.screenshot, self.engine.snapshot())
+        return self.frames
+
+    def frame(self) -> None:
+        window, engine = self.window, self.engine
+        window.poll_events()
+        self._handle_keys()
+        dt = self.clock.tick()
+        if self.frames:
+            self.stats.add(dt)
+        self.source.maintain()
+        if self.source.status != self._audio_status:
+            self._audio_status = self.source.status
+            log.warning("audio: %s", self._audio_status)
+        block = self.source.read()
+        mono = block.mean(axis=1) if block.ndim == 2 else block
+        try:
+            engine.step_live(mono, self.clock.t_s, dt)
+        except Exception as exc:  # the frame boundary: log, keep the show going on the last good state
+            log.exception("frame %d failed: %s", self.frames, exc)
+        size = window.framebuffer_size
+        engine.master.blit_to(window.ctx.screen, (0, 0, *size))
+        if self.hud_visible:
+            # Numbers that change every frame are unreadable and re-upload the text: refresh at 4 Hz.
+            if self.clock.t_s - self._hud_at >= 0.25 or not self._hud_lines:
+                self._hud_lines = format_stats(self.hud_stats())
+                self._hud_at = self.clock.t_s
+            self.hud.draw(window.ctx.screen, (0, 0, *size), self._hud_lines)
+        self._record(block)
+        window.swap()
+        self.frames += 1
+
+    def _record(self, block: np.ndarray) -> None:
+        rec = self.recorder
+        if rec is None:
+            return
+        if rec.error:
+            if not self._recording_error_logged:
+                self._recording_error_logged = True
+                log.error("recording stopped: %s (the show goes on)", rec.error)
+            return
+        due = int(self.clock.t_s * self.render_cfg.fps)
+        if due >= self._rec_frames:
+            rec.add_video(self.engine.read_rgb(), due)
+            self._rec_frames = due + 1
+        rec.add_audio(_stereo(block))
+
+    def hud_stats(self) -> dict:
+        """What the HUD shows; keys as `vj.gfx.hud.format_stats` documents them."""
+        engine, f = self.engine, self.engine.features
+        st = self.stats.summary()
+        errors = [f"{name}: {msg}" for name, msg in engine.chain.errors.items()]
+        if engine.model_error:
+            errors.append(f"model: {engine.model_error}")
+        if self.recorder is not None and self.recorder.error:
+            errors.append(f"recording: {self.recorder.error}")
+        audio_s = self.audio_cfg.block_frames / self.audio_cfg.sample_rate_hz
+        hop_s = self.audio_cfg.hop_samples / self.audio_cfg.sample_rate_hz
+        frame_s = st.get("frame_ms_p50", 0.0) / 1e3
+        return {
+            **st,
+            "model_fps": engine.worker.fps,
+            "dropped_frames": self.recorder.dropped_frames if self.recorder is not None else None,
+            "audio_level_dbfs": self.source.level_dbfs,
+            "clipped": self.source.clipped,
+            "onset": f.onset,
+            "beat": f.beat,
+            "bpm": f.bpm or None,
+            # Estimate until `vj bench latency` measures it: one audio block, half a hop on average,
+            # the model's last render, one frame to draw and one to reach the screen.
+            "latency_ms": (audio_s + hop_s / 2 + engine.worker.last_elapsed_s + 2 * frame_s) * 1e3,
+            "preset": engine.preset.name if engine.preset else "",
+            "audio_status": self.source.status,
+            "errors": errors,
+        }
+
+    def _handle_keys(self) -> None:
+        engine = self.engine
+        while True:
+            try:
+                key = self.window.keys.get_nowait()
+            except queue.Empty:
+                return
+            if key == "f":
+                self.window.toggle_fullscreen()
+            elif key == "h":
+                self.hud_visible = not self.hud_visible
+            elif key == "escape":
+                self.window.request_close()
+            elif key == "right":
+                engine.step_preset(+1)
+            elif key == "left":
+                engine.step_preset(-1)
+            elif key == "b":
+                engine.registry.set("/master/blackout", not engine.registry.get("/master/blackout"), "key")
+            elif key == "space":
+                engine.registry.set("/master/freeze", not engine.registry.get("/master/freeze"), "key")
+            elif key == "s":
+                path = self.screenshot or Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}.png")
+                write_png(path, engine.snapshot())
+                log.info("screenshot saved to %s", path)
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            if self.recorder.error:
+                log.error("recording: %s", self.recorder.error)
+        if self.osc is not None:
+            self.osc.close()
+        self.source.stop()
+        if self.hud is not None:
+            self.hud.release()
+        if self.engine is not None:
+            self.engine.close()
+        if self.window is not None:
+            self.window.close()
 
 
 def run_live(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig,
              control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
-             duration_s: float | None = None, screenshot: Path | None = None) -> int:
+             duration_s: float | None = None, screenshot: Path | None = None, hud: bool = False) -> int:
     """The live show: audio in, frames out to a window at the display's rate. Returns frames shown."""
-    source = open_source(audio, audio_cfg)
-    source.start()
-    # A device may refuse the configured rate and open at its own: analyse at the rate it delivers.
-    audio_cfg = dataclasses.replace(audio_cfg, sample_rate_hz=source.sample_rate_hz)
-    window = engine = osc = recorder = None
-    frames = 0
+    show = LiveShow(audio, preset, render_cfg, audio_cfg, control_cfg, fullscreen=fullscreen, record=record,
+                    screenshot=screenshot, hud=hud)
     try:
-        window = Window(render_cfg.width_px, render_cfg.height_px, title="vj", fullscreen_monitor=fullscreen)
-        engine = Engine(window.ctx, render_cfg, audio_cfg, live=True)
-        engine.load_preset(preset)
-        if control_cfg.osc_port:
-            osc = OSCServer(engine.changes, control_cfg.osc_host, control_cfg.osc_port).start()
-        if record is not None:
-            recorder = Recorder(record, render_cfg.width_px, render_cfg.height_px, render_cfg.fps,
-                                source.sample_rate_hz, 2, preset=render_cfg.encoder_preset)
-        log.info("live: preset %s, audio %s; %s", engine.preset.name, source.status, KEY_HELP)
-        clock = FrameClock()
-        next_report = 5.0
-        rec_frames = 0
-        while not window.should_close():
-            window.poll_events()
-            _handle_keys(window, engine, screenshot)
-            dt = clock.tick()
-            block = source.read()
-            mono = block.mean(axis=1) if block.ndim == 2 else block
-            try:
-                engine.step_live(mono, clock.t_s, dt)
-            except Exception as exc:  # the frame boundary: log, keep the show going on the last good state
-                log.exception("frame %d failed: %s", frames, exc)
-            engine.master.blit_to(window.ctx.screen, (0, 0, *window.framebuffer_size))
-            if recorder is not None and not recorder.error:
-                due = int(clock.t_s * render_cfg.fps)
-                if due >= rec_frames:
-                    recorder.add_video(engine.read_rgb(None), due)
-                    rec_frames = due + 1
-                recorder.add_audio(_stereo(block))
-            window.swap()
-            frames += 1
-            if clock.t_s >= next_report:
-                next_report += 5.0
-                log.info("display %.1f fps, model %d frames, audio: %s", frames / clock.t_s,
-                         engine.model_frames, source.status)
-            if duration_s is not None and clock.t_s >= duration_s:
-                break
-        if screenshot is not None:
-            write_png(screenshot, engine.snapshot())
+        return show.run(duration_s)
     finally:
-        if recorder is not None:
-            recorder.close()
-            if recorder.error:
-                log.error("recording: %s", recorder.error)
-        if osc is not None:
-            osc.close()
-        source.stop()
-        if engine is not None:
-            engine.close()
-        if window is not None:
-            window.close()
-    return frames
+        show.close()
 
 
 def _stereo(block: np.ndarray) -> np.ndarray:
@@ -207,27 +347,3 @@ def _stereo(block: np.ndarray) -> np.ndarray:
     if block.shape[1] == 1:
         return np.repeat(block, 2, axis=1)
     return block[:, :2]
-
-
-def _handle_keys(window: Window, engine: Engine, screenshot: Path | None) -> None:
-    while True:
-        try:
-            key = window.keys.get_nowait()
-        except queue.Empty:
-            return
-        if key == "f":
-            window.toggle_fullscreen()
-        elif key == "escape":
-            window.request_close()
-        elif key == "right":
-            engine.step_preset(+1)
-        elif key == "left":
-            engine.step_preset(-1)
-        elif key == "b":
-            engine.registry.set("/master/blackout", not engine.registry.get("/master/blackout"), "key")
-        elif key == "space":
-            engine.registry.set("/master/freeze", not engine.registry.get("/master/freeze"), "key")
-        elif key == "s":
-            path = screenshot or Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}.png")
-            write_png(path, engine.snapshot())
-            log.info("screenshot saved to %s", path)

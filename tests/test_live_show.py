@@ -1,0 +1,61 @@
+"""The live loop under Xvfb: display frames never wait for a slow model; the HUD draws over the picture."""
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from test_live import grab
+
+from vj.config import AudioConfig, ControlConfig, RenderConfig
+from vj.show import LiveShow
+from xvfb import xvfb_display  # noqa: F401  (fixture)
+
+CFG = RenderConfig(width_px=320, height_px=180)
+
+
+@pytest.fixture
+def show(xvfb_display, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    s = LiveShow("demo", "default", CFG, AudioConfig(), ControlConfig(osc_port=0))
+    yield s
+    s.close()
+
+
+def test_display_keeps_its_rate_with_a_model_slowed_to_5_fps(show):
+    render = show.engine.generator.render
+    model_period_s = 0.2
+
+    def slow_render(args):
+        time.sleep(model_period_s)
+        return render(args)
+    show.engine.generator.render = slow_render
+    frame_times = []
+    t_end = time.perf_counter() + 3.0
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        show.frame()
+        frame_times.append(time.perf_counter() - t0)
+    model_frames = show.engine.model_frames
+    assert model_frames <= 3.0 / model_period_s + 1
+    # The loop never waits for the model: many display frames per model frame, none as long as a model frame.
+    assert len(frame_times) >= 3 * max(model_frames, 1), (len(frame_times), model_frames)
+    assert max(frame_times[3:]) < model_period_s, f"a display frame waited {max(frame_times[3:]) * 1e3:.0f} ms"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg (x11grab) missing")
+def test_hud_draws_stats_over_the_picture(show, xvfb_display, tmp_path):  # noqa: F811
+    show.engine.registry.set("/master/freeze", True)   # hold the picture so only the HUD differs
+    for _ in range(5):
+        show.frame()
+    plain = grab(xvfb_display, tmp_path / "plain.png")
+    show.hud_visible = True
+    for _ in range(2):
+        show.frame()
+    with_hud = grab(xvfb_display, tmp_path / "hud.png")
+    stats = show.hud_stats()
+    assert stats["preset"] == "Default" and stats["display_fps"] > 0 and "audio_status" in stats
+    top_left = np.abs(plain[:40, :120] - with_hud[:40, :120]).mean()
+    rest = np.abs(plain[120:180, 200:320] - with_hud[120:180, 200:320]).mean()
+    assert top_left > 10 and rest < 2, (top_left, rest)
