@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 from pathlib import Path
 
 VJ = [sys.executable, "-m", "vj.cli"]

@@ -1,6 +1,5 @@
 """The engine on real GL (Mesa EGL): presets, OSC from oscsend into the rendered frame, master controls."""
 
-import queue
 import shutil
 import subprocess
 import time
@@ -13,7 +12,7 @@ from vj.config import AudioConfig, RenderConfig
 from vj.control.osc import OSCServer
 from vj.engine import Engine, merge_hops
 from vj.gfx.context import create_headless_context, release_context
-from vj.presets import PresetError, list_presets, parse_preset
+from vj.presets import PresetError, list_presets
 
 CFG = RenderConfig(width_px=160, height_px=96, fps=30.0, model_width_px=96, model_height_px=54)
 
