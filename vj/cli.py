@@ -49,6 +49,16 @@ def _scale(text: str) -> float | None:
     return v
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        chans = tuple(int(c) - 1 for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"channels look like 1 or 3,4; got {text!r}") from None
+    if not chans or min(chans) < 0 or len(chans) > 2:
+        raise argparse.ArgumentTypeError(f"give one or two channels, counting from 1; got {text!r}")
+    return chans
+
+
 def _render_cfg(args) -> RenderConfig:
     w, h = args.size
     return RenderConfig(width_px=w, height_px=h, fps=getattr(args, "fps", 30.0),
@@ -85,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sample-rate", type=int, default=48000, metavar="HZ", help="audio input rate (default 48000)")
     run.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                      help="audio callback block (default 256 frames, 5.3 ms at 48 kHz)")
+    run.add_argument("--audio-channels", type=_channels, metavar="N[,M]",
+                     help="input channels to use, 1-based (e.g. 3,4 for a stereo pair); mixed to mono for analysis")
     run.add_argument("--hud", action="store_true", help="start with the HUD shown (key h toggles it)")
     run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--screenshot", type=Path, metavar="PNG", help="save the last frame as PNG on exit")
@@ -161,7 +173,8 @@ def _dispatch(args) -> int:
         from vj.show import run_live
         if not 8000 <= args.sample_rate <= 384000 or not 16 <= args.block_size <= 8192:
             raise UsageError("--sample-rate must be 8000..384000 Hz and --block-size 16..8192 frames")
-        audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size)
+        audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size,
+                                input_channels=args.audio_channels)
         run_live(args.audio, args.preset, _render_cfg(args), audio_cfg,
                  ControlConfig(osc_host=args.osc_host, osc_port=args.osc_port), fullscreen=args.fullscreen,
                  record=args.record, duration_s=args.duration, screenshot=args.screenshot, hud=args.hud)

@@ -14,6 +14,7 @@ class AudioConfig:
     n_bands: int = 48                # log-spaced spectrum bands
     ring_s: float = 4.0              # ring buffer length
     waveform_samples: int = 512      # samples kept for ISF `audio` inputs
+    input_channels: tuple[int, ...] | None = None   # 0-based device channels; None: the first one or two
 
 
 @dataclass(frozen=True)

@@ -288,8 +288,8 @@ class DeviceSource(AudioSource):
         avail = self.device["channels"]
         sel = list(input_channels) if input_channels else list(range(min(2, avail)))
         if not sel or min(sel) < 0 or max(sel) >= avail:
-            raise AudioDeviceError(f"{self.device['name']}: channels {sel} not available "
-                                   f"(the device has {avail}, numbered from 0)")
+            raise AudioDeviceError(f"{self.device['name']}: channels {[c + 1 for c in sel]} not available "
+                                   f"(the device has {avail}, counting from 1)")
         self._open_channels = max(sel) + 1
         self._select = None if sel == list(range(self._open_channels)) else np.array(sel)   # None: all of them
         self.channels = len(sel)
@@ -773,4 +773,4 @@ def open_source(spec: str | int | None, audio_cfg: AudioConfig, *, loop: bool = 
         return FilePlayer(samples, audio_cfg.sample_rate_hz, name=name, loop=loop, output=output,
                           block_frames=audio_cfg.block_frames, ring_s=audio_cfg.ring_s)
     return DeviceSource(spec, sample_rate_hz=audio_cfg.sample_rate_hz, block_frames=audio_cfg.block_frames,
-                        ring_s=audio_cfg.ring_s)
+                        ring_s=audio_cfg.ring_s, input_channels=audio_cfg.input_channels)
