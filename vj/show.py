@@ -67,12 +67,8 @@ class RenderReport:
 
 
 def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig, *,
-                   start_s: float = 0.0, duration_s: float | None = None, progress: bool | None = None,
-                   changes_at: list[tuple[float, str, object]] | None = None) -> RenderReport:
-    """Render `audio` through `preset` to a video file, frame-exact: duration x fps frames, audio muxed in.
-
-    `changes_at` holds (time_s, path, value) param changes applied at those times (used by tests).
-    """
+                   start_s: float = 0.0, duration_s: float | None = None, progress: bool | None = None) -> RenderReport:
+    """Render `audio` through `preset` to a video file, frame-exact: duration x fps frames, audio muxed in."""
     sr = audio_cfg.sample_rate_hz
     fps = render_cfg.fps
     samples, _ = load_track(audio, sr)
@@ -97,7 +93,6 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
                             preset=render_cfg.encoder_preset)
         pipe = OfflinePipeline(engine)
         bar = Progress(n_frames, progress)
-        pending = sorted(changes_at or [], key=lambda c: c[0])
         written = 0
 
         def emit(tex) -> None:
@@ -110,9 +105,6 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
         prev = 0
         for i in range(n_frames):
             t = i / fps
-            while pending and pending[0][0] <= t:
-                _, path, value = pending.pop(0)
-                engine.registry.set(path, value, "timeline")
             # Each frame sees the audio up to the end of its own display interval.
             upto = min(int(round((i + 1) / fps * sr)), seg_len)
             recorder.add_audio(seg[prev:upto])

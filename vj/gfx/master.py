@@ -5,6 +5,7 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
+from vj.gfx.blit import fit_viewport
 from vj.gfx.context import bind_default_framebuffer
 
 _VS = """
@@ -106,10 +107,8 @@ class MasterPass:
         target.use()
         target.clear(0.0, 0.0, 0.0, 1.0)
         x, y, w, h = viewport
-        tw, th = self.texture.size
-        scale = min(w / tw, h / th)
-        vw, vh = max(1, int(tw * scale)), max(1, int(th * scale))
-        target.viewport = (x + (w - vw) // 2, y + (h - vh) // 2, vw, vh)
+        fx, fy, fw, fh = fit_viewport(*self.texture.size, w, h)
+        target.viewport = (x + fx, y + fy, fw, fh)
         self.texture.use(0)
         self.prog["src"].value = 0
         self.prog["gain"].value = 1.0
