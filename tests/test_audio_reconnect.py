@@ -1,90 +1,16 @@
 """Live input through a real PulseAudio server: the level meter, clip indicator, and losing and regaining the server."""
 
 import logging
-import os
-import shutil
-import signal
-import subprocess
 import time
 
 import numpy as np
 import pytest
 
 from audio_synth import write_wav
+from pulse_server import pulse  # noqa: F401  (fixture)
 from vj.audio.sources import LEVEL_FLOOR_DBFS, DeviceSource, FilePlayer, rescan_devices
 
 SR = 48000
-
-
-class Pulse:
-    """PulseAudio user daemons in one runtime dir (a null sink `vjnull` whose monitor is the `pulse` input).
-
-    `start()` may be called again after `kill()`: same runtime dir, same socket, same sink name.
-    `close()` kills whatever is still running.
-    """
-
-    def __init__(self, runtime):
-        os.makedirs(runtime, mode=0o700, exist_ok=True)
-        os.chmod(runtime, 0o700)
-        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), HOME=str(runtime))
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self) -> None:
-        proc = subprocess.Popen(
-            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "-L", "module-native-protocol-unix",
-             "-L", f"module-null-sink sink_name=vjnull rate={SR}", "-L", "module-always-sink"],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.procs.append(proc)
-        deadline = time.monotonic() + 15
-        while subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                pytest.fail(f"pulseaudio did not start: {proc.stderr.read().decode(errors='replace')[-500:]}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL, like pulling the plug: no goodbye to the clients."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(5)
-
-    def freeze(self, frozen: bool) -> None:
-        """SIGSTOP / SIGCONT the running server: the stream stays open but no callback comes."""
-        self.procs[-1].send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
-
-    def play(self, path) -> subprocess.Popen:
-        proc = subprocess.Popen(["paplay", "--device=vjnull", str(path)], env=self.env)
-        self.procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(5)
-            if proc.stderr is not None:
-                proc.stderr.close()
-
-
-@pytest.fixture
-def pulse(tmp_path):
-    if shutil.which("pulseaudio") is None or shutil.which("paplay") is None:
-        pytest.skip("pulseaudio / paplay not installed")
-    old_runtime = os.environ.get("XDG_RUNTIME_DIR")
-    server = Pulse(tmp_path / "xdg")
-    try:
-        server.start()
-        os.environ["XDG_RUNTIME_DIR"] = server.env["XDG_RUNTIME_DIR"]   # for ALSA's pulse plugin in this process
-        rescan_devices()
-        yield server
-    finally:
-        server.close()
-        if old_runtime is None:
-            os.environ.pop("XDG_RUNTIME_DIR", None)
-        else:
-            os.environ["XDG_RUNTIME_DIR"] = old_runtime
-        rescan_devices()
 
 
 def _wav(tmp_path, name, mono):

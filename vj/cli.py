@@ -120,10 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio inputs and monitors")
 
-    bench = sub.add_parser("bench", help="per-stage timings: analysis, model, upload, shaders, readback, encode")
+    bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
+                                         "or `vj bench latency`: audio-to-light latency through a real audio server")
+    bench.add_argument("what", nargs="?", choices=("stages", "latency"), default="stages",
+                       help="stages (default) or latency")
     bench.add_argument("--size", type=_size, default=(1280, 720))
-    bench.add_argument("--frames", type=int, default=90)
-    bench.add_argument("--preset", default="default")
+    bench.add_argument("--frames", type=int, default=90, help="stages: frames per measurement")
+    bench.add_argument("--preset", default=None, help="default: 'default' for stages, 'flash' for latency")
+    bench.add_argument("--clicks", type=int, default=40, help="latency: clicks to time (default 40)")
+    bench.add_argument("--server", choices=("jack", "pulse"), default="jack",
+                       help="latency: JACK dummy driver (default) or a PulseAudio null sink; "
+                            "a running JACK server is used as it is")
+    bench.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
+                       help="latency: audio block and JACK period (default 256)")
     bench.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
 
     sh = sub.add_parser("shaders", help="shader tools")
@@ -189,8 +198,15 @@ def _dispatch(args) -> int:
             print(f"{name:16s} {load_preset(name).description}")
         return 0
     if args.command == "bench":
+        if args.what == "latency":
+            if not 16 <= args.block_size <= 8192 or args.clicks < 1:
+                raise UsageError("--block-size must be 16..8192 frames and --clicks at least 1")
+            from vj.latency import run_latency_bench
+            report = run_latency_bench(_render_cfg(args), AudioConfig(block_frames=args.block_size),
+                                       clicks=args.clicks, preset=args.preset or "flash", server=args.server)
+            return 0 if report.measured else 1
         from vj.bench import run_bench
-        run_bench(_render_cfg(args), AudioConfig(), frames=args.frames, preset=args.preset)
+        run_bench(_render_cfg(args), AudioConfig(), frames=args.frames, preset=args.preset or "default")
         return 0
     if args.command == "shaders":
         if args.shaders_command != "test":

@@ -20,6 +20,7 @@ from vj.audio.features import SILENT, Features
 from vj.config import AudioConfig, RenderConfig
 from vj.gfx.chain import Chain
 from vj.gfx.context import auto_render_scale, is_software
+from vj.gfx.crossfade import ModelFader
 from vj.gfx.isf import ISFError, ISFShader, load_isf
 from vj.gfx.master import MasterPass
 from vj.gfx.upload import TextureUploader
@@ -40,6 +41,8 @@ ENGINE_PARAMS = (
     Param("/master/blackout", False, kind="bool", description="fade the output to black"),
     Param("/master/blackout_fade_s", 0.15, 0.0, 5.0, unit="s", description="blackout fade time"),
     Param("/master/freeze", False, kind="bool", description="hold the current picture"),
+    Param("/master/model_blend", 0.0, 0.0, 1.0, description="live: cross-fade from the previous model frame to "
+          "the newest over this fraction of a model frame (0 cuts; smoother motion, later frames)"),
     Param("/audio/gain", 1.0, 0.0, 8.0, unit="x", description="input gain before analysis"),
 )
 
@@ -108,7 +111,8 @@ class Engine:
         # The master renders at the chain's size: the window's blit and the recorder's swscale scale it
         # to the output size, which is cheaper than another full-size pass on a software rasteriser.
         self.master = MasterPass(ctx, *self.chain_size)
-        self.uploader = TextureUploader(ctx)
+        self.uploader = TextureUploader(ctx)     # the black frame shown before the model's first one
+        self.fader = ModelFader(ctx)
         self.times = StageTimes()
         self.preset: Preset | None = None
         self.generator = None
@@ -116,6 +120,7 @@ class Engine:
         self._model_key: tuple | None = None
         self._model_tex: moderngl.Texture | None = None
         self._last_chain_out: moderngl.Texture | None = None
+        self._frame_t_s = 0.0
         self._blackout = 0.0
         self.frame_index = 0
         self.model_error: str | None = None
@@ -231,6 +236,7 @@ class Engine:
     def prepare(self, mono: np.ndarray | None, t_s: float, dt_s: float):
         """First half of a frame: controls, audio, modulation, model args. Returns (ParamFrame, args|None)."""
         self.drain_changes()
+        self._frame_t_s = t_s
         features = self.analyse(mono)
         frame = self.modulator.evaluate(features, dt_s, t_s, self.frame_index)
         self._end_events()
@@ -252,7 +258,7 @@ class Engine:
         self.model_error = None
         self.model_frames += 1
         t0 = time.perf_counter()
-        self._model_tex = self.uploader.upload(result.image)
+        self._model_tex = self.fader.push(result.image, self._frame_t_s)
         self.times.add("upload", time.perf_counter() - t0)
 
     def compose(self, frame: ParamFrame) -> moderngl.Texture:
@@ -260,8 +266,12 @@ class Engine:
         t0 = time.perf_counter()
         if self._model_tex is None:
             self._model_tex = self.uploader.upload(np.zeros((2, 2, 3), np.float32))
+        source = self._model_tex
+        blend = float(frame["/master/model_blend"])
+        if self.live and blend > 0.0 and self.fader.newest is not None:
+            source = self.fader.texture(frame.t_s, frame.dt_s, blend)
         if not frame["/master/freeze"] or self._last_chain_out is None:
-            self._last_chain_out = self.chain.render(self._model_tex, frame.values, self.features,
+            self._last_chain_out = self.chain.render(source, frame.values, self.features,
                                                      frame.t_s, frame.dt_s)
         fade_s = float(frame["/master/blackout_fade_s"])
         target = 1.0 if frame["/master/blackout"] else 0.0

@@ -8,6 +8,7 @@ import queue
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import write_png
 from vj.output.recorder import Recorder
 from vj.output.window import Window
+from vj.timing import FrameRecord, LatencyEstimate
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,10 @@ class LiveShow:
         self._recording_error_logged = False
         self._hud_lines: list = []
         self._hud_at = 0.0
+        self.latency = LatencyEstimate(self.audio_cfg.block_frames / self.audio_cfg.sample_rate_hz,
+                                       self.audio_cfg.hop_samples / self.audio_cfg.sample_rate_hz)
+        self.probe: Callable[[], float] | None = None       # set by `vj bench latency`
+        self.frame_log: list[FrameRecord] | None = None      # set to a list to keep every frame's record
 
     def run(self, duration_s: float | None = None) -> int:
         log.info("live: preset %s, audio %s; %s", self.engine.preset.name, self.source.status, KEY_HELP)
@@ -211,6 +217,7 @@ class LiveShow:
         window.poll_events()
         self._handle_keys()
         dt = self.clock.tick()
+        t_start = time.monotonic()
         if self.frames:
             self.stats.add(dt)
         self.source.maintain()
@@ -218,6 +225,7 @@ class LiveShow:
             self._audio_status = self.source.status
             log.warning("audio: %s", self._audio_status)
         block = self.source.read()
+        rec = FrameRecord(t_start, time.monotonic(), self.source.samples_read)
         mono = block.mean(axis=1) if block.ndim == 2 else block
         try:
             engine.step_live(mono, self.clock.t_s, dt)
@@ -231,8 +239,16 @@ class LiveShow:
                 self._hud_lines = format_stats(self.hud_stats())
                 self._hud_at = self.clock.t_s
             self.hud.draw(window.ctx.screen, (0, 0, *size), self._hud_lines)
+        rec.t_drawn = time.monotonic()
+        if self.probe is not None:       # `vj bench latency`: look at the drawn picture before it is shown
+            rec.probe = self.probe()
+            rec.block = mono
         self._record(block)
         window.swap()
+        rec.t_swapped = time.monotonic()
+        self.latency.add(rec)
+        if self.frame_log is not None:
+            self.frame_log.append(rec)
         self.frames += 1
 
     def _record(self, block: np.ndarray) -> None:
@@ -259,9 +275,9 @@ class LiveShow:
             errors.append(f"model: {engine.model_error}")
         if self.recorder is not None and self.recorder.error:
             errors.append(f"recording: {self.recorder.error}")
-        audio_s = self.audio_cfg.block_frames / self.audio_cfg.sample_rate_hz
-        hop_s = self.audio_cfg.hop_samples / self.audio_cfg.sample_rate_hz
-        frame_s = st.get("frame_ms_p50", 0.0) / 1e3
+        lat = self.latency
+        lat.input_latency_s = self.source.input_latency_s
+        lat.model_elapsed_s, lat.model_fps = engine.worker.last_elapsed_s, engine.worker.fps
         return {
             **st,
             "model_fps": engine.worker.fps,
@@ -271,9 +287,9 @@ class LiveShow:
             "onset": f.onset,
             "beat": f.beat,
             "bpm": f.bpm or None,
-            # Estimate until `vj bench latency` measures it: one audio block, half a hop on average,
-            # the model's last render, one frame to draw and one to reach the screen.
-            "latency_ms": (audio_s + hop_s / 2 + engine.worker.last_elapsed_s + 2 * frame_s) * 1e3,
+            # Built from this run's timings the way `vj bench latency` splits its measurement (vj.timing).
+            "latency_ms": lat.total_ms(),
+            "model_latency_ms": lat.model_path_ms(),
             "preset": engine.preset.name if engine.preset else "",
             "audio_status": self.source.status,
             "errors": errors,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 
 import numpy as np
 
@@ -26,11 +28,19 @@ class RingBuffer:
         self._read = 0                   # frames ever handed to the reader or dropped
         self.overruns = 0                # reads that found the writer had lapped them
         self.dropped_frames = 0          # frames lost to those overruns
+        # (monotonic time, frames written after it) for each recent write: when a sample arrived, for the
+        # latency estimate and `vj bench latency`. deque.append is atomic; the reader copies it.
+        self.arrivals: deque[tuple[float, int]] = deque(maxlen=512)
 
     @property
     def total_frames(self) -> int:
         """Frames written since creation."""
         return self._written
+
+    @property
+    def read_frames(self) -> int:
+        """Frames handed to the reader (or dropped) so far: the stream index of the next sample `read_new` returns."""
+        return self._read
 
     def write(self, block: np.ndarray) -> None:
         """Append a `(n, channels)` block; called from the audio callback."""
@@ -47,6 +57,8 @@ class RingBuffer:
             self._buf[i:i + first] = block[:first]
             self._buf[:m - first] = block[first:]
             self._written += n
+            written = self._written
+        self.arrivals.append((time.monotonic(), written))
 
     def read_new(self) -> np.ndarray:
         """Samples written since the last call, oldest first, as a new `(n, channels)` float32 array."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -9,6 +10,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, Sequence
 
 import numpy as np
@@ -95,7 +97,9 @@ class AudioSource(ABC):
     channels: int
     losses: int = 0               # times the input was lost
     reconnects: int = 0           # times it came back by itself
+    input_latency_s: float = 0.0  # what the device/server reports for its input path (PortAudio's stream.latency)
     _meter: _Meter | None = None
+    _ring: RingBuffer | None = None
 
     @abstractmethod
     def start(self) -> None: ...
@@ -130,6 +134,16 @@ class AudioSource(ABC):
             self._meter = _Meter(self.sample_rate_hz)
         self._meter.update(block, now)
         return block
+
+    def arrivals(self) -> list[tuple[float, int]]:
+        """Recent (monotonic time, samples delivered so far) pairs, one per audio callback, oldest first."""
+        return list(self._ring.arrivals) if self._ring is not None else []
+
+    @property
+    def samples_read(self) -> int:
+        """Device samples `read()` has returned so far (the stream index of the next one; silence padding
+        while a device is lost does not count)."""
+        return self._ring.read_frames if self._ring is not None else 0
 
     def read_mono(self) -> np.ndarray:
         """`read()` mixed down to `(n,)` for the analyzer."""
@@ -191,6 +205,13 @@ def _streams_open(sd) -> bool:
     return bool(_OPEN_STREAMS) or (last is not None and not last.stream.closed)
 
 
+def _stream_latency(stream) -> float:
+    try:
+        return max(0.0, float(stream.latency))
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
+
+
 def _rescan(sd) -> None:
     """Pa_Terminate + Pa_Initialize, the re-scan that sounddevice documents; hold _PA_LOCK, no stream open.
 
@@ -218,6 +239,25 @@ def rescan_devices() -> bool:
             return False
         _rescan(sd)
     return True
+
+
+@contextlib.contextmanager
+def portaudio_released() -> Iterator[None]:
+    """Pa_Terminate on entry, Pa_Initialize on exit: stop an audio server PortAudio is attached to inside.
+
+    PortAudio's JACK backend aborts the whole process when it terminates after its server died, so a
+    JACK server started by vj (bench latency, tests) is stopped only inside this. Close the streams first.
+    """
+    sd = _sd()
+    with _PA_LOCK:
+        if sd._initialized:
+            sd._terminate()
+    try:
+        yield
+    finally:
+        with _PA_LOCK:
+            if not sd._initialized:
+                sd._initialize()
 
 
 def list_devices() -> list[dict]:
@@ -366,6 +406,7 @@ class DeviceSource(AudioSource):
             self._stream = self._open(self.device, self._gen)
         except (sd.PortAudioError, ValueError) as exc:
             raise self._open_error(exc) from None
+        self.input_latency_s = _stream_latency(self._stream)
         now = time.monotonic()
         self._running = True
         self._lost = None
@@ -481,6 +522,7 @@ class DeviceSource(AudioSource):
             return
         self._stream = stream
         self.device = device
+        self.input_latency_s = _stream_latency(stream)
         self._lost = None
         self._last_error = ""
         self._reconnected_t = now

@@ -5,10 +5,10 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
-# Clip-space corners of a full-screen triangle strip: (x, y) pairs.
+# Clip-space corners of a full-screen triangle strip: (x, y) pairs, and the vertex shader that draws it.
 QUAD = np.array([-1.0, -1.0, 1.0, -1.0, -1.0, 1.0, 1.0, 1.0], dtype="f4")
 
-_VS = """#version 330 core
+QUAD_VS = """#version 330 core
 in vec2 VERTEXDATA;
 out vec2 uv;
 void main() {
@@ -50,9 +50,9 @@ class Blitter:
         self.ctx = ctx
         self._own_quad = quad is None
         self.quad = quad if quad is not None else ctx.buffer(QUAD.tobytes())
-        self.blit_prog = ctx.program(vertex_shader=_VS, fragment_shader=_BLIT_FS)
+        self.blit_prog = ctx.program(vertex_shader=QUAD_VS, fragment_shader=_BLIT_FS)
         self.blit_prog["image"].value = 0
-        self.checker_prog = ctx.program(vertex_shader=_VS, fragment_shader=_CHECKER_FS)
+        self.checker_prog = ctx.program(vertex_shader=QUAD_VS, fragment_shader=_CHECKER_FS)
         self._blit_vao = ctx.vertex_array(self.blit_prog, [(self.quad, "2f", "VERTEXDATA")])
         self._checker_vao = ctx.vertex_array(self.checker_prog, [(self.quad, "2f", "VERTEXDATA")])
 

@@ -282,7 +282,8 @@ def format_stats(stats: Mapping[str, object]) -> list[HudLine]:
       onset             bool    an onset this frame (lit marker)
       beat              bool    a beat this frame (lit marker)
       bpm               float   tempo estimate
-      latency_ms        float   estimated audio-to-screen latency, ms
+      latency_ms        float   estimated audio-to-screen latency, ms (shader-param path)
+      model_latency_ms  float   what visuals driven through the model add to it, ms
       preset            str     active preset name
       audio_status      str     audio source state, e.g. "device lost" (amber when it sounds bad)
       errors            list[str]  shown in red, at most 3 lines, each on one line cut to TEXT_COLS
@@ -316,7 +317,8 @@ def format_stats(stats: Mapping[str, object]) -> list[HudLine]:
     if marks:
         lines.append(HudLine("  ".join(marks)))
     if "latency_ms" in num:
-        lines.append(HudLine(f"latency ~{num['latency_ms']:.0f} ms"))
+        model = f"  (model +{num['model_latency_ms']:.0f})" if num.get("model_latency_ms") else ""
+        lines.append(HudLine(f"latency ~{num['latency_ms']:.0f} ms{model}"))
     if stats.get("preset") is not None:
         lines.append(HudLine("preset  " + _one_line(str(stats["preset"]))))
     if stats.get("audio_status") is not None:
@@ -337,7 +339,7 @@ def _numbers(stats: Mapping[str, object]) -> dict[str, float]:
     """The numeric keys as floats; None, NaN and values that are not numbers are left out."""
     out = {}
     for key in ("display_fps", "model_fps", "frame_ms_p50", "frame_ms_p99", "dropped_frames",
-                "audio_level_dbfs", "bpm", "latency_ms"):
+                "audio_level_dbfs", "bpm", "latency_ms", "model_latency_ms"):
         value = stats.get(key)
         if value is None or isinstance(value, (str, bytes)):
             continue
