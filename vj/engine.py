@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import re
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Callable
 
 import moderngl
@@ -18,6 +20,7 @@ import numpy as np
 from vj.audio.analyzer import Analyzer
 from vj.audio.features import SILENT, Features
 from vj.config import AudioConfig, RenderConfig
+from vj.control.state import FEATURE_KEYS, ControlHub, ControlSnapshot, is_command
 from vj.gfx.chain import Chain
 from vj.gfx.context import auto_render_scale, is_software
 from vj.gfx.crossfade import ModelFader
@@ -27,12 +30,13 @@ from vj.gfx.upload import TextureUploader
 from vj.models.registry import create_generator
 from vj.models.worker import ModelResult, ModelWorker
 from vj.modulation import Modulator, ParamFrame
-from vj.params import Change, Param, Registry
-from vj.presets import Preset, PresetError, list_presets, load_preset
+from vj.params import Change, Param, Registry, Value
+from vj.presets import Preset, PresetError, dump_preset, list_presets, load_preset, preset_search_dirs
 
 log = logging.getLogger(__name__)
 
 SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
+_PRESET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 ENGINE_PARAMS = (
     Param("/master/brightness", 1.0, 0.0, 2.0, smoothing_s=0.05, description="output gain"),
@@ -99,6 +103,20 @@ class Engine:
         self.registry = Registry()
         self.registry.declare_all(ENGINE_PARAMS)
         self.changes: queue.Queue[Change] = queue.Queue()
+        self.hub = ControlHub(self.changes)
+        self._pub_key: tuple | None = None
+        self._pub_version = 0
+        # /cmd/... handlers, run on the main thread by drain_changes; the live show adds its own (record).
+        self.commands: dict[str, Callable[[Value], None]] = {
+            "/cmd/preset/load": lambda v: self._load_preset_command(v),
+            "/cmd/preset/next": lambda v: self.step_preset(+1),
+            "/cmd/preset/prev": lambda v: self.step_preset(-1),
+            "/cmd/preset/save": lambda v: self.save_preset(str(v) if v is not None else ""),
+            "/cmd/tap": lambda v: self.tap(),
+            "/cmd/resync": lambda v: self.resync(),
+            "/cmd/blackout": lambda v: self._toggle("/master/blackout", v),
+            "/cmd/freeze": lambda v: self._toggle("/master/freeze", v),
+        }
         self.modulator = Modulator(self.registry)
         self.analyzer = Analyzer(audio_cfg)
         self.features: Features = SILENT
@@ -220,7 +238,85 @@ class Engine:
                 change = self.changes.get_nowait()
             except queue.Empty:
                 return
-            self.registry.apply(change)
+            if is_command(change.path):
+                self.run_command(change)
+            else:
+                self.registry.apply(change)
+
+    # ---- commands -------------------------------------------------------------------------------
+
+    def run_command(self, change: Change) -> None:
+        """Run a /cmd/... change; a failure is logged with its reason and the show goes on."""
+        handler = self.commands.get(change.path)
+        if handler is None:
+            self.registry._report(f"unknown:{change.path}",
+                                  f"unknown command {change.path!r} (from {change.source or 'somewhere'}): ignored")
+            return
+        try:
+            handler(change.value)
+        except (PresetError, ValueError, OSError) as exc:
+            log.error("%s: %s", change.path, exc)
+
+    def _toggle(self, path: str, value: Value) -> None:
+        self.registry.set(path, (not self.registry.get(path)) if value is None else value, "command")
+
+    def _load_preset_command(self, name: Value) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("needs a preset name")
+        self.load_preset(name.strip())
+
+    def tap(self, t_s: float | None = None) -> None:
+        """Tap tempo (key t, /cmd/tap): taps at the analyser's stream time set the tempo and the beat."""
+        beats = getattr(self.analyzer, "beats", None)
+        if beats is None:
+            log.warning("tap tempo: no beat tracker in this analyser")
+            return
+        beats.tap(self.features.t_s if t_s is None else t_s)
+
+    def resync(self) -> None:
+        beats = getattr(self.analyzer, "beats", None)
+        if beats is not None:
+            beats.resync()
+
+    def save_preset(self, name: str) -> Path:
+        """Write the current scene (model, effects, base values, routes) as presets/NAME.toml."""
+        if not _PRESET_NAME.match(name):
+            raise ValueError(f"preset name {name!r}: use letters, digits, '-' and '_' (at most 64)")
+        if self.preset is None:
+            raise ValueError("no preset loaded")
+        values = {p: v for p, v in self.registry.values().items()
+                  if not p.startswith("/audio/") and p not in PERFORMER_PATHS}
+        preset = dataclasses.replace(self.preset, name=name, values=values, routes=tuple(self.modulator.routes),
+                                     description=self.preset.description or f"saved from {self.preset.name}")
+        folder = (self.preset_dirs or preset_search_dirs())[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.toml"
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(dump_preset(preset), encoding="utf-8")
+        tmp.replace(path)                # a crash mid-write never leaves half a preset
+        log.info("preset saved to %s", path)
+        return path
+
+    # ---- what control servers see ---------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Hand the control servers a fresh snapshot (main thread, once per frame)."""
+        reg = self.registry
+        key = (id(reg), reg.version)
+        snap = self.hub.snapshot
+        if key != self._pub_key:
+            self._pub_key = key
+            self._pub_version += 1
+            params, values = tuple(reg.params()), reg.values()
+            presets = tuple(list_presets(self.preset_dirs))
+        else:
+            params, values, presets = snap.params, snap.values, snap.presets
+        src = self.features.sources()
+        features = MappingProxyType({k: float(src.get(k, 0.0)) for k in FEATURE_KEYS})
+        self.hub.publish(ControlSnapshot(
+            version=self._pub_version, params=params, values=values, features=features,
+            preset=self.preset.name if self.preset else "", presets=presets,
+            t_s=self._frame_t_s, frame=self.frame_index))
 
     def analyse(self, mono: np.ndarray | None) -> Features:
         t0 = time.perf_counter()
@@ -240,6 +336,7 @@ class Engine:
         features = self.analyse(mono)
         frame = self.modulator.evaluate(features, dt_s, t_s, self.frame_index)
         self._end_events()
+        self.publish()
         self.frame_index += 1
         args = None
         if not frame["/master/freeze"]:

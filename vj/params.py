@@ -107,11 +107,13 @@ class Registry:
     _values: dict[str, Value] = field(default_factory=dict)
     _reported: set[str] = field(default_factory=set)
     rejected: int = 0
+    version: int = 0                  # grows with every declare, removal and value change (for observers)
 
     def declare(self, param: Param) -> Param:
         """Add a param; re-declaring the same path keeps the current value if it still fits."""
         old = self._params.get(param.path)
         self._params[param.path] = param
+        self.version += 1
         if old is not None and param.path in self._values:
             try:
                 self._values[param.path] = param.coerce(self._values[param.path])
@@ -129,6 +131,7 @@ class Registry:
         for path in [p for p in self._params if p.startswith(prefix)]:
             del self._params[path]
             self._values.pop(path, None)
+            self.version += 1
 
     def __contains__(self, path: str) -> bool:
         return path in self._params
@@ -156,10 +159,13 @@ class Registry:
             self._report(f"unknown:{path}", f"unknown param {path!r} (from {source or 'somewhere'}): ignored")
             return False
         try:
-            self._values[path] = p.coerce(value)
+            v = p.coerce(value)
         except (ValueError, TypeError) as exc:
             self._report(f"bad:{path}", f"{exc} (from {source or 'somewhere'}): ignored")
             return False
+        if self._values.get(path) != v:
+            self._values[path] = v
+            self.version += 1
         return True
 
     def apply(self, change: Change) -> bool:
@@ -169,6 +175,7 @@ class Registry:
         for path, p in self._params.items():
             if path.startswith(prefix):
                 self._values[path] = p.coerce(p.default)
+                self.version += 1
 
     def _report(self, key: str, message: str) -> None:
         self.rejected += 1

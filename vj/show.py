@@ -130,7 +130,7 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
 
 
 KEY_HELP = ("keys: f fullscreen, h HUD, escape quit, left/right preset, b blackout, space freeze, "
-            "s screenshot")
+            "t tap tempo, s screenshot")
 
 
 class FrameStats:
@@ -316,6 +316,8 @@ class LiveShow:
                 engine.registry.set("/master/blackout", not engine.registry.get("/master/blackout"), "key")
             elif key == "space":
                 engine.registry.set("/master/freeze", not engine.registry.get("/master/freeze"), "key")
+            elif key == "t":
+                engine.tap()
             elif key == "s":
                 path = self.screenshot or Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}.png")
                 write_png(path, engine.snapshot())
