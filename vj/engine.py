@@ -27,6 +27,7 @@ from vj.gfx.crossfade import ModelFader
 from vj.gfx.isf import ISFError, ISFShader, load_isf
 from vj.gfx.master import MasterPass
 from vj.gfx.upload import TextureUploader
+from vj.gfx.watch import ShaderWatcher
 from vj.models.registry import create_generator
 from vj.models.worker import ModelResult, ModelWorker
 from vj.modulation import Modulator, ParamFrame
@@ -143,6 +144,11 @@ class Engine:
         self.frame_index = 0
         self.model_error: str | None = None
         self.model_frames = 0
+        # Hot reload (live): edited shader files recompile between frames, an edited preset file reloads.
+        self.watcher = ShaderWatcher()
+        self._preset_stamp: tuple | None = None
+        self._preset_next_check = 0.0
+        self.preset_error: str | None = None       # why the edited preset file was not applied
 
     # ---- scenes ---------------------------------------------------------------------------------
 
@@ -214,8 +220,47 @@ class Engine:
             if old is not None:
                 old.close()
         self.preset = preset
+        self.preset_error = None
+        self.watcher.watch({e.name: self._find_shader(e.shader) for e in preset.effects})
+        self._preset_stamp = _file_stamp(preset.path)
         log.info("preset %s loaded (%d effects, model %s)", preset.name, len(preset.effects), preset.model)
         return preset
+
+    def hot_reload(self, now_s: float | None = None) -> None:
+        """Apply shader and preset files edited on disk (live, once per frame; checks at most twice a second).
+
+        A shader that no longer compiles, or a preset that no longer validates, leaves the last good version
+        running; the reason is in `chain.errors` / `preset_error` (the HUD shows both) and the log.
+        """
+        changed = self.watcher.poll(now_s)
+        for name, path in changed:
+            try:
+                shader = load_isf(path, name)
+            except (ISFError, OSError) as exc:
+                self.chain.reload(name, path)          # records the error, keeps the last good program
+                log.error("hot reload %s: %s (the last good version keeps running)", path.name, exc)
+                continue
+            if self.chain.reload(name, shader):
+                self.registry.declare_all(shader.params(f"/fx/{name}"))
+                log.info("hot reload: %s recompiled", path.name)
+            else:
+                log.error("hot reload %s: %s (the last good version keeps running)", path.name,
+                          self.chain.errors.get(name, "failed"))
+        path = self.preset.path if self.preset is not None else None
+        now = time.monotonic() if now_s is None else now_s
+        if path is None or now < self._preset_next_check:
+            return
+        self._preset_next_check = now + self.watcher.interval_s
+        stamp = _file_stamp(path)
+        if stamp is None or stamp == self._preset_stamp:     # gone for a moment (saved by rename): wait
+            return
+        self._preset_stamp = stamp
+        try:
+            self.load_preset(str(path))
+            log.info("hot reload: preset %s reloaded from %s", self.preset.name, path)
+        except PresetError as exc:
+            self.preset_error = str(exc)
+            log.error("hot reload: %s (the last good version keeps running)", exc)
 
     def step_preset(self, delta: int) -> Preset | None:
         names = list_presets(self.preset_dirs)
@@ -391,6 +436,7 @@ class Engine:
 
     def step_live(self, mono: np.ndarray | None, t_s: float, dt_s: float) -> moderngl.Texture:
         """One live frame: never waits for the model; shows its newest finished image."""
+        self.hot_reload()
         frame, args = self.prepare(mono, t_s, dt_s)
         if args is not None:
             self.worker.submit(args)
@@ -418,6 +464,16 @@ class Engine:
     def close(self) -> None:
         if self.worker is not None:
             self.worker.close()
+
+
+def _file_stamp(path: Path | None) -> tuple | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 class OfflinePipeline:

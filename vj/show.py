@@ -273,6 +273,8 @@ class LiveShow:
         errors = [f"{name}: {msg}" for name, msg in engine.chain.errors.items()]
         if engine.model_error:
             errors.append(f"model: {engine.model_error}")
+        if engine.preset_error:
+            errors.append(f"preset: {engine.preset_error}")
         if self.recorder is not None and self.recorder.error:
             errors.append(f"recording: {self.recorder.error}")
         lat = self.latency
