@@ -23,7 +23,7 @@ from vj.config import AudioConfig, RenderConfig
 from vj.control.state import FEATURE_KEYS, ControlHub, ControlSnapshot, is_command
 from vj.gfx.chain import Chain
 from vj.gfx.context import auto_render_scale, is_software
-from vj.gfx.crossfade import ModelFader
+from vj.gfx.crossfade import ModelFader, TextureMixer
 from vj.gfx.isf import ISFError, ISFShader, load_isf
 from vj.gfx.master import MasterPass
 from vj.gfx.upload import TextureUploader
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
+QUANTIZE = ("off", "beat", "bar")
+QUANTIZE_WAIT_S = 4.0          # no beat for this long (silence, no tempo yet): switch anyway
+
 ENGINE_PARAMS = (
     Param("/master/brightness", 1.0, 0.0, 2.0, smoothing_s=0.05, description="output gain"),
     Param("/master/saturation", 1.0, 0.0, 2.0, smoothing_s=0.05, description="output saturation"),
@@ -48,10 +51,15 @@ ENGINE_PARAMS = (
     Param("/master/freeze", False, kind="bool", description="hold the current picture"),
     Param("/master/model_blend", 0.0, 0.0, 1.0, description="live: cross-fade from the previous model frame to "
           "the newest over this fraction of a model frame (0 cuts; smoother motion, later frames)"),
+    Param("/preset/morph_beats", 0.0, 0.0, 64.0, unit="beats", description="switching presets cross-fades "
+          "params and the picture over this many beats (0 cuts)"),
+    Param("/preset/quantize", 0, 0, 2, kind="enum", labels=QUANTIZE, description="switch presets on the next "
+          "beat or bar"),
     Param("/audio/gain", 1.0, 0.0, 8.0, unit="x", description="input gain before analysis"),
 )
 
-PERFORMER_PATHS = frozenset({"/master/brightness", "/master/blackout", "/master/blackout_fade_s", "/master/freeze"})
+PERFORMER_PATHS = frozenset({"/master/brightness", "/master/blackout", "/master/blackout_fade_s", "/master/freeze",
+                             "/preset/morph_beats", "/preset/quantize"})
 
 
 def merge_hops(hops: list[Features], previous: Features) -> Features:
@@ -148,6 +156,11 @@ class Engine:
         self.watcher = ShaderWatcher()
         self._preset_stamp: tuple | None = None
         self._preset_next_check = 0.0
+        # Scene changes: a pending switch waits for the beat; a morph runs param and picture cross-fades.
+        self._pending: tuple[str | Preset, float] | None = None      # (what, clock time requested)
+        self._morph: dict | None = None
+        self._snapper = TextureMixer(ctx)          # holds the last picture of the old scene
+        self._dissolver = TextureMixer(ctx)
         self.preset_error: str | None = None       # why the edited preset file was not applied
 
     # ---- scenes ---------------------------------------------------------------------------------
@@ -269,11 +282,66 @@ class Engine:
         cur = self.preset.path.stem if self.preset and self.preset.path else names[0]
         i = names.index(cur) if cur in names else 0
         name = names[(i + delta) % len(names)]
+        return self.switch_preset(name)
+
+    def switch_preset(self, spec: str | Preset) -> Preset | None:
+        """A performer's scene change: on the next beat or bar if /preset/quantize asks, and morphing over
+        /preset/morph_beats. Returns the preset when it switched now, None when it waits or failed."""
+        if self.registry.get("/preset/quantize") and self.live:
+            self._pending = (spec, self._frame_t_s)
+            return None
+        return self._switch_now(spec)
+
+    def _switch_now(self, spec: str | Preset) -> Preset | None:
+        beats = float(self.registry.get("/preset/morph_beats"))
+        before = self.registry
+        last_picture = self._last_chain_out
         try:
-            return self.load_preset(name)
+            preset = self.load_preset(spec)
         except PresetError as exc:
             log.error("%s", exc)
             return None
+        if beats > 0.0 and last_picture is not None:
+            bpm = self.features.bpm if self.features.bpm > 0 else 120.0
+            pairs = {}
+            for p in self.registry.params():
+                if p.kind in ("float", "color", "point2d") and p.path in before and p.path not in PERFORMER_PATHS:
+                    a, b = before.get(p.path), self.registry.get(p.path)
+                    if a != b and before.param(p.path).kind == p.kind:
+                        pairs[p.path] = (a, b)
+            self._morph = {"t0": self._frame_t_s, "dur": beats * 60.0 / bpm, "pairs": pairs,
+                           "picture": self._snapper.mix(last_picture, last_picture, 1.0)}
+            self._apply_morph(self._frame_t_s)
+        return preset
+
+    def _morph_k(self, t_s: float) -> float:
+        m = self._morph
+        x = min(1.0, max(0.0, (t_s - m["t0"]) / m["dur"])) if m["dur"] > 0 else 1.0
+        return x * x * (3.0 - 2.0 * x)          # smoothstep: no jolt at either end
+
+    def _apply_morph(self, t_s: float) -> None:
+        k = self._morph_k(t_s)
+        for path, (a, b) in self._morph["pairs"].items():
+            if isinstance(a, tuple):
+                v = tuple(x + (y - x) * k for x, y in zip(a, b))
+            else:
+                v = a + (b - a) * k
+            self.registry.set(path, v, "morph")
+
+    def _scene_tick(self, t_s: float) -> None:
+        """Per frame: run a pending quantised switch on its beat, and advance a morph."""
+        if self._pending is not None:
+            spec, since = self._pending
+            f = self.features
+            bar = self.registry.get("/preset/quantize") == QUANTIZE.index("bar")
+            on_beat = f.beat and (not bar or getattr(f, "downbeat", getattr(f, "beat_in_bar", 0) == 0))
+            if on_beat or t_s - since > QUANTIZE_WAIT_S:
+                self._pending = None
+                self._switch_now(spec)
+        if self._morph is not None:
+            self._apply_morph(t_s)
+            if self._morph_k(t_s) >= 1.0 and t_s - self._morph["t0"] >= self._morph["dur"]:
+                self._morph = None
 
     # ---- per frame ------------------------------------------------------------------------------
 
@@ -308,7 +376,7 @@ class Engine:
     def _load_preset_command(self, name: Value) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError("needs a preset name")
-        self.load_preset(name.strip())
+        self.switch_preset(name.strip())
 
     def tap(self, t_s: float | None = None) -> None:
         """Tap tempo (key t, /cmd/tap): taps at the analyser's stream time set the tempo and the beat."""
@@ -379,6 +447,7 @@ class Engine:
         self.drain_changes()
         self._frame_t_s = t_s
         features = self.analyse(mono)
+        self._scene_tick(t_s)
         frame = self.modulator.evaluate(features, dt_s, t_s, self.frame_index)
         self._end_events()
         self.publish()
@@ -415,6 +484,9 @@ class Engine:
         if not frame["/master/freeze"] or self._last_chain_out is None:
             self._last_chain_out = self.chain.render(source, frame.values, self.features,
                                                      frame.t_s, frame.dt_s)
+        shown = self._last_chain_out
+        if self._morph is not None:       # dissolve from the old scene's last picture
+            shown = self._dissolver.mix(self._morph["picture"], shown, self._morph_k(frame.t_s))
         fade_s = float(frame["/master/blackout_fade_s"])
         target = 1.0 if frame["/master/blackout"] else 0.0
         if fade_s <= 0.0:
@@ -423,7 +495,7 @@ class Engine:
             step = frame.dt_s / fade_s
             self._blackout = min(self._blackout + step, target) if target > self._blackout \
                 else max(self._blackout - step, target)
-        out = self.master.render(self._last_chain_out, float(frame["/master/brightness"]) * (1.0 - self._blackout),
+        out = self.master.render(shown, float(frame["/master/brightness"]) * (1.0 - self._blackout),
                                  float(frame["/master/saturation"]), float(frame["/master/contrast"]))
         self.times.add("shaders", time.perf_counter() - t0)
         return out

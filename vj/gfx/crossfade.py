@@ -25,6 +25,53 @@ void main() { color = vec4(mix(texture(older, uv).rgb, texture(newer, uv).rgb, a
 MAX_INTERVAL_S = 0.5     # a model slower than this fades over half a second, not over its whole interval
 
 
+class TextureMixer:
+    """Mixes two textures into its own texture: `mix(older, newer, k)` is older * (1 - k) + newer * k.
+
+    The result has `newer`'s size (older is sampled with linear filtering). One framebuffer, remade only
+    when the size changes.
+    """
+
+    def __init__(self, ctx: moderngl.Context):
+        self.ctx = ctx
+        self._prog = ctx.program(vertex_shader=QUAD_VS, fragment_shader=_MIX_FS)
+        self._prog["older"].value = 0
+        self._prog["newer"].value = 1
+        self._quad = ctx.buffer(QUAD.tobytes())
+        self._vao = ctx.vertex_array(self._prog, [(self._quad, "2f", "VERTEXDATA")])
+        self._fbo: moderngl.Framebuffer | None = None
+        self._out: moderngl.Texture | None = None
+
+    def mix(self, older: moderngl.Texture, newer: moderngl.Texture, k: float) -> moderngl.Texture:
+        if self._out is None or self._out.size != newer.size:
+            self._release_target()
+            self._out = self.ctx.texture(newer.size, 4, dtype="f1")
+            self._out.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            self._out.repeat_x = self._out.repeat_y = False
+            self._fbo = self.ctx.framebuffer(color_attachments=[self._out])
+        self._fbo.use()
+        self.ctx.viewport = (0, 0, *newer.size)
+        self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        older.use(0)
+        newer.use(1)
+        self._prog["amount"].value = float(k)
+        self._vao.render(moderngl.TRIANGLE_STRIP)
+        return self._out
+
+    def _release_target(self) -> None:
+        if self._fbo is not None:
+            bind_default_framebuffer(self.ctx)      # never leave a deleted framebuffer bound
+        for obj in (self._fbo, self._out):
+            if obj is not None:
+                obj.release()
+        self._fbo = self._out = None
+
+    def release(self) -> None:
+        self._release_target()
+        for obj in (self._vao, self._quad, self._prog):
+            obj.release()
+
+
 class ModelFader:
     """Holds the two newest model frames as textures; `texture()` gives the one to show at time t_s."""
 
@@ -35,13 +82,7 @@ class ModelFader:
         self._frames = 0
         self._arrived_s = 0.0                  # clock time the newest frame arrived
         self.interval_s = 0.0                  # time between the two newest arrivals
-        self._prog = ctx.program(vertex_shader=QUAD_VS, fragment_shader=_MIX_FS)
-        self._prog["older"].value = 0
-        self._prog["newer"].value = 1
-        self._quad = ctx.buffer(QUAD.tobytes())
-        self._vao = ctx.vertex_array(self._prog, [(self._quad, "2f", "VERTEXDATA")])
-        self._fbo: moderngl.Framebuffer | None = None
-        self._out: moderngl.Texture | None = None
+        self._mixer = TextureMixer(ctx)
 
     def push(self, image: np.ndarray, t_s: float) -> moderngl.Texture:
         """A new model frame arrived at clock time t_s; returns its texture."""
@@ -73,32 +114,9 @@ class ModelFader:
         older = self._uploaders[1 - self._newest].texture
         if older is None or older.size != newest.size:
             return newest
-        if self._out is None or self._out.size != newest.size:
-            self._release_target()
-            self._out = self.ctx.texture(newest.size, 4, dtype="f1")
-            self._out.filter = (moderngl.LINEAR, moderngl.LINEAR)
-            self._out.repeat_x = self._out.repeat_y = False
-            self._fbo = self.ctx.framebuffer(color_attachments=[self._out])
-        self._fbo.use()
-        self.ctx.viewport = (0, 0, *newest.size)
-        self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-        older.use(0)
-        newest.use(1)
-        self._prog["amount"].value = k
-        self._vao.render(moderngl.TRIANGLE_STRIP)
-        return self._out
-
-    def _release_target(self) -> None:
-        if self._fbo is not None:
-            bind_default_framebuffer(self.ctx)      # never leave a deleted framebuffer bound
-        for obj in (self._fbo, self._out):
-            if obj is not None:
-                obj.release()
-        self._fbo = self._out = None
+        return self._mixer.mix(older, newest, k)
 
     def release(self) -> None:
-        self._release_target()
+        self._mixer.release()
         for up in self._uploaders:
             up.release()
-        for obj in (self._vao, self._quad, self._prog):
-            obj.release()
