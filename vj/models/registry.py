@@ -19,8 +19,13 @@ def _plasma(**settings: Any) -> Generator:
     return PlasmaGenerator(**settings)
 
 
+def _stylegan(**settings: Any) -> Generator:
+    from vj.models.stylegan.generator import StyleGANGenerator
+    return StyleGANGenerator(**settings)
+
+
 # Factories import their module on first use, so a heavy generator costs nothing until chosen.
-_FACTORIES: dict[str, Callable[..., Generator]] = {"cppn": _cppn, "plasma": _plasma}
+_FACTORIES: dict[str, Callable[..., Generator]] = {"cppn": _cppn, "plasma": _plasma, "stylegan": _stylegan}
 
 
 def available_generators() -> tuple[str, ...]:

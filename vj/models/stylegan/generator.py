@@ -1,0 +1,230 @@
+"""The "stylegan" generator: a StyleGAN2/3 checkpoint (or a small random network) walked by the music."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vj.audio.features import Features
+from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
+from vj.models.stylegan import sg2
+from vj.models.stylegan.load import LoadedGenerator, load_generator
+from vj.models.walk import LatentWalk, _impulse_decay, walk_params
+from vj.params import Param
+
+log = logging.getLogger(__name__)
+
+# The network used when no checkpoint is given: StyleGAN2 to 256 px with tapered channels
+# (64 up to 64 px, then 32, 16), random weights from `seed`. It draws abstract colour fields,
+# not faces: it is there so scenes and tests run without a multi-hundred-MB download.
+RANDOM_NET = dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=256, img_channels=3,
+                  mapping_kwargs=dict(num_layers=4),
+                  synthesis_kwargs=dict(channel_base=4096, channel_max=64, conv_clamp=256))
+RANDOM_NOISE_STRENGTH = 0.1           # learned noise strengths start at 0; give the random net some grain
+W_AVG_SAMPLES = 1024                  # mapped latents averaged for the random net's truncation centre
+
+
+@dataclass(frozen=True)
+class StyleGANArgs(ModelArgs):
+    """One StyleGAN frame: the latent plus truncation, W pulse, noise strength and class."""
+
+    psi: float = 0.7                  # truncation: 0 = the average image, 1 = untruncated
+    pulse: float = 0.0                # W pushed away from the average by this fraction (onset/beat envelope)
+    noise: float = 1.0                # multiplier of the learned per-layer noise strengths (StyleGAN2)
+    class_idx: int = 0                # conditional models: which class (one-hot c)
+
+
+def stylegan_params(c_dim: int) -> list[Param]:
+    params = walk_params(speed=0.1) + [
+        Param("/model/psi", 0.7, 0.0, 1.5, smoothing_s=0.3,
+              description="truncation: 0 = the average image, 1 = the full variety (less tidy)"),
+        Param("/model/noise", 1.0, 0.0, 3.0, smoothing_s=0.2,
+              description="strength of the per-layer noise (fine grain: hair, texture); StyleGAN2 only"),
+        Param("/model/pulse_onset", 0.4, 0.0, 2.0,
+              description="W-space pulse each onset gives: features more pronounced for a moment"),
+        Param("/model/pulse_beat", 0.0, 0.0, 2.0, description="W-space pulse each beat gives"),
+        Param("/model/pulse_attack_s", 0.02, 0.001, 1.0, unit="s", description="rise time of a pulse"),
+        Param("/model/pulse_release_s", 0.35, 0.01, 4.0, unit="s", description="decay time of a pulse"),
+    ]
+    if c_dim > 0:
+        params.append(Param("/model/class", 0, 0, c_dim - 1, kind="int",
+                            description="class of a conditional model"))
+    return params
+
+
+def random_generator(seed: int = 0, **overrides) -> sg2.Generator:
+    """The small StyleGAN2 with random weights used when no checkpoint is given (deterministic in `seed`)."""
+    kwargs = {**RANDOM_NET, **overrides}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = sg2.Generator(**kwargs).eval().requires_grad_(False)
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    p.fill_(RANDOM_NOISE_STRENGTH)
+            z = torch.randn(W_AVG_SAMPLES, G.z_dim)
+            c = torch.zeros(W_AVG_SAMPLES, G.c_dim) if G.c_dim else None
+            G.mapping.w_avg.copy_(G.mapping(z, c)[:, 0].mean(0))
+    return G
+
+
+class StyleGANGenerator(Generator):
+    """A StyleGAN network as a vj Generator.
+
+    advance (main thread): the latent walk over seeded keyframes (vj.models.walk), speed rising with
+    loudness, bass push and onset kicks; plus a pulse envelope (attack/release, exact for any dt) fed
+    by onsets and beats. render (worker): z -> mapping -> truncation -> pulse in W
+    (w + pulse * (w - w_avg)) -> synthesis with constant noise -> (1, 3, H, W) in 0..1, centre-cropped
+    to the output aspect and resized when the output size is not the network's.
+    """
+
+    name = "stylegan"
+
+    def __init__(self, width_px: int = 256, height_px: int = 144, checkpoint: str | None = None, seed: int = 0,
+                 network: str = "G_ema", device: str = "auto", trace: bool = True):
+        if width_px < 1 or height_px < 1:
+            raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
+        self.width_px, self.height_px, self.seed = int(width_px), int(height_px), int(seed)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if checkpoint:
+            loaded = load_generator(Path(checkpoint).expanduser(), network=network)
+            log.info("stylegan: %s (%s, %d px, z %d, c %d)", loaded.source, loaded.family,
+                     loaded.G.img_resolution, loaded.G.z_dim, loaded.G.c_dim)
+        else:
+            loaded = LoadedGenerator(G=random_generator(seed), family="stylegan2", kwargs=dict(RANDOM_NET),
+                                     source="random")
+            log.info("stylegan: no checkpoint given, using a small randomly initialised StyleGAN2 "
+                     "(%d px, seed %d): abstract patterns, not a trained model", RANDOM_NET["img_resolution"], seed)
+        self.loaded = loaded
+        self.G = loaded.G.to(self.device).eval().requires_grad_(False)
+        self.z_dim, self.c_dim = int(self.G.z_dim), int(self.G.c_dim)
+        self.img_resolution, self.img_channels = int(self.G.img_resolution), int(self.G.img_channels)
+        if self.z_dim < 1:
+            raise ValueError(f"{loaded.source}: a generator without a latent (z_dim 0) cannot be walked")
+        self._has_w_avg = hasattr(self.G.mapping, "w_avg")
+        self._params = stylegan_params(self.c_dim)
+        self.walk = LatentWalk(self.z_dim, base_seed=self.seed)
+        self.trace = bool(trace)
+        self._traced = None
+        self.reset()
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.width_px, self.height_px
+
+    def params(self) -> list[Param]:
+        return list(self._params)
+
+    def reset(self) -> None:
+        self.walk.reset()
+        self._pulse_store = 0.0       # u: impulses not yet risen into the envelope
+        self._pulse_env = 0.0         # e: the envelope that follows u
+        self._last_onset_t_s = math.nan
+        self._last_beat_t_s = math.nan
+
+    def advance(self, frame: Mapping[str, Value], features: Features, dt_s: float) -> StyleGANArgs:
+        v = read_params(frame, self._params)
+        dt_s = max(float(dt_s), 0.0)
+        z = self.walk.advance(v, features, dt_s)
+        # A Features snapshot seen on several frames counts once (same t_s).
+        if features.onset and features.t_s != self._last_onset_t_s:
+            self._pulse_store += v["/model/pulse_onset"]
+        if features.beat and features.t_s != self._last_beat_t_s:
+            self._pulse_store += v["/model/pulse_beat"]
+        self._last_onset_t_s = features.t_s if features.onset else math.nan
+        self._last_beat_t_s = features.t_s if features.beat else math.nan
+        a, r, g = _impulse_decay(dt_s, v["/model/pulse_attack_s"], v["/model/pulse_release_s"])
+        self._pulse_env = a * self._pulse_env + g * self._pulse_store
+        self._pulse_store *= r
+        return StyleGANArgs(z=tuple(float(x) for x in z), walk_pos=self.walk.pos, psi=v["/model/psi"],
+                            pulse=float(self._pulse_env), noise=v["/model/noise"],
+                            class_idx=int(v.get("/model/class", 0)))
+
+    def render(self, args: ModelArgs) -> torch.Tensor:
+        assert isinstance(args, StyleGANArgs), f"StyleGANGenerator.render needs StyleGANArgs, got {type(args).__name__}"
+        assert len(args.z) == self.z_dim, f"latent has {len(args.z)} dims, expected {self.z_dim}"
+        inputs = self._inputs(args)
+        with torch.inference_mode():
+            forward = self._compiled() if self.trace else self._forward
+            img = forward(*inputs)                                                        # (1, C, R, R)
+            img = self._to_output(img)                                                    # (1, 3, H, W)
+        return assert_image(img.cpu(), self.width_px, self.height_px)
+
+    def synthesize(self, args: StyleGANArgs) -> torch.Tensor:
+        """The raw network output for args, eager: (1, img_channels, R, R), about -1..1."""
+        with torch.inference_mode():
+            return self._forward(*self._inputs(args))
+
+    def _inputs(self, args: StyleGANArgs) -> tuple[torch.Tensor, ...]:
+        """(1, z_dim) z, (1, c_dim) one-hot c, and psi, pulse, noise as 0-d tensors."""
+        z = torch.tensor(args.z, dtype=torch.float32, device=self.device).unsqueeze(0)
+        c = torch.zeros(1, self.c_dim, device=self.device)
+        if self.c_dim > 0:
+            c[0, min(max(int(args.class_idx), 0), self.c_dim - 1)] = 1.0
+        scalars = [torch.tensor(float(v), device=self.device) for v in (args.psi, args.pulse, args.noise)]
+        return (z, c, *scalars)
+
+    def _forward(self, z: torch.Tensor, c: torch.Tensor, psi: torch.Tensor, pulse: torch.Tensor,
+                 noise: torch.Tensor) -> torch.Tensor:
+        ws = self.G.mapping(z, c if self.c_dim > 0 else None)                             # (1, num_ws, w_dim)
+        if self._has_w_avg:
+            w_avg = self.G.mapping.w_avg
+            ws = w_avg.lerp(ws, psi)
+            ws = ws + pulse * (ws - w_avg)
+        return self.G.synthesis(ws, noise_mode="const", noise_scale=noise)
+
+    def _compiled(self):
+        """The forward pass traced to TorchScript on first use (eager if tracing fails).
+
+        Why: as for the CPPN, a traced graph runs without the GIL, so the render thread holding the
+        GIL inside GL calls does not stall the model; the trace records the same ops in the same order.
+        """
+        if self._traced is None:
+            gen = self
+
+            class Forward(torch.nn.Module):
+                def forward(self, z, c, psi, pulse, noise):
+                    return gen._forward(z, c, psi, pulse, noise)
+
+            example = self._inputs(StyleGANArgs(z=(0.0,) * self.z_dim))
+            try:
+                with torch.inference_mode(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")     # TracerWarnings for the shape asserts; jit.trace deprecation
+                    self._traced = torch.jit.trace(Forward(), example, check_trace=False)
+            except Exception as exc:                    # noqa: BLE001 - any tracing failure: run eager instead
+                log.warning("stylegan: tracing failed (%s: %s); rendering eagerly", type(exc).__name__, exc)
+                self._traced = self._forward
+        return self._traced
+
+    def _to_output(self, img: torch.Tensor) -> torch.Tensor:
+        """(1, C, R, R) about -1..1 -> (1, 3, H, W) in 0..1: centre crop to the output aspect, then resize."""
+        if img.shape[1] == 1:
+            img = img.repeat(1, 3, 1, 1)
+        img = img[:, :3]
+        res = img.shape[-1]
+        aspect = self.width_px / self.height_px
+        if aspect >= 1.0:
+            crop_w, crop_h = res, max(1, round(res / aspect))
+        else:
+            crop_w, crop_h = max(1, round(res * aspect)), res
+        y0, x0 = (res - crop_h) // 2, (res - crop_w) // 2
+        img = img[:, :, y0:y0 + crop_h, x0:x0 + crop_w]
+        if (crop_h, crop_w) != (self.height_px, self.width_px):
+            img = F.interpolate(img, size=(self.height_px, self.width_px), mode="bilinear", align_corners=False,
+                                antialias=True)
+        return ((img + 1.0) * 0.5).clamp(0.0, 1.0).to(torch.float32)
+
+
+def seed_latent(seed: int, z_dim: int) -> np.ndarray:
+    """(1, z_dim) float64: NVlabs' z for a seed, numpy RandomState(seed).randn(1, z_dim)."""
+    return np.random.RandomState(seed).randn(1, z_dim)
