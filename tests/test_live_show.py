@@ -59,3 +59,35 @@ def test_hud_draws_stats_over_the_picture(show, xvfb_display, tmp_path):  # noqa
     top_left = np.abs(plain[:40, :120] - with_hud[:40, :120]).mean()
     rest = np.abs(plain[120:180, 200:320] - with_hud[120:180, 200:320]).mean()
     assert top_left > 10 and rest < 2, (top_left, rest)
+
+
+def _run(show, seconds):
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        show.frame()
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe missing")
+def test_recording_starts_and_stops_on_command_while_the_show_runs(show, tmp_path, caplog):
+    from test_render import ffprobe
+    from vj.params import Change
+
+    _run(show, 1.0)
+    path = tmp_path / "take1.mp4"
+    show.engine.changes.put(Change("/cmd/record/start", str(path), "osc"))
+    show.engine.changes.put(Change("/cmd/record/start", str(tmp_path / "second.mp4"), "osc"))   # ignored
+    _run(show, 2.0)
+    show.engine.changes.put(Change("/cmd/record/stop", None, "osc"))
+    frames_before = show.frames
+    _run(show, 0.5)
+    assert show.recorder is None and show.frames > frames_before
+    # A path that cannot be written: a clear message and the show goes on.
+    show.engine.changes.put(Change("/cmd/record/start", str(tmp_path / "no" / "such" / "dir.mp4"), "osc"))
+    _run(show, 0.3)
+    assert show.recorder is None and "cannot start recording" in caplog.text
+    show.close()
+    info = ffprobe(path)
+    video = next(st for st in info["streams"] if st["codec_type"] == "video")
+    # Started 1 s into the show: the file starts at 0 and lasts the ~2 s recorded.
+    assert 1.5 < float(video["duration"]) < 2.8, video["duration"]
+    assert not (tmp_path / "second.mp4").exists()

@@ -22,7 +22,7 @@ from vj.engine import Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import write_png
-from vj.output.recorder import Recorder
+from vj.output.recorder import Recorder, RecorderError
 from vj.output.window import Window
 from vj.timing import FrameRecord, LatencyEstimate
 
@@ -130,7 +130,7 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
 
 
 KEY_HELP = ("keys: f fullscreen, h HUD, escape quit, left/right preset, b blackout, space freeze, "
-            "t tap tempo, s screenshot")
+            "t tap tempo, r record, s screenshot")
 
 
 class FrameStats:
@@ -174,7 +174,7 @@ class LiveShow:
             self.engine.load_preset(preset)
             if control_cfg.osc_port:
                 self.osc = OSCServer(self.engine.changes, control_cfg.osc_host, control_cfg.osc_port).start()
-            if record is not None:
+            if record is not None:      # here, not via start_recording: a bad --record path stops the start
                 self.recorder = Recorder(record, render_cfg.width_px, render_cfg.height_px, render_cfg.fps,
                                          self.source.sample_rate_hz, 2, preset=render_cfg.encoder_preset)
             self.hud = Hud(self.window.ctx)
@@ -186,6 +186,10 @@ class LiveShow:
         self.stats = FrameStats()
         self.frames = 0
         self._rec_frames = 0
+        self._rec_t0 = 0.0
+        self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
+        self.engine.commands["/cmd/record/start"] = lambda v: self.start_recording(v)
+        self.engine.commands["/cmd/record/stop"] = lambda v: self.stop_recording()
         self._audio_status = self.source.status
         self._recording_error_logged = False
         self._hud_lines: list = []
@@ -260,11 +264,42 @@ class LiveShow:
                 self._recording_error_logged = True
                 log.error("recording stopped: %s (the show goes on)", rec.error)
             return
-        due = int(self.clock.t_s * self.render_cfg.fps)
+        due = int((self.clock.t_s - self._rec_t0) * self.render_cfg.fps)
         if due >= self._rec_frames:
             rec.add_video(self.engine.read_rgb(), due)
             self._rec_frames = due + 1
         rec.add_audio(_stereo(block))
+
+    def start_recording(self, path: object = None) -> bool:
+        """Start recording to `path` (default vj-DATE-TIME.mp4); /cmd/record/start and key r. Never raises."""
+        if self.recorder is not None and not self.recorder.error:
+            log.warning("already recording to %s", self.recorder.path)
+            return False
+        out = Path(str(path)) if isinstance(path, (str, Path)) and str(path).strip() else \
+            Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}.mp4")
+        cfg = self.render_cfg
+        try:
+            rec = Recorder(out, cfg.width_px, cfg.height_px, cfg.fps, self.source.sample_rate_hz, 2,
+                           preset=cfg.encoder_preset)
+        except (RecorderError, OSError, ValueError) as exc:
+            log.error("cannot start recording: %s (the show goes on)", exc)
+            return False
+        if self.recorder is not None:
+            self._finishing.append(self.recorder)
+        self.recorder = rec
+        self._rec_t0 = self.clock.t_s
+        self._rec_frames = 0
+        self._recording_error_logged = False
+        log.info("recording to %s", out)
+        return True
+
+    def stop_recording(self) -> None:
+        """Stop recording; the encoder finishes the file on its own thread (the frame loop never waits)."""
+        rec, self.recorder = self.recorder, None
+        if rec is not None:
+            rec.close(timeout_s=0)
+            self._finishing.append(rec)
+            log.info("recording stopped: %s", rec.path)
 
     def hud_stats(self) -> dict:
         """What the HUD shows; keys as `vj.gfx.hud.format_stats` documents them."""
@@ -320,16 +355,23 @@ class LiveShow:
                 engine.registry.set("/master/freeze", not engine.registry.get("/master/freeze"), "key")
             elif key == "t":
                 engine.tap()
+            elif key == "r":
+                if self.recorder is None:
+                    self.start_recording()
+                else:
+                    self.stop_recording()
             elif key == "s":
                 path = self.screenshot or Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}.png")
                 write_png(path, engine.snapshot())
                 log.info("screenshot saved to %s", path)
 
     def close(self) -> None:
-        if self.recorder is not None:
-            self.recorder.close()
-            if self.recorder.error:
-                log.error("recording: %s", self.recorder.error)
+        for rec in [*self._finishing, self.recorder] if hasattr(self, "_finishing") else [self.recorder]:
+            if rec is None:
+                continue
+            rec.close()
+            if rec.error:
+                log.error("recording %s: %s", rec.path, rec.error)
         if self.osc is not None:
             self.osc.close()
         self.source.stop()
