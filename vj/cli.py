@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="audio callback block (default 256 frames, 5.3 ms at 48 kHz)")
     run.add_argument("--audio-channels", type=_channels, metavar="N[,M]",
                      help="input channels to use, 1-based (e.g. 3,4 for a stereo pair); mixed to mono for analysis")
+    run.add_argument("--midi", metavar="PORT", help="MIDI input by name (part of it is enough; '' the first)")
+    run.add_argument("--midi-map", metavar="FILE", help="MIDI mapping TOML (a path or a name in midi/, e.g. generic)")
+    run.add_argument("--midi-api", choices=("auto", "alsa", "jack"), default="auto", help="MIDI system (default auto)")
     run.add_argument("--hud", action="store_true", help="start with the HUD shown (key h toggles it)")
     run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--screenshot", type=Path, metavar="PNG", help="save the last frame as PNG on exit")
@@ -185,7 +188,8 @@ def _dispatch(args) -> int:
         audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size,
                                 input_channels=args.audio_channels)
         run_live(args.audio, args.preset, _render_cfg(args), audio_cfg,
-                 ControlConfig(osc_host=args.osc_host, osc_port=args.osc_port), fullscreen=args.fullscreen,
+                 ControlConfig(osc_host=args.osc_host, osc_port=args.osc_port, midi_port=args.midi,
+                               midi_map=args.midi_map, midi_api=args.midi_api), fullscreen=args.fullscreen,
                  record=args.record, duration_s=args.duration, screenshot=args.screenshot, hud=args.hud)
         return 0
     if args.command == "demo":
@@ -257,6 +261,13 @@ def _devices() -> int:
         print(f"  [{m['index']}] {m['name']} {m['width']}x{m['height']} @ {m['refresh_hz']} Hz")
     if not mons:
         print("  none (no display)")
+    from vj.control.midi import list_midi_ports
+    ports = list_midi_ports()
+    print(f"MIDI inputs ({ports.api}):" if ports else "MIDI inputs:")
+    for name in ports:
+        print(f"  {name}")
+    if not ports:
+        print(f"  none ({ports.reason})")
     return 0
 
 

@@ -40,8 +40,21 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class ControlConfig:
-    osc_host: str = "127.0.0.1"      # never listen wider unless the user asks
-    osc_port: int = 9000             # 0 means: do not start the OSC server
+    # One listen address for OSC, OSCQuery and the web page: never wider unless the user asks.
+    osc_host: str = "127.0.0.1"
+    osc_port: int = 9000             # UDP; 0 means: do not start the OSC server
+    # Client addresses or networks ("192.168.1.20", "192.168.1.0/24") allowed to talk to any of the
+    # control servers; empty: anyone who can reach the port. Others are dropped and counted.
+    osc_allow: tuple[str, ...] = ()
+    osc_feedback: tuple[tuple[str, int], ...] = ()   # (host, port) that always get feedback
+    feedback_hz: float = 30.0        # rate of /feature/... feedback and of the web page's meters
+    oscquery_port: int = 9001        # OSCQuery over HTTP + WebSocket; 0 means: off
+    mdns: bool = True                # advertise _oscjson._tcp and _osc._udp (zeroconf); failure only warns
+    web: bool = False                # serve the control page
+    web_port: int = 8080
+    midi_port: str | None = None     # MIDI input by name (substring; "" the first one); None: no MIDI
+    midi_map: str | None = None      # mapping TOML (a path or a name in midi/)
+    midi_api: str = "auto"           # auto, alsa or jack
 
 
 @dataclass(frozen=True)

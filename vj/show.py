@@ -17,6 +17,7 @@ import numpy as np
 from vj.audio.sources import load_track, open_source
 from vj.clock import FrameClock
 from vj.config import AudioConfig, ControlConfig, RenderConfig
+from vj.control.midi import MIDI_COMMANDS, MidiInput
 from vj.control.osc import OSCServer
 from vj.engine import Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
@@ -162,7 +163,7 @@ class LiveShow:
                  screenshot: Path | None = None, hud: bool = False):
         self.render_cfg = render_cfg
         self.screenshot = screenshot
-        self.window = self.engine = self.osc = self.recorder = self.hud = None
+        self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = None
         self.source = open_source(audio, audio_cfg)
         try:
             self.source.start()
@@ -174,6 +175,12 @@ class LiveShow:
             self.engine.load_preset(preset)
             if control_cfg.osc_port:
                 self.osc = OSCServer(self.engine.changes, control_cfg.osc_host, control_cfg.osc_port).start()
+            if control_cfg.midi_port is not None or control_cfg.midi_map:
+                # A missing port or MIDI system only logs (and retries); a broken mapping file stops the start.
+                self.midi = MidiInput(self.engine.hub, control_cfg.midi_port, control_cfg.midi_map,
+                                      api=control_cfg.midi_api).start()
+                for path in MIDI_COMMANDS:
+                    self.engine.commands[path] = lambda v, path=path: self.midi.command(path, v)
             if record is not None:      # here, not via start_recording: a bad --record path stops the start
                 self.recorder = Recorder(record, render_cfg.width_px, render_cfg.height_px, render_cfg.fps,
                                          self.source.sample_rate_hz, 2, preset=render_cfg.encoder_preset)
@@ -187,6 +194,7 @@ class LiveShow:
         self.frames = 0
         self._rec_frames = 0
         self._rec_t0 = 0.0
+        self._midi_bpm = 0.0
         self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
         self.engine.commands["/cmd/record/start"] = lambda v: self.start_recording(v)
         self.engine.commands["/cmd/record/stop"] = lambda v: self.stop_recording()
@@ -225,6 +233,8 @@ class LiveShow:
         if self.frames:
             self.stats.add(dt)
         self.source.maintain()
+        if self.midi is not None:
+            self._follow_midi_clock()
         if self.source.status != self._audio_status:
             self._audio_status = self.source.status
             log.warning("audio: %s", self._audio_status)
@@ -269,6 +279,19 @@ class LiveShow:
             rec.add_video(self.engine.read_rgb(), due)
             self._rec_frames = due + 1
         rec.add_audio(_stereo(block))
+
+    def _follow_midi_clock(self) -> None:
+        """MIDI clock in sets the beat tracker's tempo while it runs (only on a real change: set_bpm re-grids)."""
+        st = self.midi.clock.state()
+        beats = getattr(self.engine.analyzer, "beats", None)
+        if beats is None:
+            return
+        if st.running and st.bpm > 0 and abs(st.bpm - self._midi_bpm) > 0.05:
+            self._midi_bpm = st.bpm
+            beats.set_bpm(st.bpm)
+        elif not st.running and self._midi_bpm:
+            self._midi_bpm = 0.0
+            beats.set_bpm(None)              # the clock stopped: back to following the music
 
     def start_recording(self, path: object = None) -> bool:
         """Start recording to `path` (default vj-DATE-TIME.mp4); /cmd/record/start and key r. Never raises."""
@@ -328,7 +351,7 @@ class LiveShow:
             "latency_ms": lat.total_ms(),
             "model_latency_ms": lat.model_path_ms(),
             "preset": engine.preset.name if engine.preset else "",
-            "audio_status": self.source.status,
+            "audio_status": self.source.status + (f"; {self.midi.status}" if self.midi is not None else ""),
             "errors": errors,
         }
 
@@ -374,6 +397,8 @@ class LiveShow:
                 log.error("recording %s: %s", rec.path, rec.error)
         if self.osc is not None:
             self.osc.close()
+        if self.midi is not None:
+            self.midi.close()
         self.source.stop()
         if self.hud is not None:
             self.hud.release()

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/cmd/freeze": ("bool (optional)", "toggle the freeze, or set it"),
     "/cmd/record/start": ("path (optional)", "start recording the show"),
     "/cmd/record/stop": ("", "stop recording"),
+    "/cmd/midi/learn": ("path (optional)", "MIDI learn: the next CC, note or pitch bend drives PATH; no PATH cancels"),
+    "/cmd/midi/save": ("", "write the MIDI mappings, learned ones included, to the controller's TOML file"),
 }
 
 FEATURE_KEYS = ("level", "bass", "mid", "high", "onset", "beat", "beat_phase", "bpm")
