@@ -3,12 +3,14 @@
 set -euo pipefail
 
 # GL through Mesa (EGL headless, GLX under Xvfb), a virtual display for window tests, audio servers and
-# PortAudio for live input, liblo's oscsend/oscdump and ffprobe for the tests, xwd for screenshots.
+# PortAudio for live input, liblo's oscsend/oscdump and ffprobe for the tests, xwd for screenshots,
+# chromium and its driver for the web page test.
 PKGS=(
   libegl1 libegl-mesa0 libgl1 libglx-mesa0 libgl1-mesa-dri
   xvfb xauth x11-apps
   libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils jackd2
   liblo-tools ffmpeg sox
+  chromium chromium-driver
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -73,6 +73,20 @@ SCALE_HELP = ("shader chain resolution as a fraction of --size; 'auto' (default)
               "0.4 on a software rasteriser")
 
 
+def _control_cfg(args) -> ControlConfig:
+    from vj.control.osc import AllowList, parse_target
+    allow = tuple(a.strip() for a in args.osc_allow.split(",") if a.strip())
+    try:
+        AllowList(allow)
+        feedback = tuple(parse_target(t) for t in args.osc_feedback)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return ControlConfig(osc_host=args.osc_host, osc_port=args.osc_port, osc_allow=allow, osc_feedback=feedback,
+                         oscquery_port=args.oscquery_port, mdns=not args.no_mdns, web=args.web,
+                         web_port=args.web_port, midi_port=args.midi, midi_map=args.midi_map,
+                         midi_api=args.midi_api)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vj", description="Real-time VJ engine: neural visuals played to music.")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -91,7 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="x264 preset for --record (default ultrafast: the show keeps the cores)")
     run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file")
     run.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0: off; default 9000)")
-    run.add_argument("--osc-host", default="127.0.0.1", help="OSC listen address (default 127.0.0.1)")
+    run.add_argument("--osc-host", default="127.0.0.1",
+                     help="listen address of OSC, OSCQuery and the web page (default 127.0.0.1)")
+    run.add_argument("--osc-allow", default="", metavar="IP,NET", help="only these clients may control vj")
+    run.add_argument("--osc-feedback", action="append", default=[], metavar="HOST:PORT",
+                     help="always send OSC feedback there (repeatable)")
+    run.add_argument("--oscquery-port", type=int, default=9001, help="OSCQuery HTTP/WebSocket port (0: off)")
+    run.add_argument("--no-mdns", action="store_true", help="do not advertise over mDNS/zeroconf")
+    run.add_argument("--web", action="store_true", help="serve the control page on 127.0.0.1 (see --web-port)")
+    run.add_argument("--web-port", type=int, default=8080, help="web control page port (default 8080)")
     run.add_argument("--sample-rate", type=int, default=48000, metavar="HZ", help="audio input rate (default 48000)")
     run.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                      help="audio callback block (default 256 frames, 5.3 ms at 48 kHz)")
@@ -122,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive, default=DEMO_SECONDS, metavar="S")
 
     sub.add_parser("devices", help="list audio inputs and monitors")
+
+    ana = sub.add_parser("analyze", help="beats, onsets and tempo of an audio file, with the live (causal) analysis")
+    ana.add_argument("audio", help="audio file (WAV/FLAC/MP3/OGG/M4A)")
+    ana.add_argument("--beats", type=Path, metavar="OUT.beats", help="write beat times: seconds, beat in bar")
+    ana.add_argument("--onsets", type=Path, metavar="OUT.onsets", help="write onset times in seconds")
+    ana.add_argument("--tempo", type=Path, metavar="OUT.tempo", help="write time, BPM and confidence at each beat")
 
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
@@ -188,12 +216,17 @@ def _dispatch(args) -> int:
         audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size,
                                 input_channels=args.audio_channels)
         run_live(args.audio, args.preset, _render_cfg(args), audio_cfg,
-                 ControlConfig(osc_host=args.osc_host, osc_port=args.osc_port, midi_port=args.midi,
-                               midi_map=args.midi_map, midi_api=args.midi_api), fullscreen=args.fullscreen,
+                 _control_cfg(args), fullscreen=args.fullscreen,
                  record=args.record, duration_s=args.duration, screenshot=args.screenshot, hud=args.hud)
         return 0
     if args.command == "demo":
         return _demo(args)
+    if args.command == "analyze":
+        from vj.analyze import analyze_file
+        rep = analyze_file(args.audio, args.beats, args.onsets, args.tempo)
+        print(f"{args.audio}: {len(rep.beats_s)} beats at {rep.bpm:.1f} BPM (median), {len(rep.onsets_s)} onsets in "
+              f"{rep.duration_s:.1f} s; analysed at {rep.duration_s / max(rep.elapsed_s, 1e-9):.0f}x real time")
+        return 0
     if args.command == "devices":
         return _devices()
     if args.command == "presets":

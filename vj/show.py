@@ -18,11 +18,11 @@ from vj.audio.sources import load_track, open_source
 from vj.clock import FrameClock
 from vj.config import AudioConfig, ControlConfig, RenderConfig
 from vj.control.midi import MIDI_COMMANDS, MidiInput
-from vj.control.osc import OSCServer
+from vj.control.web import start_control_servers
 from vj.engine import Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats
-from vj.gfx.png import write_png
+from vj.gfx.png import encode_png, write_png
 from vj.output.recorder import Recorder, RecorderError
 from vj.output.window import Window
 from vj.timing import FrameRecord, LatencyEstimate
@@ -164,6 +164,7 @@ class LiveShow:
         self.render_cfg = render_cfg
         self.screenshot = screenshot
         self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = None
+        self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
         self.source = open_source(audio, audio_cfg)
         try:
             self.source.start()
@@ -173,8 +174,9 @@ class LiveShow:
                                  fullscreen_monitor=fullscreen)
             self.engine = Engine(self.window.ctx, render_cfg, self.audio_cfg, live=True)
             self.engine.load_preset(preset)
-            if control_cfg.osc_port:
-                self.osc = OSCServer(self.engine.changes, control_cfg.osc_host, control_cfg.osc_port).start()
+            self.osc = start_control_servers(self.engine.hub, control_cfg, preview=self._preview_png)
+            for url in self.osc.urls():
+                log.info("control: %s", url)
             if control_cfg.midi_port is not None or control_cfg.midi_map:
                 # A missing port or MIDI system only logs (and retries); a broken mapping file stops the start.
                 self.midi = MidiInput(self.engine.hub, control_cfg.midi_port, control_cfg.midi_map,
@@ -258,6 +260,9 @@ class LiveShow:
             rec.probe = self.probe()
             rec.block = mono
         self._record(block)
+        web = self.osc.web if self.osc is not None else None
+        if web is not None and web.clients and self.frames % 10 == 0:
+            self._preview_rgb = engine.read_rgb()[::4, ::4].copy()     # encoded on the web server's thread
         window.swap()
         rec.t_swapped = time.monotonic()
         self.latency.add(rec)
@@ -279,6 +284,11 @@ class LiveShow:
             rec.add_video(self.engine.read_rgb(), due)
             self._rec_frames = due + 1
         rec.add_audio(_stereo(block))
+
+    def _preview_png(self) -> bytes | None:
+        """The web page's preview (called on the web server's thread)."""
+        rgb = self._preview_rgb
+        return encode_png(rgb) if rgb is not None else None
 
     def _follow_midi_clock(self) -> None:
         """MIDI clock in sets the beat tracker's tempo while it runs (only on a real change: set_bpm re-grids)."""
