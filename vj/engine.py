@@ -55,6 +55,8 @@ ENGINE_PARAMS = (
           "params and the picture over this many beats (0 cuts)"),
     Param("/preset/quantize", 0, 0, 2, kind="enum", labels=QUANTIZE, description="switch presets on the next "
           "beat or bar"),
+    Param("/audio/lookahead_ms", 0.0, 0.0, 150.0, unit="ms", description="report beats this much early, to "
+          "land them on the sound despite the output latency (the HUD's latency figure is a good value)"),
     Param("/audio/gain", 1.0, 0.0, 8.0, unit="x", description="input gain before analysis"),
 )
 
@@ -434,6 +436,9 @@ class Engine:
     def analyse(self, mono: np.ndarray | None) -> Features:
         t0 = time.perf_counter()
         hops: list[Features] = []
+        beats = getattr(self.analyzer, "beats", None)
+        if beats is not None:
+            beats.lookahead_s = float(self.registry.get("/audio/lookahead_ms")) / 1e3
         if mono is not None and len(mono):
             gain = float(self.registry.get("/audio/gain"))
             hops = self.analyzer.process(np.asarray(mono, np.float32) * np.float32(gain))

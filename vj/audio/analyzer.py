@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vj.config import AudioConfig
+from vj.audio.beats import BeatSettings, BeatTracker
 from vj.audio.features import SILENT, Features
 
 
@@ -39,6 +40,27 @@ class AnalyzerSettings:
     onset_min_interval_s: float = 0.05  # no two onsets closer than this
     onset_norm_release_s: float = 4.0   # the strength normaliser forgets a strong onset this slowly
     onset_norm_floor: float = 0.06      # smallest flux that can read as strength 1 (keeps noise low)
+    band_onset_norm_floor: float = 0.1  # the same for the low/mid/high onsets (a kick reads ~2, hat leakage
+                                        # into the low band ~0.01)
+    drum_release_s: float = 0.15        # kick/snare/hat envelopes jump at a band onset and decay this fast
+    brightness_s: float = 0.1           # smoothing of the spectral centroid
+    chroma_hz: tuple[float, float] = (200.0, 5000.0)   # pitch classes from this range (bins wider than a
+    chroma_s: float = 0.25              # semitone below it); smoothing of the chroma
+    hpss_s: float = 0.2                 # harmonic part: the median of each band over this much past
+    hpss_bins: int = 17                 # percussive part: the median over this many neighbouring FFT bins
+    hpss_hz: float = 8000.0             # the separation looks at FFT bins up to this frequency
+    percussive_s: float = 0.3           # smoothing of the percussive share of energy
+    section_fast_s: float = 1.0         # the section indicator compares energy over this ...
+    section_slow_s: float = 20.0        # ... with the level of the last full section, forgotten this slowly
+    section_trend_s: float = 4.0        # a build-up is energy and brightness rising over about this long
+    drop_hold_s: float = 4.0            # `drop` decays over this long after the bass comes back
+    beat_low_weight: float = 1.0        # the beat tracker hears onset flux plus this times the low-band flux
+    # The flux of a sharp attack peaks this long after it (measured with clicks, kicks, snares, hats and
+    # tones at 48 kHz, 2048-sample window, 512 hop: 11-15 ms). Beats are reported this much earlier.
+    flux_delay_s: float = 0.013
+
+
+_HPSS_EVERY = 8                         # hops between updates of the percussive share (85 ms at 48 kHz)
 
 
 class Analyzer:
@@ -48,7 +70,8 @@ class Analyzer:
     how the input is split into `process` calls.
     """
 
-    def __init__(self, audio_cfg: AudioConfig, settings: AnalyzerSettings = AnalyzerSettings()):
+    def __init__(self, audio_cfg: AudioConfig, settings: AnalyzerSettings = AnalyzerSettings(),
+                 beat_settings: BeatSettings = BeatSettings()):
         self.cfg = audio_cfg
         self.settings = st = settings
         sr = audio_cfg.sample_rate_hz
@@ -73,6 +96,28 @@ class Analyzer:
         edges = np.geomspace(lo, min(hi, nyq), int(round(n_oct * st.onset_bands_per_octave)) + 1) / hz_per_bin
         self._onset_edges = np.unique(np.clip(np.round(edges).astype(np.int64), 1, n_bins - 1))
         self._onset_counts = np.diff(self._onset_edges).astype(np.float32)
+        # Low / mid / high onset bands (kick, snare, hats) by each filter's centre frequency.
+        centres_hz = 0.5 * (self._onset_edges[:-1] + self._onset_edges[1:] - 1) * hz_per_bin
+        groups = np.stack((centres_hz < st.bass_hz[1], (centres_hz >= st.bass_hz[1]) & (centres_hz < st.high_hz[0]),
+                           centres_hz >= st.high_hz[0])).astype(np.float64)          # (3, n_onset_bands)
+        self._onset_groups = groups / np.maximum(groups.sum(axis=1, keepdims=True), 1.0)   # band means
+        # Spectral centroid over the spectrum range; chroma as a (12, n_bins) map of bins to pitch classes.
+        # One matrix gives all three from the power spectrum (small numpy calls cost more than their maths):
+        # row 0 the power in range, row 1 the frequency-weighted power, rows 2..13 the power per pitch class.
+        freqs = np.arange(n_bins) * hz_per_bin
+        in_spec = ((freqs >= lo) & (freqs <= min(hi, nyq))).astype(np.float64)
+        self._log_span = math.log2(min(hi, nyq) / lo)
+        cmin, cmax = st.chroma_hz
+        in_chroma = (freqs >= cmin) & (freqs <= min(cmax, nyq))
+        midi = 69.0 + 12.0 * np.log2(np.maximum(freqs, 1.0) / 440.0)
+        dist = (midi[None, :] - np.arange(12)[:, None] + 6.0) % 12.0 - 6.0           # (12, n_bins) semitones
+        chroma_map = np.where((np.abs(dist) < 1.0) & in_chroma, np.cos(0.5 * np.pi * dist) ** 2, 0.0)
+        self._timbre_map = np.vstack((in_spec, in_spec * freqs, chroma_map)).astype(np.float32)   # (14, n_bins)
+        self._hpss_len = max(3, round(st.hpss_s / self.hop_s))
+        self._hpss_n = n_hp = max(8, min(n_bins, int(st.hpss_hz / hz_per_bin)))
+        half = st.hpss_bins // 2                      # neighbourhoods of each bin, clamped at the edges
+        self._hpss_nb = np.clip(np.arange(n_hp)[:, None] + np.arange(-half, half + 1)[None, :], 0, n_hp - 1)
+        self._beat_settings = beat_settings
 
         def alpha(tau_s: float) -> float:
             return 1.0 - math.exp(-self.hop_s / tau_s) if tau_s > 0 else 1.0
@@ -81,6 +126,14 @@ class Analyzer:
         self._a_up, self._a_down = alpha(st.attack_s), alpha(st.release_s)
         self._a_sil_up, self._a_sil_down = alpha(st.silence_rise_s), alpha(st.silence_fall_s)
         self._norm_decay = 1.0 - alpha(st.onset_norm_release_s)
+        self._drum_decay = 1.0 - alpha(st.drum_release_s)
+        self._a_bright = alpha(st.brightness_s)
+        self._a_chroma = alpha(st.chroma_s)
+        self._a_perc = alpha(st.percussive_s)
+        self._a_fast, self._a_slow = alpha(st.section_fast_s), alpha(st.section_slow_s)
+        self._a_trend = alpha(st.section_trend_s)
+        self._a_bass_now = alpha(0.3)
+        self._drop_decay = 1.0 - alpha(st.drop_hold_s)
         self._mean_len = max(1, round(st.onset_mean_s / self.hop_s))
         self._max_len = max(1, round(st.onset_max_s / self.hop_s))
         self._min_gap = max(1, round(st.onset_min_interval_s / self.hop_s))
@@ -99,10 +152,23 @@ class Analyzer:
         self._spectrum = np.zeros(self.cfg.n_bands)
         self._silence = 1.0
         self._prev_log = None                         # previous hop's compressed onset spectrum
-        self._recent = deque(maxlen=self._mean_len)   # recent normalised strengths
-        self._recent_max = deque(maxlen=self._max_len)
-        self._norm = self.settings.onset_norm_floor
-        self._since_onset = self._min_gap
+        st = self.settings
+        self._picker = _Picker(st.onset_norm_floor, st.onset_delta, self._mean_len, self._max_len, self._min_gap,
+                               self._norm_decay)
+        self._band_pickers = [_Picker(st.band_onset_norm_floor, st.onset_delta, self._mean_len, self._max_len,
+                                      self._min_gap, self._norm_decay) for _ in range(3)]
+        self._drums = np.zeros(3)                     # kick / snare / hat envelopes
+        self._brightness = 0.0
+        self._centroid_hz = 0.0
+        self._chroma = np.zeros(12)
+        self._hpss = np.zeros((self._hpss_len, self._hpss_n), np.float32)   # (time, FFT bin) magnitudes
+        self._hpss_i = 0
+        self._percussive = 0.0
+        self._sec = None                              # section energies in dB: fast, slow, trend, bass...
+        self._section = [0.0, 0.0, 0.0]               # buildup, drop, breakdown
+        self._since_tension = 1 << 30                 # hops since buildup or breakdown was above 0.5
+        self._section_name = "steady"
+        self.beats = BeatTracker(self.hop_s, self._beat_settings, odf_delay_s=st.flux_delay_s)
         self.latest: Features = SILENT
         self.hops = 0
 
@@ -167,16 +233,39 @@ class Analyzer:
         a = self._a_sil_up if sil_target > self._silence else self._a_sil_down
         self._silence += (sil_target - self._silence) * a
 
-        strength, onset = self._onset(power, ref_db, gated)
+        strength, onset, band_flux, band_strength, band_onset, flux = self._onset(power, ref_db, gated)
+        # Kick / snare / hat envelopes: jump to the band's strength at its onset, decay in drum_release_s.
+        self._drums *= self._drum_decay
+        for b in range(3):
+            if band_onset[b]:
+                self._drums[b] = max(self._drums[b], band_strength[b])
+        chroma = self._timbre(power, gated)
+        self._percussive_share(power, gated)
+        self._sections(ms, band_ms[0], gated)
+        # Kick drums and bass notes mark the beat in most music: the low band counts extra for the tracker.
+        odf = 0.0 if gated else flux + st.beat_low_weight * band_flux[0]
+        beat = self.beats.update(odf, low=band_flux[0], mid=band_flux[1], chroma=chroma, silent=gated)
+        buildup, drop, breakdown = self._section
         return Features(
             t_s=t_s, level=self._level, rms_db=rms_db, bass=float(self._bands[0]), mid=float(self._bands[1]),
-            high=float(self._bands[2]), onset_strength=strength, onset=onset, silence=self._silence,
+            high=float(self._bands[2]), onset_strength=strength, onset=onset, beat=beat.beat,
+            beat_phase=beat.beat_phase, bpm=beat.bpm, silence=self._silence,
             spectrum=self._spectrum, waveform=waveform,
+            bar_phase=beat.bar_phase, beat_in_bar=beat.beat_in_bar, downbeat=beat.downbeat,
+            beat_confidence=beat.confidence, next_beat_s=beat.next_beat_s,
+            kick_onset=band_onset[0], snare_onset=band_onset[1], hat_onset=band_onset[2],
+            kick=float(self._drums[0]), snare=float(self._drums[1]), hat=float(self._drums[2]),
+            centroid_hz=self._centroid_hz, brightness=self._brightness, chroma=self._chroma,
+            percussive=self._percussive, buildup=buildup, drop=drop, breakdown=breakdown,
+            section=self._section_name,
         )
 
-    def _onset(self, power: np.ndarray, ref_db: float, gated: bool) -> tuple[float, bool]:
+    def _onset(self, power: np.ndarray, ref_db: float, gated: bool):
         """Spectral flux of the log-compressed, gain-normalised filterbank magnitudes (SuperFlux-style:
-        each band is compared with the loudest of its neighbours in the previous hop, which ignores vibrato)."""
+        each band is compared with the loudest of its neighbours in the previous hop, which ignores vibrato),
+        overall and for the low / mid / high groups of filters.
+
+        Returns (strength, onset, band fluxes (3,), band strengths (3,), band onsets (3,), flux)."""
         st = self.settings
         gain = self._mag_scale * 10.0 ** (-ref_db / 20.0)
         mag = np.sqrt(power)
@@ -184,26 +273,106 @@ class Analyzer:
         log_mag = np.log10(1.0 + st.onset_compression * gain * bands)
         prev = self._prev_log                          # (n_onset_bands + 2,): edge values repeated
         if prev is None:
-            flux = 0.0
+            diff = np.zeros(len(log_mag))
             prev = self._prev_log = np.empty(len(log_mag) + 2)
         else:
             widened = np.maximum(np.maximum(prev[:-2], prev[1:-1]), prev[2:])
-            flux = float(np.maximum(log_mag - widened, 0.0).sum()) / len(log_mag)
+            diff = np.maximum(log_mag - widened, 0.0)                                # (n_onset_bands,)
+        flux = float(diff.sum()) / len(log_mag)
         prev[1:-1] = log_mag
         prev[0], prev[-1] = log_mag[0], log_mag[-1]
-        self._norm = max(flux, st.onset_norm_floor, self._norm * self._norm_decay)
-        strength = min(1.0, flux / self._norm)
+        strength, onset = self._picker.step(flux, gated)
+        band_flux = (self._onset_groups @ diff).tolist()
+        band = [p.step(f, gated) for p, f in zip(self._band_pickers, band_flux)]
+        return strength, onset, band_flux, [b[0] for b in band], [b[1] for b in band], flux
 
-        mean = sum(self._recent) / len(self._recent) if self._recent else 0.0
-        largest = max(self._recent_max) if self._recent_max else 0.0
-        self._since_onset += 1
-        onset = (not gated and strength >= mean + st.onset_delta and strength >= largest
-                 and self._since_onset >= self._min_gap)
-        if onset:
-            self._since_onset = 0
-        self._recent.append(strength)
-        self._recent_max.append(strength)
-        return strength, onset
+    def _timbre(self, power: np.ndarray, gated: bool) -> np.ndarray | None:
+        """Spectral centroid, brightness (the centroid's place on the log-frequency range, 0..1) and chroma.
+        Returns this hop's unsmoothed chroma `(12,)` (root of the power per pitch class) for the beat tracker,
+        None when silent."""
+        if gated:
+            self._chroma *= 1.0 - self._a_chroma
+            return None
+        st = self.settings
+        v = self._timbre_map @ power                                                 # (14,)
+        total, weighted = float(v[0]), float(v[1])
+        if total > 0:
+            self._centroid_hz = weighted / total
+            target = math.log2(max(self._centroid_hz, st.spectrum_hz[0]) / st.spectrum_hz[0]) / self._log_span
+            self._brightness += (min(1.0, target) - self._brightness) * self._a_bright
+        raw = np.sqrt(v[2:])
+        top = float(raw.max())
+        if top > 0:
+            self._chroma += (raw * (1.0 / top) - self._chroma) * self._a_chroma
+        return raw
+
+    def _percussive_share(self, power: np.ndarray, gated: bool) -> None:
+        """Share of energy in the percussive part of a causal median-filter separation (Fitzgerald 2010) on
+        the FFT bins: harmonic = median of each bin over the recent past, percussive = median across
+        neighbouring bins. Computed every few hops: the result is smoothed over `percussive_s` anyway."""
+        self._hpss[self._hpss_i] = power[:self._hpss_n]    # a ring: the median over time ignores the order
+        self._hpss_i = (self._hpss_i + 1) % self._hpss_len
+        if gated or self.hops % _HPSS_EVERY:
+            return
+        x2 = power[:self._hpss_n]                    # medians of power are medians of magnitude, squared
+        mid = self._hpss_len // 2                    # (np.partition is several times faster than np.median here)
+        h2 = np.partition(self._hpss, mid, axis=0)[mid]                                # (n_bins,)
+        k = self.settings.hpss_bins
+        p2 = np.partition(x2[self._hpss_nb], k // 2, axis=1)[:, k // 2]                # (n_bins,)
+        total = float(x2.sum())
+        if total <= 0:
+            return
+        share = float(np.dot(x2, p2 * p2 / (h2 * h2 + p2 * p2 + 1e-30))) / total     # Wiener masks, power 2
+        a = 1.0 - (1.0 - self._a_perc) ** _HPSS_EVERY
+        self._percussive += (share - self._percussive) * a
+
+    def _sections(self, ms: float, bass_ms: float, gated: bool) -> None:
+        """Build-up / drop / breakdown from energy trends (in dB, raw, before the automatic gain).
+
+        breakdown: the bass well below the level of the last full section (a reference that follows the
+        bass up within a second or two and down only over `section_slow_s`); build-up: loudness and
+        brightness rising over `section_trend_s`; drop: the bass back at full level after a breakdown or
+        build-up, decaying over `drop_hold_s`."""
+        if gated:
+            return
+        e_db = 10.0 * math.log10(max(ms, 1e-12))
+        b_db = 10.0 * math.log10(max(bass_ms, 1e-12))
+        if self._sec is None:
+            # fast energy, trend energy, fast bass, bass reference, bass now, fast and trend brightness
+            self._sec = [e_db, e_db, b_db, b_db, b_db, self._brightness, self._brightness]
+            self._sec_hops = 0
+        self._sec_hops += 1
+        # Running means until enough has been heard for each time constant, then exponential averages.
+        first = 1.0 / self._sec_hops
+        a_fast, a_trend = max(self._a_fast, first), max(self._a_trend, first)
+        s = self._sec
+        s[0] += (e_db - s[0]) * a_fast
+        s[1] += (e_db - s[1]) * a_trend
+        s[2] += (b_db - s[2]) * a_fast
+        s[3] += (s[2] - s[3]) * (self._a_fast if s[2] > s[3] else self._a_slow)
+        s[4] += (b_db - s[4]) * max(self._a_bass_now, first)
+        s[5] += (self._brightness - s[5]) * a_fast
+        s[6] += (self._brightness - s[6]) * a_trend
+        clip = lambda v: min(1.0, max(0.0, v))                                      # noqa: E731
+        breakdown = clip((s[3] - s[2] - 4.0) / 6.0)                  # bass 4..10 dB under the reference
+        buildup = 0.5 * clip((s[0] - s[1] - 1.0) / 3.0) + 0.5 * clip((s[5] - s[6] - 0.02) / 0.06)
+        sec = self._section
+        sec[0] += (buildup - sec[0]) * self._a_fast
+        sec[2] += (breakdown - sec[2]) * self._a_fast
+        # A breakdown or build-up within the last drop_hold_s, and the bass is back: that is a drop.
+        self._since_tension = 0 if max(sec[0], sec[2]) > 0.5 else self._since_tension + 1
+        back = s[4] > s[3] - 3.0 and self._since_tension * self.hop_s < self.settings.drop_hold_s
+        sec[1] = 1.0 if back else sec[1] * self._drop_decay
+        if back:
+            self._since_tension = 1 << 30
+        if sec[1] > 0.5:
+            self._section_name = "drop"
+        elif sec[0] > 0.5:
+            self._section_name = "buildup"
+        elif sec[2] > 0.5:
+            self._section_name = "breakdown"
+        else:
+            self._section_name = "steady"
 
     def _follow(self, ref: float | None, db: float, floor_db: float) -> float:
         """One step of an AGC reference in dB: fast up, slow down, never below `floor_db`."""
@@ -219,3 +388,30 @@ class Analyzer:
     def _smooth_vec(self, current: np.ndarray, target: np.ndarray) -> np.ndarray:
         a = np.where(target > current, self._a_up, self._a_down)
         return current + (target - current) * a
+
+
+class _Picker:
+    """Onset strength (flux over a slowly forgetting maximum, 0..1) and onset picking: above the recent mean
+    by a margin, the largest in a short window, and not too close to the previous onset."""
+
+    def __init__(self, norm_floor: float, delta: float, mean_len: int, max_len: int, min_gap: int,
+                 norm_decay: float):
+        self._floor, self._delta, self._min_gap, self._decay = norm_floor, delta, min_gap, norm_decay
+        self._recent = deque(maxlen=mean_len)
+        self._recent_max = deque(maxlen=max_len)
+        self._norm = norm_floor
+        self._since = min_gap
+
+    def step(self, flux: float, gated: bool) -> tuple[float, bool]:
+        self._norm = max(flux, self._floor, self._norm * self._decay)
+        strength = min(1.0, flux / self._norm)
+        mean = sum(self._recent) / len(self._recent) if self._recent else 0.0
+        largest = max(self._recent_max) if self._recent_max else 0.0
+        self._since += 1
+        onset = (not gated and strength >= mean + self._delta and strength >= largest
+                 and self._since >= self._min_gap)
+        if onset:
+            self._since = 0
+        self._recent.append(strength)
+        self._recent_max.append(strength)
+        return strength, onset

@@ -1,0 +1,373 @@
+"""Beat tracker, per-band onsets, timbre and section features, and `vj analyze`, scored with mir_eval."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+mir_eval = pytest.importorskip("mir_eval")
+
+import beat_synth                                         # noqa: E402  (tests/ is on sys.path under pytest)
+from audio_synth import kick, write_wav                   # noqa: E402
+from vj.analyze import analyze_samples                    # noqa: E402
+from vj.audio.analyzer import Analyzer                    # noqa: E402
+from vj.audio.beats import BeatSettings, BeatTracker     # noqa: E402
+from vj.audio.decode import decode_file                   # noqa: E402
+from vj.audio.demo import demo_sections, demo_track       # noqa: E402
+from vj.audio.features import SOURCE_NAMES, Features      # noqa: E402
+from vj.config import AudioConfig                         # noqa: E402
+
+SR = 48000
+CFG = AudioConfig(sample_rate_hz=SR)
+HOP_S = CFG.hop_samples / SR
+SHARED = Path(os.environ.get("VJ_SHARED_DIR", Path(__file__).resolve().parents[1].parent / "shared"))
+MADMOM = SHARED / "data" / "madmom"
+
+
+def clicks(bpm, seconds, start_s=0.5, amp=0.6, noise_db=-60.0, seed=0):
+    """Kick drums at a steady tempo over a faint noise floor: (mono samples, kick times)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(int(seconds * SR)) * 10 ** (noise_db / 20)).astype(np.float32)
+    k = kick()
+    times = np.arange(start_s, seconds - 0.3, 60.0 / bpm)
+    for t in times:
+        i = int(round(t * SR))
+        x[i:i + len(k)] += amp * k[:len(x) - i]
+    return x, times
+
+
+def features(x, analyzer=None):
+    return (analyzer or Analyzer(CFG)).process(np.asarray(x, np.float32))
+
+
+def beat_times(feats):
+    return np.array([f.t_s for f in feats if f.beat])
+
+
+# ---- the synthetic test set ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synthetic_scores():
+    scores = {}
+    for piece in beat_synth.PIECES:
+        x, ref, _ = beat_synth.render(piece)
+        est = analyze_samples(x, CFG).beats_s
+        ref_t, est_t = mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est)
+        f = mir_eval.beat.f_measure(ref_t, est_t)
+        _, cmlt, _, amlt = mir_eval.beat.continuity(ref_t, est_t)
+        scores[piece.name] = (f, cmlt, amlt)
+    for name, (f, cmlt, amlt) in scores.items():
+        print(f"{name:24s} F {f:.3f} CMLt {cmlt:.3f} AMLt {amlt:.3f}")
+    return scores
+
+
+@pytest.mark.slow
+def test_synthetic_set_beat_scores(synthetic_scores):
+    s = np.array(list(synthetic_scores.values()))
+    f, cmlt, amlt = s.mean(axis=0)
+    print(f"mean F {f:.3f} CMLt {cmlt:.3f} AMLt {amlt:.3f}")
+    assert f >= 0.85 and cmlt >= 0.75 and amlt >= 0.85
+    # Every piece is tracked at some metrical level (AMLt allows double / half tempo and the off-beat) ...
+    for name, (_, _, a) in synthetic_scores.items():
+        assert a >= 0.8, (name, a)
+    # ... and most at the annotated one.
+    assert sum(v[0] >= 0.85 for v in synthetic_scores.values()) >= len(synthetic_scores) - 2
+
+
+def test_beat_synth_grid_is_what_it_says():
+    piece = beat_synth.Piece("t", (beat_synth.Section(2, 120.0), beat_synth.Section(2, 120.0, 150.0)))
+    beats, pos, _ = beat_synth.beat_grid(piece)
+    assert len(beats) == 17 and list(pos[:8]) == [1, 2, 3, 4, 1, 2, 3, 4]
+    np.testing.assert_allclose(np.diff(beats[:9]), 0.5)
+    assert np.all(np.diff(np.diff(beats[8:])) < 0)            # the ramp speeds up
+
+
+# ---- tempo, phase, silence ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bpm", [90.0, 128.0, 160.0])
+def test_steady_clicks_give_the_tempo_within_one_percent_and_beats_on_the_clicks(bpm):
+    x, kicks = clicks(bpm, 16.0)
+    feats = features(x)
+    assert abs(feats[-1].bpm - bpm) / bpm < 0.01, feats[-1].bpm
+    late = beat_times(feats)
+    late = late[(late > 0.5 + 4 * 60 / bpm + 3.0) & (late < kicks[-1] + 0.1)]   # from four beats after warm-up
+    assert len(late) >= 8
+    err = np.array([np.min(np.abs(kicks - t)) for t in late])
+    assert np.all(err < 0.03), err
+    assert feats[-1].beat_confidence > 0.5
+
+
+def test_beat_phase_rises_through_each_beat_and_wraps_on_beats():
+    x, _ = clicks(120.0, 12.0)
+    feats = [f for f in features(x) if f.t_s > 6.0]
+    phases = np.array([f.beat_phase for f in feats])
+    beats = np.array([f.beat for f in feats])
+    assert np.all((phases >= 0) & (phases < 1))
+    drops = np.flatnonzero(np.diff(phases) < -0.5) + 1       # where the phase wraps
+    assert set(drops) <= set(np.flatnonzero(beats)) | set(np.flatnonzero(beats) + 1)
+    assert np.all(np.diff(phases)[np.diff(phases) > -0.5] > 0)
+    bar = np.array([f.bar_phase for f in feats])
+    assert np.all((bar >= 0) & (bar < 1)) and bar.max() > 0.9
+    nxt = [f.next_beat_s for f in feats if not f.beat]
+    assert all(t >= f.t_s - HOP_S for t, f in zip(nxt, [f for f in feats if not f.beat]))
+
+
+def test_silence_gives_no_beats_no_tempo_and_no_onsets():
+    for x in (np.zeros(10 * SR, np.float32),
+              (np.random.default_rng(2).standard_normal(10 * SR) * 10 ** (-75 / 20)).astype(np.float32)):
+        feats = features(x)
+        assert not any(f.beat or f.onset or f.kick_onset or f.snare_onset or f.hat_onset for f in feats)
+        assert feats[-1].bpm == 0.0 and feats[-1].beat_confidence == 0.0 and feats[-1].beat_in_bar == 0
+
+
+def test_keeps_the_tempo_through_a_silent_break():
+    a, _ = clicks(120.0, 10.0)
+    x = np.concatenate([a, np.zeros(6 * SR, np.float32), clicks(120.0, 6.0, start_s=0.0)[0]])
+    feats = features(x)
+    in_break = beat_times(feats)
+    in_break = in_break[(in_break > 10.5) & (in_break < 15.5)]
+    assert 9 <= len(in_break) <= 11                             # ten beats at 120 BPM in five seconds
+    np.testing.assert_allclose(np.diff(in_break), 0.5, atol=2 * HOP_S)
+    assert all(f.bpm == pytest.approx(120.0, rel=0.02) for f in feats if 10.5 < f.t_s < 15.5)
+
+
+def test_follows_a_tempo_change():
+    piece = next(p for p in beat_synth.PIECES if p.name == "tempo_change_120_135")
+    x, ref, _ = beat_synth.render(piece)
+    change_s = ref[40]
+    tempo = analyze_samples(x, CFG).tempo
+    after = [t for t, bpm, _ in tempo if t > change_s and abs(bpm - 135.0) < 0.02 * 135.0]
+    assert after, tempo[-5:]
+    beats_to_follow = (after[0] - change_s) / (60.0 / 135.0)
+    print(f"tempo change followed after {beats_to_follow:.1f} beats")
+    assert beats_to_follow <= 12
+    assert all(abs(bpm - 135.0) < 0.02 * 135.0 for t, bpm, _ in tempo if t > after[0] + 1.0)
+
+
+def test_downbeats_follow_the_chord_changes():
+    piece = next(p for p in beat_synth.PIECES if p.name == "house_124")
+    x, ref, pos = beat_synth.render(piece)
+    a = analyze_samples(x, CFG)
+    ok = total = 0
+    for t, b in zip(a.beats_s, a.beat_in_bar):
+        i = np.argmin(np.abs(ref - t))
+        if t > 12.0 and abs(ref[i] - t) < 0.07:
+            total += 1
+            ok += pos[i] == b
+    assert total > 20 and ok / total >= 0.8, (ok, total)
+
+
+def test_lookahead_reports_beats_earlier():
+    x, _ = clicks(120.0, 14.0)
+    plain = analyze_samples(x, CFG).beats_s
+    early = analyze_samples(x, CFG, BeatSettings(lookahead_s=0.05)).beats_s
+    plain, early = plain[plain > 6], early[early > 6]
+    shift = [t - early[np.argmin(np.abs(early - t))] for t in plain]
+    assert np.median(shift) == pytest.approx(0.05, abs=HOP_S)
+
+
+def test_results_do_not_change_when_later_audio_is_appended():
+    piece = next(p for p in beat_synth.PIECES if p.name == "tempo_change_120_135")
+    x, _, _ = beat_synth.render(piece)
+    n = 12 * SR
+    short, whole = features(x[:n]), features(x)
+    assert len(short) < len(whole)
+    for a, b in zip(short, whole):
+        for field in dataclasses.fields(a):
+            np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name))
+
+
+# ---- manual control ----------------------------------------------------------------------------------
+
+def hush(seconds):
+    return np.zeros(max(0, int(round(seconds * SR))), np.float32)
+
+
+def test_tap_tempo_sets_tempo_and_phase():
+    an = Analyzer(CFG)
+    an.process(hush(1.0))
+    for t in (1.0, 1.6, 2.2, 2.8):                           # 100 BPM, a beat on each tap
+        an.process(hush(t - an.hops * HOP_S))
+        an.beats.tap(t)
+    feats = an.process(hush(4.0))
+    assert feats[-1].bpm == pytest.approx(100.0, rel=0.01)
+    beats = beat_times(feats)
+    expected = 2.8 + 0.6 * np.arange(1, 7)
+    assert len(beats) >= 6
+    np.testing.assert_allclose(beats[:6], expected, atol=2 * HOP_S)
+    # A long pause starts a new tap sequence; one tap alone changes nothing.
+    an.beats.tap(an.hops * HOP_S)
+    assert an.process(hush(0.5))[-1].bpm == pytest.approx(100.0, rel=0.01)
+    an.beats.release()
+    an.process(hush(0.1))
+    assert not an.beats.latest.manual_bpm
+
+
+def test_set_bpm_wins_over_the_music_until_released():
+    x, _ = clicks(120.0, 20.0)
+    an = Analyzer(CFG)
+    an.process(x[:8 * SR])
+    an.beats.set_bpm(126.0)
+    mid = an.process(x[8 * SR:14 * SR])
+    assert all(f.bpm == pytest.approx(126.0) for f in mid)
+    an.beats.set_bpm(None)
+    end = an.process(x[14 * SR:])
+    assert end[-1].bpm == pytest.approx(120.0, rel=0.01)
+
+
+def test_lock_holds_tempo_and_phase_through_other_music():
+    a, kicks = clicks(120.0, 10.0)
+    b, _ = clicks(150.0, 8.0, start_s=0.1, seed=1)
+    an = Analyzer(CFG)
+    an.process(a)
+    an.beats.lock()
+    feats = an.process(b)
+    beats = beat_times(feats)
+    assert len(beats) >= 14 and all(f.bpm == pytest.approx(120.0, rel=0.01) for f in feats)
+    grid = kicks[-1] + 0.5 * np.round((beats - kicks[-1]) / 0.5)
+    assert np.max(np.abs(beats - grid)) < 0.03                 # still on the old grid
+    an.beats.lock(False)
+    feats = an.process(clicks(150.0, 10.0, start_s=0.0, seed=2)[0])
+    assert feats[-1].bpm == pytest.approx(150.0, rel=0.02)
+
+
+def test_resync_makes_the_next_beat_a_downbeat():
+    x, _ = clicks(120.0, 16.0)
+    an = Analyzer(CFG)
+    an.process(x[:8 * SR])
+    an.beats.resync()
+    feats = an.process(x[8 * SR:])
+    bars = [f.beat_in_bar for f in feats if f.beat]
+    assert bars[:6] == [1, 2, 3, 4, 1, 2]
+    assert feats[[f.beat for f in feats].index(True)].downbeat
+
+
+def test_nudge_moves_the_beat_grid():
+    x, _ = clicks(120.0, 12.0)
+    an = Analyzer(CFG)
+    feats = an.process(x[:10 * SR])
+    i = 10 * SR
+    while not feats[-1].beat:                                   # stop right after a beat
+        feats = an.process(x[i:i + CFG.hop_samples])
+        i += CFG.hop_samples
+    before = an.beats.latest.next_beat_s
+    an.beats.nudge(0.25)                                        # a quarter beat earlier
+    feats = an.process(x[i:i + CFG.hop_samples])
+    assert feats[-1].next_beat_s == pytest.approx(before - 0.125, abs=1.5 * HOP_S)
+    assert feats[-1].beat_phase > 0.25
+    an.beats.nudge(-0.5)                                        # now a quarter beat late
+    feats = an.process(x[i + CFG.hop_samples:i + 2 * CFG.hop_samples])
+    assert feats[-1].next_beat_s == pytest.approx(before + 0.125, abs=1.5 * HOP_S)
+    assert BeatTracker(HOP_S).latest.bpm == 0.0                # a fresh tracker knows nothing
+
+
+# ---- onsets per band, timbre, sections --------------------------------------------------------------
+
+@pytest.mark.skipif(not (MADMOM / "sample.wav").exists(), reason=f"no annotated sample at {MADMOM}")
+def test_onsets_match_human_annotations_with_mir_eval():
+    x = decode_file(MADMOM / "sample.wav", SR).mean(axis=1)
+    ref = np.loadtxt(MADMOM / "sample.onsets")
+    found = analyze_samples(x, CFG).onsets_s
+    f, _, _ = mir_eval.onset.f_measure(ref, found, window=0.05)
+    print(f"madmom sample.wav onset F-measure (mir_eval, +-50 ms): {f:.3f}")
+    assert f >= 0.85
+
+
+def _one_shot(sample, times, seconds=4.0):
+    x = np.zeros(int(seconds * SR), np.float32)
+    for t in times:
+        i = int(t * SR)
+        x[i:i + len(sample)] += 0.5 * sample[:len(x) - i]
+    return x
+
+
+def test_band_onsets_tell_kick_from_hats():
+    rng = np.random.default_rng(0)
+    samples = beat_synth._samples(rng)
+    times = [0.5, 1.1, 1.7, 2.3, 2.9]
+    k = features(_one_shot(kick(), times))                     # a sine kick, no beater click
+    h = features(_one_shot(samples["chh"], times))
+    assert sum(f.kick_onset for f in k) == len(times) and sum(f.hat_onset for f in k) <= 1
+    assert sum(f.hat_onset for f in h) == len(times) and sum(f.kick_onset for f in h) == 0
+    assert max(f.kick for f in k) > 0.5 and max(f.hat for f in k) < 0.3
+    # The envelope decays after each hit (drum_release_s = 0.15 s).
+    after = [f.kick for f in k if 0.9 < f.t_s < 1.05]
+    assert after[-1] < 0.3 * max(f.kick for f in k)
+
+
+def test_chroma_brightness_and_percussive_share():
+    t = np.arange(3 * SR) / SR
+    a440 = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    f = features(a440)[-1]
+    assert int(np.argmax(f.chroma)) == 9 and f.chroma.max() == pytest.approx(1.0, abs=0.05)   # A
+    assert f.tonal > 0.5 and f.percussive < 0.1
+    low = features((0.3 * np.sin(2 * np.pi * 100 * t)).astype(np.float32))[-1]
+    high = features((0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32))[-1]
+    assert low.brightness < f.brightness < high.brightness
+    assert high.centroid_hz == pytest.approx(6000, rel=0.05)
+    rng = np.random.default_rng(1)
+    chord = sum(np.sin(2 * np.pi * hz * t) for hz in (220.0, 277.2, 329.6)).astype(np.float32) * 0.2
+    assert features(chord)[-1].percussive < 0.05
+    hits = beat_synth._samples(rng)
+    assert features(_one_shot(hits["chh"], np.arange(0.2, 3.0, 0.25), 3.0))[-1].percussive > 0.8
+    assert features(_one_shot(hits["snare"], np.arange(0.2, 3.0, 0.25), 3.0))[-1].percussive > 0.3
+
+
+def test_sections_of_the_demo_track():
+    sections = {s.name: s for s in demo_sections(64.0)}
+    feats = features(demo_track(SR, 64.0).mean(axis=1))
+    at = lambda lo, hi: [f for f in feats if lo <= f.t_s < hi]          # noqa: E731
+    groove, brk, drop = sections["groove"], sections["breakdown"], sections["drop"]
+    assert max(f.breakdown for f in at(groove.start_s + 6, groove.end_s)) < 0.2
+    assert np.mean([f.breakdown for f in at(brk.start_s + 3, brk.end_s)]) > 0.5
+    assert "breakdown" in {f.section for f in at(brk.start_s, brk.end_s)}
+    assert max(f.drop for f in at(drop.start_s, drop.start_s + 2)) > 0.9
+    assert max(f.drop for f in at(groove.start_s + 6, groove.end_s)) < 0.5
+
+
+def test_every_source_is_reported_and_finite():
+    feats = features(demo_track(SR, 16.0).mean(axis=1))
+    for f in feats[::50]:
+        src = f.sources()
+        assert tuple(src) == SOURCE_NAMES
+        assert all(np.isfinite(v) for v in src.values())
+        assert f.section in ("steady", "buildup", "drop", "breakdown")
+    assert Features().sources()["chroma_hue"] == 0.0
+    assert any(f.beat for f in feats) and any(f.kick_onset for f in feats)
+
+
+# ---- vj analyze ----------------------------------------------------------------------------------------
+
+def test_vj_analyze_writes_beats_onsets_and_tempo(tmp_path):
+    x, kicks = clicks(120.0, 14.0)
+    wav = write_wav(tmp_path / "kicks_120bpm_48k.wav", np.stack([x, x], axis=1))
+    out = {k: tmp_path / f"out.{k}" for k in ("beats", "onsets", "tempo")}
+    r = subprocess.run([sys.executable, "-m", "vj.cli", "analyze", str(wav), "--beats", str(out["beats"]),
+                        "--onsets", str(out["onsets"]), "--tempo", str(out["tempo"])],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "beats" in r.stdout and "BPM" in r.stdout
+    beats = np.loadtxt(out["beats"], ndmin=2)
+    assert beats.shape[1] == 2 and set(beats[:, 1]) <= {1, 2, 3, 4}
+    ref = mir_eval.beat.trim_beats(kicks)
+    assert mir_eval.beat.f_measure(ref, mir_eval.beat.trim_beats(beats[:, 0])) > 0.9
+    onsets = np.loadtxt(out["onsets"], ndmin=1)
+    assert mir_eval.onset.f_measure(kicks, onsets, window=0.05)[0] > 0.9
+    tempo = np.loadtxt(out["tempo"], ndmin=2)
+    assert tempo.shape == (len(beats), 3) and np.median(tempo[:, 1]) == pytest.approx(120.0, rel=0.01)
+
+
+def test_vj_analyze_missing_and_unreadable_files(tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio\n")
+    for path in (tmp_path / "nope.wav", bad):
+        r = subprocess.run([sys.executable, "-m", "vj.cli", "analyze", str(path), "--beats", str(tmp_path / "b")],
+                           capture_output=True, text=True, timeout=60)
+        lines = [line for line in r.stderr.splitlines() if line.startswith("vj: error:")]
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        assert len(lines) == 1 and path.name in lines[0]
+        assert not (tmp_path / "b").exists()

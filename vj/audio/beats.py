@@ -1,0 +1,503 @@
+"""BeatTracker: a causal online beat tracker fed one onset-strength value per hop (pure numpy).
+
+How it works (after Stark, Davies & Plumbley, "Real-time beat-synchronous analysis of musical audio",
+DAFx 2009, the method behind BTrack, with a wider tempo range and a tempo prior):
+
+- Tempo, once per beat: the autocorrelation of the last few seconds of onset strength (local mean
+  removed, half-wave rectified) is read through a comb of four harmonics at every candidate beat
+  period, weighted by a log-Gaussian prior around 120 BPM. A forward Viterbi step over log-spaced
+  tempo states (Gaussian transitions plus a small chance of a jump) keeps the tempo steady through
+  fills and half-time bars and still lets it follow a real tempo change within a few beats.
+- Beats: a cumulative score C(n) = (1 - a) * odf(n) + a * max_v w(v) * C(n - v) over the last half
+  to two beat periods (Ellis' dynamic programming, run forward only). Half a beat after each beat,
+  the score is projected one beat into the future with no new onsets; the best point of that
+  projection, weighted by a Gaussian around one period after the last beat, is the next beat. Beats
+  are therefore predicted about half a beat ahead, which `lookahead_s` uses to report them early.
+- Bars: beats are counted modulo `beats_per_bar`; the downbeat is the position whose beats have the
+  most low-band onset energy, least mid-band (snare) energy and most harmonic change, accumulated
+  over the last bars with a slow leak.
+- Manual control wins over all of it: tap tempo, a set BPM, phase nudges, resync (the next beat is a
+  downbeat) and lock (a free-running metronome at the current tempo and phase).
+
+Times are in seconds at the interface; inside, the clock is the hop counter `n` (stream time n * hop_s).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BeatSettings:
+    """Tuning of the beat tracker; times in seconds, tempi in BPM."""
+
+    min_bpm: float = 55.0
+    max_bpm: float = 215.0
+    prior_bpm: float = 120.0            # centre of the log-Gaussian tempo prior ...
+    prior_octaves: float = 0.9          # ... and its standard deviation in octaves
+    tempo_step: float = 0.01            # relative spacing of the tempo states (1 %)
+    tempo_drift_octaves: float = 0.02   # a tempo moves this much per beat without needing a jump
+    tempo_jump: float = 0.03            # a jump to a far tempo is this likely per beat, relative to staying
+    history_s: float = 8.0              # onset strength kept for the tempo autocorrelation ...
+    taper_s: float = 2.0                # ... where products of onsets this old weigh 1/e
+    phase_reset_ratio: float = 0.04     # a tempo change larger than this (log ratio) re-picks the phase
+    odf_mean_s: float = 0.16            # local mean removed before the autocorrelation
+    alpha: float = 0.9                  # weight of the past in the cumulative beat score
+    tightness: float = 5.0              # how strongly the score prefers exactly one period between beats
+    beats_per_bar: int = 4
+    lookahead_s: float = 0.0            # report beats and phase this much early (output latency)
+    warmup_s: float = 2.0               # sound heard before the tracker starts ...
+    start_confidence: float = 0.25      # ... and it reports beats once its confidence first reaches this
+    silence_hold_s: float = 30.0        # keep beating on the last tempo through this much silence
+    confidence_s: float = 3.0           # smoothing of the confidence value
+    downbeat_memory_s: float = 20.0     # the downbeat evidence forgets with this time constant
+    tap_timeout_s: float = 2.0          # a longer gap between taps starts a new tap sequence
+    max_taps: int = 8                   # tempo from at most this many recent taps
+
+
+@dataclass(frozen=True)
+class BeatState:
+    """What the tracker knows after one hop. Phases are at stream time + lookahead."""
+
+    beat: bool = False                  # a beat falls in this hop (reported `lookahead_s` early)
+    beat_phase: float = 0.0             # 0 at a beat, rising to 1 at the next
+    bar_phase: float = 0.0              # 0 at a downbeat, rising to 1 at the next
+    beat_in_bar: int = 0                # 1 = downbeat ... beats_per_bar; 0 while no beat is known
+    downbeat: bool = False              # `beat` and it is beat 1 of the bar
+    bpm: float = 0.0                    # 0 while unknown
+    confidence: float = 0.0             # 0..1: how well recent beats sit on onsets
+    next_beat_s: float = 0.0            # predicted stream time of the next beat (0 while unknown)
+    locked: bool = False                # a manual lock holds tempo and phase
+    manual_bpm: bool = False            # the tempo comes from taps or set_bpm, not from the audio
+
+
+class BeatTracker:
+    """Causal beat tracker: `update()` once per analysis hop, manual controls at any time between hops."""
+
+    def __init__(self, hop_s: float, settings: BeatSettings = BeatSettings(), odf_delay_s: float = 0.0):
+        """`odf_delay_s`: how long after a sound its onset strength peaks; beats are reported that much earlier
+        (on top of `lookahead_s`) so that they land on the sound, not on its detection."""
+        if hop_s <= 0:
+            raise ValueError(f"hop_s must be positive, got {hop_s}")
+        self.hop_s = hop_s
+        self.settings = st = settings
+        self.lookahead_s = st.lookahead_s
+        self.odf_delay_s = odf_delay_s
+        self._len = max(8, int(round(st.history_s / hop_s)))
+        # Tempo states: periods in hops on a log grid, fastest first.
+        n_states = int(math.floor(math.log(st.max_bpm / st.min_bpm) / math.log1p(st.tempo_step))) + 1
+        self._bpms = st.min_bpm * (1.0 + st.tempo_step) ** np.arange(n_states)
+        self._periods = 60.0 / (self._bpms * hop_s)                                    # (n_states,) hops
+        log_t = np.log2(self._bpms)
+        self._prior = np.exp(-0.5 * ((log_t - math.log2(st.prior_bpm)) / st.prior_octaves) ** 2)
+        diff = log_t[:, None] - log_t[None, :]
+        trans = np.exp(-0.5 * (diff / st.tempo_drift_octaves) ** 2) + st.tempo_jump
+        self._trans = trans / trans.sum(axis=1, keepdims=True)                        # (from, to)
+        self._max_lag = min(self._len - 1, int(math.ceil(4 * self._periods.max())) + 2)
+        self._n_fft = 1 << int(math.ceil(math.log2(2 * self._len)))
+        self._mean_len = max(1, int(round(st.odf_mean_s / hop_s)))
+        ages_s = np.arange(self._len)[::-1] * hop_s                                  # oldest first
+        self._taper = np.exp(-ages_s / (2.0 * st.taper_s))
+        self._full_norm: np.ndarray | None = None
+        self._warmup = int(round(st.warmup_s / hop_s))
+        self._hold = int(round(st.silence_hold_s / hop_s))
+        self._conf_a = 1.0 - math.exp(-hop_s / st.confidence_s)
+        self.reset()
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything, including manual settings."""
+        self.n = 0                                    # hops seen; stream time is n * hop_s
+        # (4, len), newest last: onset strength, low- and mid-band onset strength, cumulative beat score.
+        # One array shifts in one numpy call per hop; the rows are views into it.
+        self._hist = np.zeros((4, self._len))
+        self._odf, self._low, self._mid, self._score = self._hist
+        self._delta = self._prior / self._prior.sum() # tempo state probabilities (Viterbi forward)
+        self._state = int(np.argmax(self._delta))
+        self.period = float(self._periods[self._state])   # hops per beat
+        self._w_period = -1.0                         # period the score weights were built for
+        self._heard = 0                               # hops of sound since the tracker last went idle
+        self._filled = 0                              # hops of history since then
+        self._reacquire = False                       # the next prediction ignores the old phase
+        self._quiet = 0                               # consecutive silent hops
+        self._active = False                          # the tracker is running
+        self._reporting = False                       # ... and its beats are being reported
+        self._last_beat = 0.0                         # hop of the last internal beat
+        self._next_beat = math.inf                    # hop of the next internal beat
+        self._predict_at = math.inf                   # hop at which the next beat gets predicted
+        self._beat_index = 0                          # internal beats so far
+        self._reported = 0                            # beats reported (the lookahead runs ahead of internal)
+        self._confidence = 0.0
+        self._chroma_sum = np.zeros(12)               # chroma summed over the current beat
+        self._chroma_spans: list[np.ndarray] = []     # chroma of the last two complete beats
+        self._bar_evidence = np.zeros(self.settings.beats_per_bar)
+        self._bar_offset = 0                          # beat_index % beats_per_bar of downbeats
+        self._manual_bar = False
+        self._manual_period: float | None = None
+        self._locked = False
+        self._taps: list[float] = []
+        self.latest = BeatState()
+
+    # ---- manual control ------------------------------------------------------------------------
+
+    def tap(self, t_s: float) -> None:
+        """A tap at stream time `t_s`. From the second tap on, the tempo is the taps' (a fit through the
+        recent taps) and a beat falls on the last tap; the tracker then keeps that tempo (`release()`
+        returns to automatic) and lets the phase follow the music, unless locked."""
+        if self._taps and (t_s - self._taps[-1] > self.settings.tap_timeout_s or t_s <= self._taps[-1]):
+            self._taps = []
+        self._taps = (self._taps + [float(t_s)])[-self.settings.max_taps:]
+        if len(self._taps) < 2:
+            return
+        taps = np.array(self._taps)
+        k = np.arange(len(taps))
+        period_s = float(np.polyfit(k, taps, 1)[0]) if len(taps) > 2 else float(taps[1] - taps[0])
+        if period_s <= 0:
+            return
+        self._manual_period = p = period_s / self.hop_s
+        tap = self._taps[-1] / self.hop_s
+        self._set_grid(tap + (math.floor((self.n - tap) / p) + 1) * p, p)
+
+    def set_bpm(self, bpm: float | None) -> None:
+        """Hold the tempo at `bpm` (the phase keeps following the music unless locked); None: automatic."""
+        if bpm is None:
+            self._manual_period = None
+            return
+        if not bpm > 0:
+            raise ValueError(f"bpm must be positive, got {bpm}")
+        self._manual_period = p = 60.0 / (bpm * self.hop_s)
+        self._set_grid(max(self._last_beat + p, self.n + 1.0) if self._active else self.n + 1.0, p)
+
+    def nudge(self, phase: float) -> None:
+        """Move the beat grid by `phase` beats: positive makes the beats come earlier (the phase jumps ahead).
+        The tracker continues from the moved grid; `lock()` keeps it exactly."""
+        if not self._active:
+            return
+        period = self._manual_period or self.period
+        nxt = self._next_beat if math.isfinite(self._next_beat) else self._last_beat + period
+        self._set_grid(nxt - phase * period, period)
+
+    def resync(self) -> None:
+        """The next beat is a downbeat; bar counting then stays manual until `release()`."""
+        self._manual_bar = True
+        self._bar_offset = (self._reported + 1) % self.settings.beats_per_bar
+
+    def lock(self, on: bool = True) -> None:
+        """Hold the current tempo and phase as a metronome (for breakdowns); `lock(False)` tracks again."""
+        if on and not self._active and self._manual_period is None:
+            return                                    # nothing to hold yet
+        self._locked = bool(on)
+        if not on and self._active:
+            period = self._manual_period or self.period
+            self._set_grid(self._next_beat if math.isfinite(self._next_beat) else self._last_beat + period, period)
+
+    def release(self) -> None:
+        """Back to fully automatic: no manual tempo, bar counting or lock."""
+        self._manual_period = None
+        self._manual_bar = False
+        self._locked = False
+        self._taps = []
+
+    def _set_grid(self, next_hop: float, period: float) -> None:
+        """Schedule the next beat at hop `next_hop` (on the next hop if that has passed) and every `period`
+        hops from it. The cumulative score gets peaks on the grid's past beats, so that the dynamic
+        programme continues from the grid rather than from what it had before."""
+        self.period = period
+        n = float(self.n)
+        self._next_beat = next_hop
+        self._last_beat = next_hop - period
+        self._predict_at = math.inf                   # the grid itself is the prediction
+        ages = n - (self._last_beat - period * np.arange(0, int(self._len / period) + 1))
+        ages = ages[(ages >= 0) & (ages < self._len)]
+        top = max(float(self._score.max()), 1e-3)
+        self._score *= 0.25
+        self._score[self._len - 1 - np.round(ages).astype(int)] = top
+        self._w_period = -1.0
+        if not self._active:
+            self._active = True
+            self._heard = max(self._heard, self._warmup)
+        self._reporting = True
+
+    # ---- per hop -------------------------------------------------------------------------------
+
+    def update(self, odf: float, *, low: float = 0.0, mid: float = 0.0, chroma: np.ndarray | None = None,
+               silent: bool = False) -> BeatState:
+        """One hop: onset strength `odf` (>= 0, any scale), low- and mid-band onset strengths and the
+        chroma `(12,)` of the hop for the downbeat guess, and whether the hop was silent."""
+        st = self.settings
+        self.n += 1
+        n = self.n
+        odf = max(float(odf), 0.0) if math.isfinite(odf) else 0.0
+        period = self._manual_period or self.period
+        score = (1.0 - st.alpha) * odf + st.alpha * self._past_best(self._score, period, self._len)
+        hist = self._hist
+        hist[:, :-1] = hist[:, 1:]
+        hist[:, -1] = (odf, max(float(low), 0.0), max(float(mid), 0.0), score)
+        if chroma is not None:
+            self._chroma_sum += chroma
+
+        self._filled += 1
+        if silent:
+            self._quiet += 1
+        else:
+            self._quiet = 0
+            self._heard += 1
+        if not self._active and not self._locked:
+            if self._heard >= self._warmup and odf > 0:
+                self._active = True
+                self._tempo()
+                self._last_beat = float(n - self.period)
+                self._next_beat = math.inf
+                self._predict_at = float(n)
+        elif self._quiet > self._hold and not self._locked:
+            self._go_idle()
+
+        if self._active:
+            if n >= self._predict_at:
+                self._predict()
+            if n >= self._next_beat:
+                self._internal_beat(n)
+        return self._report(n)
+
+    def _go_idle(self) -> None:
+        self._active = self._reporting = False
+        self._heard = self._filled = 0
+        self._next_beat = self._predict_at = math.inf
+        self._confidence = 0.0
+        self._delta = self._prior / self._prior.sum()
+
+    def _weights(self, period: float) -> tuple[int, int, np.ndarray]:
+        """Lags (hops back) from 2 periods to half a period and their log-Gaussian weights."""
+        if period != self._w_period:
+            lo = max(1, int(round(period / 2)))
+            hi = min(self._len - 1, int(round(2 * period)))
+            v = np.arange(hi, lo - 1, -1, dtype=float)                               # oldest first
+            self._w = np.exp(-0.5 * (self.settings.tightness * np.log(v / period)) ** 2)
+            self._w_lo, self._w_hi = lo, hi
+            self._w_period = period
+        return self._w_lo, self._w_hi, self._w
+
+    def _past_best(self, score: np.ndarray, period: float, end: int) -> float:
+        """max over v in [period/2, 2 period] of w(v) * score[end - v] (`end` is the index of the hop scored)."""
+        lo, hi, w = self._weights(period)
+        seg = score[max(0, end - hi):end - lo + 1]
+        return float((seg * w[len(w) - len(seg):]).max()) if len(seg) else 0.0
+
+    def _predict(self) -> None:
+        """Half a beat after a beat: project the score one period ahead without new onsets and pick the
+        most likely next beat near one period after the last."""
+        period = self._manual_period or self.period
+        if self._locked:
+            self._next_beat = self._last_beat + period
+            self._predict_at = math.inf
+            return
+        horizon = max(2, int(round(period)))
+        now = self.n
+        future = np.concatenate((self._score, np.zeros(horizon)))
+        lo, hi, w = self._weights(period)
+        lags = np.arange(hi, lo - 1, -1)                                             # w's order
+        # Each future hop looks back at least `lo` hops, so `lo` of them at a time depend only on known ones.
+        for i in range(0, horizon, lo):
+            targets = np.arange(self._len + i, self._len + min(horizon, i + lo))
+            seen = future[targets[:, None] - lags[None, :]] * w                     # (chunk, n_lags)
+            future[targets] = self.settings.alpha * seen.max(axis=1)
+        steps = np.arange(1, horizon + 1, dtype=float)
+        centre = self._last_beat + period - now                                      # hops from now
+        sigma = period / 2
+        weight = np.exp(-0.5 * ((steps - centre) / sigma) ** 2)
+        if self._reacquire:
+            weight = np.ones(horizon)
+            self._reacquire = False
+        best = int(np.argmax(future[self._len:] * weight))
+        self._next_beat = float(now + best + 1)
+        self._predict_at = math.inf
+
+    def _internal_beat(self, n: int) -> None:
+        self._score_confidence()
+        self._beat_index += 1
+        # On schedule: a grid set by hand (taps, nudges) may fall between hops or just behind us.
+        self._last_beat = min(float(n), self._next_beat)
+        self._downbeat_evidence()
+        if self._manual_period is not None:
+            self.period = self._manual_period
+        elif not self._locked:
+            self._tempo()
+        period = self._manual_period or self.period
+        self._next_beat = max(self._last_beat + period, n + 1.0)
+        self._predict_at = n + max(1, int(round(period / 2)))
+        if self._locked:
+            self._predict_at = math.inf
+
+    # ---- tempo ---------------------------------------------------------------------------------
+
+    def _tempo(self) -> None:
+        """One forward Viterbi step over the tempo states from the comb-filtered autocorrelation."""
+        st = self.settings
+        size = min(self._len, self._filled)
+        if size < 16:
+            return
+        x = self._odf[-size:]
+        if float(x[-size // 2:].sum()) <= 1e-9:
+            return                                    # nothing heard lately: hold the tempo
+        k = self._mean_len
+        c = np.concatenate(([0.0], np.cumsum(x)))
+        idx = np.arange(size)
+        lo = np.maximum(idx - k // 2, 0)
+        hi = np.minimum(idx + k - k // 2, size)
+        d = np.maximum(x - (c[hi] - c[lo]) / (hi - lo), 0.0)                      # (size,) rectified
+        # Recent onsets count more: products at age t weigh exp(-t / taper_s); the same autocorrelation of
+        # the weights alone normalises each lag (a balanced autocorrelation of a tapered window).
+        w = self._taper[-size:]
+        spec = np.fft.rfft(d * w, self._n_fft)
+        acf = np.fft.irfft(spec.real * spec.real + spec.imag * spec.imag, self._n_fft)[:self._max_lag + 1]
+        norm = self._taper_acf(size)
+        valid = int(np.count_nonzero(norm > 0.25 * norm[0]))                        # lags with enough overlap
+        if valid < 8 or acf[0] <= 0:
+            return
+        acf = np.maximum(acf[:valid] / norm[:valid], 0.0)
+        acf /= acf[0]
+        lags = np.arange(valid, dtype=float)
+        score = np.zeros(len(self._periods))
+        weight = np.zeros(len(self._periods))
+        win = acf
+        for a in (1, 2, 3, 4):
+            # Wider tolerance for far harmonics: the maximum within a - 1 lags of each lag.
+            if a > 1:
+                prev, win = win, win.copy()
+                np.maximum(win[1:], prev[:-1], out=win[1:])
+                np.maximum(win[:-1], prev[1:], out=win[:-1])
+            taps = a * self._periods
+            ok = taps <= lags[-1]
+            score[ok] += np.interp(taps[ok], lags, win)
+            weight[ok] += 1.0
+        known = weight >= 2                           # at least two harmonics fit in the history
+        score = np.where(known, score / np.maximum(weight, 1.0), 0.0)
+        if not known.any():
+            return
+        obs = np.maximum(score - score[known].mean(), 0.0) * self._prior + 1e-6
+        delta = (self._delta[:, None] * self._trans).max(axis=0) * obs
+        self._delta = delta / delta.sum()
+        j = int(np.argmax(self._delta))
+        # Sub-state precision: a parabola through the comb score around the chosen state.
+        off = 0.0
+        if 0 < j < len(score) - 1:
+            y0, y1, y2 = score[j - 1], score[j], score[j + 1]
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                off = min(max(0.5 * (y0 - y2) / den, -0.5), 0.5)
+        bpm = float(self._bpms[j]) * (1.0 + st.tempo_step) ** off
+        new_period = 60.0 / (bpm * self.hop_s)
+        if abs(math.log(new_period / self.period)) > st.phase_reset_ratio:
+            self._reacquire = True                    # a new tempo: let the onsets pick the phase afresh
+        self._state = j
+        self.period = new_period
+
+    def _taper_acf(self, size: int) -> np.ndarray:
+        """Autocorrelation of the taper over the newest `size` hops (cached for the full history)."""
+        if size == self._len and self._full_norm is not None:
+            return self._full_norm
+        spec = np.fft.rfft(self._taper[-size:], self._n_fft)
+        norm = np.fft.irfft(spec.real * spec.real + spec.imag * spec.imag, self._n_fft)[:self._max_lag + 1]
+        if size == self._len:
+            self._full_norm = norm
+        return norm
+
+    # ---- confidence and bars -------------------------------------------------------------------
+
+    def _score_confidence(self) -> None:
+        """At a beat: fold the last four beats of onset strength by beat phase into eighths. Confident means
+        the on-beat eighth stands out from the average and no other eighth is stronger (which is what
+        tracking the off-beat or the wrong tempo looks like)."""
+        period = self._manual_period or self.period
+        span = min(self._filled, self._len, int(round(4 * period)))
+        if span < period or period < 4:
+            return
+        x = self._odf[-span:]
+        ages = np.arange(span - 1, -1, -1, dtype=float)                             # 0: this hop, the beat
+        bins = np.round((ages / period) % 1.0 * 8.0).astype(int) % 8
+        counts = np.bincount(bins, minlength=8)
+        profile = np.bincount(bins, weights=x, minlength=8) / np.maximum(counts, 1)  # (8,)
+        top = float(profile.max())
+        value = 0.0
+        if top > 1e-12:
+            value = max(0.0, min(1.0, (profile[0] - profile.mean()) / (top * (1.0 - 1.0 / 8.0))))
+        a = 1.0 - math.exp(-period * self.hop_s / self.settings.confidence_s)
+        self._confidence += (value - self._confidence) * a
+
+    def _downbeat_evidence(self) -> None:
+        """Score the beat before last as a downbeat: kick near it, no snare, harmony changed at it."""
+        st = self.settings
+        span = self._chroma_sum
+        self._chroma_spans = (self._chroma_spans + [span.copy()])[-2:]
+        self._chroma_sum = np.zeros(12)
+        period = self._manual_period or self.period
+        p = int(round(period))
+        if p < 4 or 2 * p > self._len:
+            return
+        # The previous beat sits p hops back; take the band maxima within a quarter beat of it.
+        q = max(1, p // 4)
+        lo, hi = self._len - 1 - p - q, self._len - p + q
+        low_win, mid_win = self._low[lo:hi], self._mid[lo:hi]
+        ref_low = float(self._low[-2 * p:].mean()) + 1e-9
+        ref_mid = float(self._mid[-2 * p:].mean()) + 1e-9
+        kick = float(low_win.max()) / ref_low
+        snare = float(mid_win.max()) / ref_mid
+        change = 0.0
+        if len(self._chroma_spans) == 2:
+            a_, b_ = self._chroma_spans
+            na, nb = np.linalg.norm(a_), np.linalg.norm(b_)
+            if na > 1e-9 and nb > 1e-9:
+                change = 1.0 - float(a_ @ b_) / (na * nb)
+        evidence = math.log1p(kick) - 0.5 * math.log1p(snare) + 4.0 * change
+        # Each position decays once per bar, when it gets its new evidence, so all four stay comparable.
+        decay = math.exp(-st.beats_per_bar * period * self.hop_s / st.downbeat_memory_s)
+        pos = (self._beat_index - 1) % st.beats_per_bar                             # the previous beat
+        ev = self._bar_evidence
+        ev[pos] = decay * ev[pos] + evidence
+        if not self._manual_bar:
+            best = int(np.argmax(ev))
+            cur = self._bar_offset
+            if best != cur and ev[best] - ev[cur] > 0.15 * abs(ev[cur]) + 0.5:
+                self._bar_offset = best
+
+    # ---- output --------------------------------------------------------------------------------
+
+    def _report(self, n: int) -> BeatState:
+        st = self.settings
+        if self._active and not self._reporting and self._confidence >= st.start_confidence:
+            self._reporting = True
+            self._reported = self._beat_index
+        if not self._reporting:
+            self.latest = BeatState(locked=self._locked, manual_bpm=self._manual_period is not None)
+            return self.latest
+        period = self._manual_period or self.period
+        ahead = min(max(self.lookahead_s + self.odf_delay_s, 0.0) / self.hop_s, 0.45 * period)
+        t = n + ahead
+        nxt = self._next_beat if math.isfinite(self._next_beat) else self._last_beat + period
+        # The beats the reported time has reached: internal beats so far, plus the next one when the
+        # lookahead has already passed it. Each is reported once.
+        reached = self._beat_index + (1 if t >= nxt else 0)
+        beat = reached > self._reported
+        self._reported = max(self._reported, reached)
+        if t >= nxt:
+            phase = (t - nxt) / period
+            index = self._beat_index + 1
+        else:
+            phase = (t - self._last_beat) / max(nxt - self._last_beat, 1.0)
+            index = self._beat_index
+        phase = min(max(phase, 0.0), 1.0 - 1e-9)
+        pos = (index - self._bar_offset) % st.beats_per_bar
+        bar_phase = (pos + phase) / st.beats_per_bar
+        return self._set_latest(BeatState(
+            beat=beat, beat_phase=phase, bar_phase=bar_phase, beat_in_bar=pos + 1, downbeat=beat and pos == 0,
+            bpm=60.0 / (period * self.hop_s), confidence=self._confidence,
+            next_beat_s=(nxt if t < nxt else nxt + period) * self.hop_s, locked=self._locked, manual_bpm=self._manual_period is not None,
+        ))
+
+    def _set_latest(self, state: BeatState) -> BeatState:
+        self.latest = state
+        return state
