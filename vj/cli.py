@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
-    bench.add_argument("what", nargs="?", choices=("stages", "latency"), default="stages",
-                       help="stages (default) or latency")
+    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc"), default="stages",
+                       help="stages (default), latency, or osc (10^6 hostile datagrams at the OSC server)")
+    bench.add_argument("--datagrams", type=int, default=1_000_000, help="osc: datagrams to send")
     bench.add_argument("--size", type=_size, default=(1280, 720))
     bench.add_argument("--frames", type=int, default=90, help="stages: frames per measurement")
     bench.add_argument("--preset", default=None, help="default: 'default' for stages, 'flash' for latency")
@@ -235,6 +236,9 @@ def _dispatch(args) -> int:
             print(f"{name:16s} {load_preset(name).description}")
         return 0
     if args.command == "bench":
+        if args.what == "osc":
+            from vj.bench_osc import print_osc_bench
+            return print_osc_bench(max(1, args.datagrams))
         if args.what == "latency":
             if not 16 <= args.block_size <= 8192 or args.clicks < 1:
                 raise UsageError("--block-size must be 16..8192 frames and --clicks at least 1")
