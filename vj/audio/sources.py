@@ -603,6 +603,8 @@ class DeviceSource(AudioSource):
         now = time.monotonic()
         self._check(now)
         block = self._ring.read_new()
+        if len(block) and self._lost is None:
+            self._had_data = True        # a block that landed after _check: the status says so at once
         if self._select is not None:
             block = block[:, self._select]
         if self._silent:
