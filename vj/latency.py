@@ -168,7 +168,7 @@ def measure_latency(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, clicks:
             now = time.monotonic()
             if armed_at is None and show.source.samples_read > 0 and show.frames > 30:
                 armed_at = now + 1.0       # one second of dark frames first: the probe's dark level
-            if armed_at is not None and now >= armed_at and not player._arm:
+            if armed_at is not None and now >= armed_at and not player.armed:
                 player.arm()
             if player.done and finished_at is None:
                 finished_at = now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vj.audio.sources import _PA_LOCK, AudioDeviceError, _close_stream, _open_stream, _sd
+from vj.audio.sources import _close_stream, _open_stream, _sd, find_device
 
 
 def click_burst(sample_rate_hz: int, length_s: float = 0.015, freq_hz: float = 1000.0,
@@ -20,25 +20,6 @@ def click_burst(sample_rate_hz: int, length_s: float = 0.015, freq_hz: float = 1
     return (burst * env).astype(np.float32)
 
 
-def find_output(device: int | str | None) -> dict:
-    """The output device for an index, a name (exact, else case-insensitive substring) or None (default)."""
-    sd = _sd()
-    with _PA_LOCK:
-        devices = [dict(d, index=i) for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0]
-        default = sd.default.device[1]
-    if device is None:
-        match = [d for d in devices if d["index"] == default] or devices[:1]
-    elif isinstance(device, int) or str(device).strip().isdigit():
-        match = [d for d in devices if d["index"] == int(device)]
-    else:
-        key = str(device).strip().lower()
-        match = [d for d in devices if d["name"].lower() == key] or [d for d in devices if key in d["name"].lower()]
-    if not match:
-        names = ", ".join(f"[{d['index']}] {d['name']}" for d in devices) or "none"
-        raise AudioDeviceError(f"no audio output matches {device!r}; outputs: {names}")
-    return match[0]
-
-
 class ClickPlayer:
     """Plays `count` bursts to an output device, spaced by random gaps in `gap_s` (seeded), once `arm()`ed.
 
@@ -48,7 +29,7 @@ class ClickPlayer:
 
     def __init__(self, device: int | str | None, sample_rate_hz: int, block_frames: int, count: int,
                  gap_s: tuple[float, float] = (0.35, 0.65), seed: int = 0, channels: int = 1):
-        self.device = find_output(device)
+        self.device = find_device(device, "output")
         self.sample_rate_hz = sample_rate_hz
         self.block_frames = block_frames
         self.channels = channels
@@ -80,6 +61,10 @@ class ClickPlayer:
 
     def arm(self) -> None:
         self._arm = True
+
+    @property
+    def armed(self) -> bool:
+        return self._arm
 
     @property
     def done(self) -> bool:

@@ -260,49 +260,58 @@ def portaudio_released() -> Iterator[None]:
                 sd._initialize()
 
 
-def list_devices() -> list[dict]:
-    """Input devices as dicts: index, name, hostapi, channels, default_samplerate, default."""
+def list_devices(kind: str = "input") -> list[dict]:
+    """Input (or, with kind="output", output) devices as dicts: index, name, hostapi, channels,
+    default_samplerate, default."""
     sd = _sd()
+    side = {"input": 0, "output": 1}[kind]
     with _PA_LOCK:
         hostapis = sd.query_hostapis()
-        default_in = sd.default.device[0]
+        default = sd.default.device[side]
         devices = sd.query_devices()
     out = []
     for d in devices:
-        if d["max_input_channels"] > 0:
+        channels = d[f"max_{kind}_channels"]
+        if channels > 0:
             out.append({
                 "index": d["index"], "name": d["name"], "hostapi": hostapis[d["hostapi"]]["name"],
-                "channels": d["max_input_channels"], "default_samplerate": d["default_samplerate"],
-                "default": d["index"] == default_in,
+                "channels": channels, "default_samplerate": d["default_samplerate"],
+                "default": d["index"] == default,
             })
     return out
 
 
-def _inputs_line() -> str:
-    devices = list_devices()
+def _devices_line(kind: str = "input") -> str:
+    devices = list_devices(kind)
     if not devices:
-        return "there are no audio inputs (no sound card or audio server found)"
-    return "available inputs: " + ", ".join(
+        return f"there are no audio {kind}s (no sound card or audio server found)"
+    return f"available {kind}s: " + ", ".join(
         f"[{d['index']}] {d['name']} ({d['hostapi']}, {d['channels']} ch)" for d in devices)
 
 
-def find_input(device: int | str | None) -> dict:
-    """The input device for an index, a name (exact, else case-insensitive substring) or None (default)."""
-    devices = list_devices()
+def find_device(device: int | str | None, kind: str = "input") -> dict:
+    """The input (or output) device for an index, a name (exact, else case-insensitive substring) or None
+    (the default one)."""
+    devices = list_devices(kind)
     if device is None:
         match = [d for d in devices if d["default"]]
-        what = "no default audio input"
+        what = f"no default audio {kind}"
     elif isinstance(device, int) or (isinstance(device, str) and device.strip().isdigit()):
         match = [d for d in devices if d["index"] == int(device)]
-        what = f"no audio input with index {int(device)}"
+        what = f"no audio {kind} with index {int(device)}"
     else:
         key = device.strip().lower()
         match = ([d for d in devices if d["name"].lower() == key]
                  or [d for d in devices if key in d["name"].lower()])
-        what = f"no audio input matches {device!r}"
+        what = f"no audio {kind} matches {device!r}"
     if not match:
-        raise AudioDeviceError(f"{what}; {_inputs_line()}")
+        raise AudioDeviceError(f"{what}; {_devices_line(kind)}")
     return match[0]
+
+
+def find_input(device: int | str | None) -> dict:
+    """The input device for an index, a name (exact, else case-insensitive substring) or None (default)."""
+    return find_device(device, "input")
 
 
 class DeviceSource(AudioSource):
@@ -380,7 +389,7 @@ class DeviceSource(AudioSource):
 
     def _open_error(self, exc: Exception) -> AudioDeviceError:
         return AudioDeviceError(f"cannot open audio input [{self.device['index']}] {self.device['name']}: "
-                                f"{_one_line(exc)}; {_inputs_line()}")
+                                f"{_one_line(exc)}; {_devices_line()}")
 
     def _callback(self, indata, frames, time_info, status) -> None:
         self._ring.write(indata)
