@@ -12,33 +12,26 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from vj.models.stylegan.ops import (bias_act, filtered_lrelu, firwin_lowpass, kaiser_atten, kaiser_beta,
+from vj.models.stylegan import sg2
+from vj.models.stylegan.ops import (filtered_lrelu, firwin_lowpass, kaiser_atten, kaiser_beta,
                                     modulated_conv2d_sg3)
 
 
-class FullyConnectedLayer(torch.nn.Module):
-    """Linear layer with lr multiplier; bias_init may be a list (the SynthesisInput affine starts at [1, 0, 0, 0])."""
+class FullyConnectedLayer(sg2.FullyConnectedLayer):
+    """Linear layer with lr multiplier; bias_init may be a list (the SynthesisInput affine starts at [1, 0, 0, 0]).
+
+    The forward pass is StyleGAN2's; only the initialisation differs (weight_init, bias stored / lr_multiplier).
+    """
 
     def __init__(self, in_features: int, out_features: int, activation: str = "linear", bias: bool = True,
                  lr_multiplier: float = 1.0, weight_init: float = 1.0, bias_init: Any = 0.0):
-        super().__init__()
+        torch.nn.Module.__init__(self)           # not sg2's __init__: its random draws would differ
         self.in_features, self.out_features, self.activation = in_features, out_features, activation
         self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) * (weight_init / lr_multiplier))
         b0 = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), [out_features])
         self.bias = torch.nn.Parameter(torch.from_numpy(b0 / lr_multiplier)) if bias else None
         self.weight_gain = lr_multiplier / np.sqrt(in_features)
         self.bias_gain = lr_multiplier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act(x.matmul(w.t()), b, act=self.activation)
 
 
 class MappingNetwork(torch.nn.Module):
