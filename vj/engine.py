@@ -117,6 +117,8 @@ class Engine:
         self.hub = ControlHub(self.changes)
         self._pub_key: tuple | None = None
         self._pub_version = 0
+        self._presets: tuple[str, ...] | None = None     # the preset folder's names, for the snapshot
+        self._presets_at = 0.0
         # /cmd/... handlers, run on the main thread by drain_changes; the live show adds its own (record).
         self.commands: dict[str, Callable[[Value], None]] = {
             "/cmd/preset/load": lambda v: self._load_preset_command(v),
@@ -236,6 +238,7 @@ class Engine:
                 old.close()
         self.preset = preset
         self.preset_error = None
+        self._presets = None
         self.watcher.watch({e.name: self._find_shader(e.shader) for e in preset.effects})
         self._preset_stamp = _file_stamp(preset.path)
         log.info("preset %s loaded (%d effects, model %s)", preset.name, len(preset.effects), preset.model)
@@ -336,7 +339,7 @@ class Engine:
             spec, since = self._pending
             f = self.features
             bar = self.registry.get("/preset/quantize") == QUANTIZE.index("bar")
-            on_beat = f.beat and (not bar or getattr(f, "downbeat", getattr(f, "beat_in_bar", 0) == 0))
+            on_beat = f.beat and (not bar or f.downbeat)
             if on_beat or t_s - since > QUANTIZE_WAIT_S:
                 self._pending = None
                 self._switch_now(spec)
@@ -382,16 +385,10 @@ class Engine:
 
     def tap(self, t_s: float | None = None) -> None:
         """Tap tempo (key t, /cmd/tap): taps at the analyser's stream time set the tempo and the beat."""
-        beats = getattr(self.analyzer, "beats", None)
-        if beats is None:
-            log.warning("tap tempo: no beat tracker in this analyser")
-            return
-        beats.tap(self.features.t_s if t_s is None else t_s)
+        self.analyzer.beats.tap(self.features.t_s if t_s is None else t_s)
 
     def resync(self) -> None:
-        beats = getattr(self.analyzer, "beats", None)
-        if beats is not None:
-            beats.resync()
+        self.analyzer.beats.resync()
 
     def save_preset(self, name: str) -> Path:
         """Write the current scene (model, effects, base values, routes) as presets/NAME.toml."""
@@ -409,6 +406,7 @@ class Engine:
         tmp = path.with_suffix(".toml.tmp")
         tmp.write_text(dump_preset(preset), encoding="utf-8")
         tmp.replace(path)                # a crash mid-write never leaves half a preset
+        self._presets = None
         log.info("preset saved to %s", path)
         return path
 
@@ -423,7 +421,11 @@ class Engine:
             self._pub_key = key
             self._pub_version += 1
             params, values = tuple(reg.params()), reg.values()
-            presets = tuple(list_presets(self.preset_dirs))
+            # The preset folder is read at most once a second: a morph or a fader changes values every frame.
+            now = time.monotonic()
+            if self._presets is None or now - self._presets_at > 1.0:
+                self._presets, self._presets_at = tuple(list_presets(self.preset_dirs)), now
+            presets = self._presets
         else:
             params, values, presets = snap.params, snap.values, snap.presets
         src = self.features.sources()
@@ -436,9 +438,7 @@ class Engine:
     def analyse(self, mono: np.ndarray | None) -> Features:
         t0 = time.perf_counter()
         hops: list[Features] = []
-        beats = getattr(self.analyzer, "beats", None)
-        if beats is not None:
-            beats.lookahead_s = float(self.registry.get("/audio/lookahead_ms")) / 1e3
+        self.analyzer.beats.lookahead_s = float(self.registry.get("/audio/lookahead_ms")) / 1e3
         if mono is not None and len(mono):
             gain = float(self.registry.get("/audio/gain"))
             hops = self.analyzer.process(np.asarray(mono, np.float32) * np.float32(gain))

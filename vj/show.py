@@ -165,6 +165,7 @@ class LiveShow:
         self.screenshot = screenshot
         self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = None
         self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
+        self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
         self.source = open_source(audio, audio_cfg)
         try:
             self.source.start()
@@ -197,7 +198,6 @@ class LiveShow:
         self._rec_frames = 0
         self._rec_t0 = 0.0
         self._midi_bpm = 0.0
-        self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
         self.engine.commands["/cmd/record/start"] = lambda v: self.start_recording(v)
         self.engine.commands["/cmd/record/stop"] = lambda v: self.stop_recording()
         self._audio_status = self.source.status
@@ -231,7 +231,6 @@ class LiveShow:
         window.poll_events()
         self._handle_keys()
         dt = self.clock.tick()
-        t_start = time.monotonic()
         if self.frames:
             self.stats.add(dt)
         self.source.maintain()
@@ -241,7 +240,7 @@ class LiveShow:
             self._audio_status = self.source.status
             log.warning("audio: %s", self._audio_status)
         block = self.source.read()
-        rec = FrameRecord(t_start, time.monotonic(), self.source.samples_read)
+        rec = FrameRecord(time.monotonic(), self.source.samples_read)
         mono = block.mean(axis=1) if block.ndim == 2 else block
         try:
             engine.step_live(mono, self.clock.t_s, dt)
@@ -293,9 +292,7 @@ class LiveShow:
     def _follow_midi_clock(self) -> None:
         """MIDI clock in sets the beat tracker's tempo while it runs (only on a real change: set_bpm re-grids)."""
         st = self.midi.clock.state()
-        beats = getattr(self.engine.analyzer, "beats", None)
-        if beats is None:
-            return
+        beats = self.engine.analyzer.beats
         if st.running and st.bpm > 0 and abs(st.bpm - self._midi_bpm) > 0.05:
             self._midi_bpm = st.bpm
             beats.set_bpm(st.bpm)
@@ -399,7 +396,7 @@ class LiveShow:
                 log.info("screenshot saved to %s", path)
 
     def close(self) -> None:
-        for rec in [*self._finishing, self.recorder] if hasattr(self, "_finishing") else [self.recorder]:
+        for rec in [*self._finishing, self.recorder]:
             if rec is None:
                 continue
             rec.close()
