@@ -27,7 +27,7 @@ def _records(click_at: int, flash_frame: int, n_frames: int = 12, frame_s: float
             audio[click_at - lo:] = 0.5
         elif click_at < lo:
             audio[:] = 0.5 if lo - click_at < 0.05 * SR else 0.0
-        rec = FrameRecord(t_start=t_read - 0.001, t_read=t_read, samples_read=(i + 1) * block,
+        rec = FrameRecord(t_read=t_read, samples_read=(i + 1) * block,
                           t_drawn=t_read + 0.006, t_swapped=t_read + 0.008,
                           probe=0.9 if i >= flash_frame else 0.1, block=audio)
         recs.append(rec)
@@ -69,7 +69,7 @@ def test_estimate_uses_the_measured_frame_intervals():
     est = LatencyEstimate(block_s=256 / SR, hop_s=512 / SR)
     assert est.total_ms() is None
     for i in range(50):
-        est.add(FrameRecord(0, i * 0.02, 0, t_drawn=i * 0.02 + 0.005, t_swapped=i * 0.02 + 0.007))
+        est.add(FrameRecord(i * 0.02, 0, t_drawn=i * 0.02 + 0.005, t_swapped=i * 0.02 + 0.007))
     split = est.split_ms()
     assert list(split) == list(PARTS)
     assert split["wait for frame"] == pytest.approx(10.0)        # half of steady 20 ms frames

@@ -111,6 +111,18 @@ def take(hub: ControlHub, n: int = 1, timeout_s: float = 5.0) -> list[tuple]:
     return out
 
 
+def send_until_taken(ctl, hub: ControlHub, msg, tries: int = 5) -> list[tuple]:
+    """Send `msg` until a change arrives (at most `tries` times, 1 s apart). vj names a port as it opens it,
+    and on a loaded machine the JACK connection can land a moment later; a message sent before it is lost,
+    as it would be from a real controller."""
+    for _ in range(tries):
+        ctl.send(msg)
+        got = take(hub, 1, timeout_s=1.0)
+        if got:
+            return got
+    return []
+
+
 def quiet(hub: ControlHub, wait_s: float = 0.3) -> list[tuple]:
     time.sleep(wait_s)
     return take(hub, 1000, 0.0)
@@ -511,28 +523,14 @@ def test_unplugged_controller_is_reopened_when_it_comes_back(jack, map_file):
         assert m.port_name is None and "no input matching" in m.status    # plugged in after the start
         ctl = Sender(client)
         assert wait_for(lambda: m.port_name == ctl.name)
-        # vj names the port as it opens it; the JACK connection may land a moment later on a loaded machine,
-        # and a message sent before it is lost (as with a real controller): send until one arrives.
-        got = []
-        for _ in range(5):
-            ctl.send(cc(21, 127))
-            got = take(hub, 1, timeout_s=1.0)
-            if got:
-                break
-        assert got == [("/t/float", 6.0, "midi")]
+        assert send_until_taken(ctl, hub, cc(21, 127)) == [("/t/float", 6.0, "midi")]
         quiet(hub)
         ctl.close()                                          # unplug
         assert wait_for(lambda: m.status == f"midi: {client}:knobs lost; retrying")
         ctl.open()                                           # plug back in, same name
         assert wait_for(lambda: m.status == f"midi: listening on {client}:knobs")
         sent_at = time.monotonic()
-        got = []
-        for _ in range(5):
-            ctl.send(cc(21, 0))
-            got = take(hub, 1, timeout_s=1.0)
-            if got:
-                break
-        assert got == [("/t/float", 2.0, "midi")]
+        assert send_until_taken(ctl, hub, cc(21, 0)) == [("/t/float", 2.0, "midi")]
         assert m.reconnects == 1 and time.monotonic() - sent_at < 5.0
     finally:
         m.close()

@@ -31,7 +31,6 @@ PARTS = ("audio buffering", "wait for frame", "analysis hop", "render", "swap")
 class FrameRecord:
     """Timestamps (time.monotonic, s) of one live frame, for latency measurement."""
 
-    t_start: float              # the frame began (after events)
     t_read: float               # audio for this frame was taken from the ring
     samples_read: int           # device samples read up to and including this frame
     t_drawn: float = 0.0        # the picture is drawn (before recording and swap)
