@@ -34,15 +34,18 @@ class Generator(abc.ABC):
     """
 
     name: str = ""
+    width_px: int
+    height_px: int
+    _params: list[Param]
 
     @property
-    @abc.abstractmethod
     def output_size(self) -> tuple[int, int]:
         """(width_px, height_px) of every image `render` returns."""
+        return self.width_px, self.height_px
 
-    @abc.abstractmethod
     def params(self) -> list[Param]:
-        """The params this generator reads, all under `/model/`."""
+        """The params this generator reads, all under `/model/` (by default the list in `_params`)."""
+        return list(self._params)
 
     @abc.abstractmethod
     def advance(self, frame: Mapping[str, Value], features: Features, dt_s: float) -> ModelArgs:

@@ -100,13 +100,6 @@ class CPPNGenerator(Generator):
 
         self._grid = pixel_grid(self.width_px, self.height_px)                   # (N, 2), N = H * W
 
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self.width_px, self.height_px
-
-    def params(self) -> list[Param]:
-        return list(self._params)
-
     def reset(self) -> None:
         self.walk.reset()
         self._angle_rad = 0.0

@@ -43,13 +43,6 @@ class PlasmaGenerator(Generator):
         self._k = torch.randn(2, _WAVES, generator=g) * 2.5                     # (2, WAVES) wave vectors
         self._grid = pixel_grid(self.width_px, self.height_px)                   # (N, 2)
 
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self.width_px, self.height_px
-
-    def params(self) -> list[Param]:
-        return list(self._params)
-
     def reset(self) -> None:
         self.walk.reset()
 

@@ -24,8 +24,20 @@ def _stylegan(**settings: Any) -> Generator:
     return StyleGANGenerator(**settings)
 
 
+def _deepdream(**settings: Any) -> Generator:
+    from vj.models.deepdream.generator import DeepDreamGenerator
+    return DeepDreamGenerator(**settings)
+
+
+def _video(**settings: Any) -> Generator:
+    from vj.models.video import VideoGenerator
+    return VideoGenerator(**settings)
+
+
 # Factories import their module on first use, so a heavy generator costs nothing until chosen.
 _FACTORIES: dict[str, Callable[..., Generator]] = {"cppn": _cppn, "plasma": _plasma, "stylegan": _stylegan}
+_FACTORIES["video"] = _video
+_FACTORIES["deepdream"] = _deepdream
 
 
 def available_generators() -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""Video input: files decoded through PyAV (looped, seekable, rate-controlled), webcams, folders of clips."""
