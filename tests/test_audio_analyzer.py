@@ -192,3 +192,13 @@ def test_onsets_match_human_annotations():
     score = f_measure(found, ref, 0.05)
     print(f"madmom sample.wav onset F-measure (+-50 ms): {score:.3f} ({len(found)} found, {len(ref)} annotated)")
     assert score >= 0.8
+
+
+def test_bench_analysis_times_every_hop_and_part():
+    from vj.audio.bench import bench_analysis
+    r = bench_analysis(AudioConfig(), duration_s=2.0)
+    assert r.hops == int(2.0 * 48000) // 512 and r.audio_s == pytest.approx(2.0)
+    assert {"whole hop", "beat tracker", "spectrum, levels (rest)"} <= set(r.per_hop_us)
+    for p50, p99, top in r.per_hop_us.values():
+        assert 0 <= p50 <= p99 <= top
+    assert r.per_hop_us["whole hop"][0] >= r.per_hop_us["beat tracker"][0] and r.realtime_factor > 0

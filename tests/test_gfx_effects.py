@@ -152,6 +152,22 @@ def test_flash_screens_a_colour_and_the_event_flashes_fully(gl):
     assert (strobe == 255).all()
 
 
+def test_flash_on_the_beat_follows_the_beat_phase_and_confidence(gl):
+    from vj.audio.features import Features
+    img = random_image(6, 8, seed=7)
+    c = as_float(img)
+    red = {"/fx/flash/beatFlash": 0.8, "/fx/flash/flashColor": (1.0, 0.0, 0.0, 1.0)}
+    for phase, confidence, expected_k in ((0.0, 1.0, 0.8), (0.25, 0.9, 0.8 * math.exp(-1.5)), (0.0, 0.0, 0.0)):
+        f = Features(beat_phase=phase, beat_confidence=confidence)
+        (out,) = render(gl, [("flash", shipped("flash"))], img, red, features=f)
+        k = np.array([expected_k, 0.0, 0.0])
+        assert_close(out, np.round((1 - (1 - c) * (1 - k)) * 255).astype(np.uint8), atol=1,
+                     what=f"beat flash at phase {phase}, confidence {confidence}")
+    # beatFlash defaults to 0: a sure beat changes nothing unless asked for.
+    (out,) = render(gl, [("flash", shipped("flash"))], img, {}, features=Features(beat_confidence=1.0))
+    assert_close(out, img, atol=1, what="flash defaults on a beat")
+
+
 @pytest.mark.parametrize("name, frame", [
     ("tunnel", {"wet": 0.0}),
     ("film", {"vignette": 0.0, "grain": 0.0, "scanlines": 0.0}),

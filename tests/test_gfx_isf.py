@@ -173,6 +173,69 @@ def test_errors_name_file_line_and_reason(text, line, words):
     assert str(err).startswith(f"broken.fs:{line}: ")
 
 
+@pytest.mark.parametrize("text, line, words", [
+    ("/*{\"INPUTS\": [\n {\"NAME\": \"a\", \"TYPE\": \"float\",\n  \"VJ_FEATURE\": \"bas\"}]}*/\n", 3,
+     "unknown VJ_FEATURE 'bas'"),
+    ("/*{\"INPUTS\": [\n {\"NAME\": \"c\", \"TYPE\": \"color\", \"VJ_FEATURE\": \"bass\"}]}*/\n", 2,
+     "needs TYPE float"),
+])
+def test_feature_input_errors(text, line, words):
+    with pytest.raises(ISFError) as info:
+        parse_isf(text, "broken")
+    assert info.value.line == line and words in info.value.reason, str(info.value)
+
+
+# ---- engine-fed features: vj_* uniforms and VJ_FEATURE inputs ----------------------------------------------
+
+FEATURE_FS = """
+uniform float vj_bass;
+uniform float vj_beat_phase;
+uniform bool vj_beat;
+void main() {
+    gl_FragColor = vec4(vj_bass, vj_beat_phase, 0.5 * loud + (vj_beat ? 0.5 : 0.0), 1.0);
+}
+"""
+FEATURE_HEADER = """{"INPUTS": [
+    {"NAME": "inputImage", "TYPE": "image"},
+    {"NAME": "loud", "TYPE": "float", "DEFAULT": 0.9, "MIN": 0.0, "MAX": 1.0, "VJ_FEATURE": "level"},
+    {"NAME": "gain", "TYPE": "float", "DEFAULT": 1.0}
+]}"""
+BLACK = np.zeros((2, 4, 3), np.uint8)
+
+
+def test_feature_uniforms_and_inputs_reach_the_shader(gl):
+    from vj.audio.features import SILENT, Features
+    shader = isf(FEATURE_FS, FEATURE_HEADER)
+    # A VJ_FEATURE input is the engine's, not a param; the other one stays a param.
+    assert [p.path for p in shader.params("/fx/t")] == ["/fx/t/gain"]
+    assert shader.input("loud").feature == "level"
+    cases = [(Features(bass=0.25, beat_phase=0.5, level=0.75, beat=True), [64, 128, 223]),
+             (Features(bass=1.0, beat_phase=0.1, level=0.2, beat=False), [255, 26, 26]),
+             (SILENT, [0, 0, 0])]                                         # silence: the features, not DEFAULT
+    for features, rgb in cases:
+        # A stray frame value for the feature-fed input is ignored.
+        (out,) = render(gl, [("t", shader)], BLACK, {"/fx/t/loud": 0.1}, features=features)
+        np.testing.assert_allclose(out.reshape(-1, 3), np.tile(rgb, (8, 1)), atol=1)
+
+
+def test_chroma_uniform_array_reaches_the_shader(gl, caplog):
+    from vj.audio.features import Features
+    shader = isf("""
+uniform float vj_chroma[12];
+uniform vec2 vj_mid;   // wrong type: reported and left unset, the rest still works
+void main() {
+    int pc = int(floor(isf_FragNormCoord.x * 12.0));
+    gl_FragColor = vec4(vj_chroma[pc], vj_mid.x, 0.0, 1.0);
+}
+""", '{"INPUTS": [{"NAME": "inputImage", "TYPE": "image"}]}')
+    chroma = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 0.05])
+    with caplog.at_level("WARNING"):
+        (out,) = render(gl, [("t", shader)], np.zeros((1, 12, 3), np.uint8), features=Features(chroma=chroma, mid=0.5))
+    np.testing.assert_allclose(out[0, :, 0], np.round(chroma * 255), atol=1)
+    assert (out[0, :, 1] == 0).all()
+    assert [r.getMessage() for r in caplog.records if "vj_mid" in r.getMessage()], caplog.text
+
+
 def test_translation_keeps_line_numbers_and_modernises():
     shader = parse_isf(FOREIGN_FS, "soft", vertex_source=FOREIGN_VS)
     src = glsl.translate(shader)

@@ -7,7 +7,8 @@ DAFx 2009, the method behind BTrack, with a wider tempo range and a tempo prior)
   removed, half-wave rectified) is read through a comb of four harmonics at every candidate beat
   period, weighted by a log-Gaussian prior around 120 BPM. A forward Viterbi step over log-spaced
   tempo states (Gaussian transitions plus a small chance of a jump) keeps the tempo steady through
-  fills and half-time bars and still lets it follow a real tempo change within a few beats.
+  fills and half-time bars and still lets it follow a real tempo change within a few beats. Optionally
+  (`backbeat_gain`), tempi whose snares repeat every beat are disfavoured, which puts drum and bass at 174.
 - Beats: a cumulative score C(n) = (1 - a) * odf(n) + a * max_v w(v) * C(n - v) over the last half
   to two beat periods (Ellis' dynamic programming, run forward only). Half a beat after each beat,
   the score is projected one beat into the future with no new onsets; the best point of that
@@ -40,11 +41,16 @@ class BeatSettings:
     prior_octaves: float = 0.9          # ... and its standard deviation in octaves
     tempo_step: float = 0.01            # relative spacing of the tempo states (1 %)
     tempo_drift_octaves: float = 0.02   # a tempo moves this much per beat without needing a jump
-    tempo_jump: float = 0.03            # a jump to a far tempo is this likely per beat, relative to staying
+    # A tempo change is followed within 8 beats (120 -> 140 and 140 -> 110 BPM: 5-7 beats) by these two: the
+    # autocorrelation forgets the old tempo over ~2 beats' worth of taper, and a jump is cheap enough that a
+    # few beats of clear evidence win. Steady tempi are held by the comb (4 harmonics) and the prior.
+    tempo_jump: float = 0.1             # a jump to a far tempo is this likely per beat, relative to staying
     history_s: float = 8.0              # onset strength kept for the tempo autocorrelation ...
-    taper_s: float = 2.0                # ... where products of onsets this old weigh 1/e
+    taper_s: float = 1.25               # ... where products of onsets this old weigh 1/e
     phase_reset_ratio: float = 0.04     # a tempo change larger than this (log ratio) re-picks the phase
     odf_mean_s: float = 0.16            # local mean removed before the autocorrelation
+    backbeat_gain: float = 0.0          # > 0 (try 2): disfavour tempi whose snares repeat every beat (DnB at 174,
+                                        # not 87); off by default: it can halve the tempo in half-time sections
     alpha: float = 0.9                  # weight of the past in the cumulative beat score
     tightness: float = 5.0              # how strongly the score prefers exactly one period between beats
     beats_per_bar: int = 4
@@ -343,23 +349,10 @@ class BeatTracker:
         x = self._odf[-size:]
         if float(x[-size // 2:].sum()) <= 1e-9:
             return                                    # nothing heard lately: hold the tempo
-        k = self._mean_len
-        c = np.concatenate(([0.0], np.cumsum(x)))
-        idx = np.arange(size)
-        lo = np.maximum(idx - k // 2, 0)
-        hi = np.minimum(idx + k - k // 2, size)
-        d = np.maximum(x - (c[hi] - c[lo]) / (hi - lo), 0.0)                      # (size,) rectified
-        # Recent onsets count more: products at age t weigh exp(-t / taper_s); the same autocorrelation of
-        # the weights alone normalises each lag (a balanced autocorrelation of a tapered window).
-        w = self._taper[-size:]
-        spec = np.fft.rfft(d * w, self._n_fft)
-        acf = np.fft.irfft(spec.real * spec.real + spec.imag * spec.imag, self._n_fft)[:self._max_lag + 1]
-        norm = self._taper_acf(size)
-        valid = int(np.count_nonzero(norm > 0.25 * norm[0]))                        # lags with enough overlap
-        if valid < 8 or acf[0] <= 0:
+        acf = self._acf(x, size)
+        if acf is None:
             return
-        acf = np.maximum(acf[:valid] / norm[:valid], 0.0)
-        acf /= acf[0]
+        valid = len(acf)
         lags = np.arange(valid, dtype=float)
         score = np.zeros(len(self._periods))
         weight = np.zeros(len(self._periods))
@@ -379,6 +372,17 @@ class BeatTracker:
         if not known.any():
             return
         obs = np.maximum(score - score[known].mean(), 0.0) * self._prior + 1e-6
+        if st.backbeat_gain > 0:
+            # Octave choice: snares and claps land on every second beat in most styles (the backbeat), so
+            # snares that repeat at a tempo's own period say the beat is twice as fast (drum and bass at 174
+            # reads as 87 otherwise). Kicks leak into the mid band, so the snare line is mid minus low.
+            snare = self._acf(np.maximum(self._mid[-size:] - self._low[-size:], 0.0), size)
+            if snare is not None:
+                s_lags = np.arange(len(snare), dtype=float)
+                ok = self._periods <= s_lags[-1]
+                every_beat = np.zeros(len(self._periods))
+                every_beat[ok] = np.interp(self._periods[ok], s_lags, snare)
+                obs = obs * np.exp(-st.backbeat_gain * every_beat)
         delta = (self._delta[:, None] * self._trans).max(axis=0) * obs
         self._delta = delta / delta.sum()
         j = int(np.argmax(self._delta))
@@ -395,6 +399,27 @@ class BeatTracker:
             self._reacquire = True                    # a new tempo: let the onsets pick the phase afresh
         self._state = j
         self.period = new_period
+
+    def _acf(self, x: np.ndarray, size: int) -> np.ndarray | None:
+        """Normalised autocorrelation (1 at lag 0) of the newest `size` hops `x` after removing the local mean
+        and half-wave rectifying, over the lags with enough overlap; None when there is too little."""
+        k = self._mean_len
+        c = np.concatenate(([0.0], np.cumsum(x)))
+        idx = np.arange(size)
+        lo = np.maximum(idx - k // 2, 0)
+        hi = np.minimum(idx + k - k // 2, size)
+        d = np.maximum(x - (c[hi] - c[lo]) / (hi - lo), 0.0)                      # (size,) rectified
+        # Recent onsets count more: products at age t weigh exp(-t / taper_s); the same autocorrelation of
+        # the weights alone normalises each lag (a balanced autocorrelation of a tapered window).
+        w = self._taper[-size:]
+        spec = np.fft.rfft(d * w, self._n_fft)
+        acf = np.fft.irfft(spec.real * spec.real + spec.imag * spec.imag, self._n_fft)[:self._max_lag + 1]
+        norm = self._taper_acf(size)
+        valid = int(np.count_nonzero(norm > 0.25 * norm[0]))                        # lags with enough overlap
+        if valid < 8 or acf[0] <= 0:
+            return None
+        acf = np.maximum(acf[:valid] / norm[:valid], 0.0)
+        return acf / acf[0]
 
     def _taper_acf(self, size: int) -> np.ndarray:
         """Autocorrelation of the taper over the newest `size` hops (cached for the full history)."""

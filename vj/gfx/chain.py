@@ -184,7 +184,8 @@ class Chain:
         lt = time.localtime()
         g = FrameGlobals(float(time_s), float(dt_s),
                          (float(lt.tm_year), float(lt.tm_mon), float(lt.tm_mday),
-                          float(lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec)))
+                          float(lt.tm_hour * 3600 + lt.tm_min * 60 + lt.tm_sec)),
+                         features.sources(), tuple(float(c) for c in features.chroma))
         a, b = self._buffers
         current = source
         for slot in self._slots:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import moderngl
 import numpy as np
 
+from vj.audio.features import SILENT, SOURCE_NAMES
 from vj.gfx import glsl
 from vj.gfx.audiotex import AudioTextures
 from vj.gfx.context import bind_default_framebuffer
@@ -19,6 +20,12 @@ from vj.gfx.png import PNGError, read_png
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+
+# Engine-fed feature uniforms a shader may declare itself: `uniform float vj_<source>;` for every scalar
+# feature (Features.sources()) and `uniform float vj_chroma[12];` (C first). Set only where declared.
+FEATURE_UNIFORMS = {f"vj_{name}": name for name in SOURCE_NAMES}
+CHROMA_UNIFORM = "vj_chroma"
+_GL_FLOAT, _GL_BOOL = 0x1406, 0x8B56
 
 
 class EffectCompileError(RuntimeError):
@@ -37,6 +44,8 @@ class FrameGlobals:
     time_s: float
     dt_s: float
     date: tuple[float, float, float, float]   # year, month, day, seconds into the day
+    features: Mapping[str, float] = field(default_factory=SILENT.sources)   # Features.sources() of the frame
+    chroma: tuple[float, ...] = (0.0,) * 12                                  # Features.chroma, C first
 
 
 class Target:
@@ -114,6 +123,26 @@ class _PassProgram:
         self.u_frame = u.get("FRAMEINDEX", None)
         # Uniform (or None when the compiler dropped it) per non-image input, in shader.inputs order.
         self.inputs = [u.get(i.name, None) for i in shader.inputs if not i.is_image]
+        # vj_* feature uniforms the code declares and uses: (feature name, uniform, declared bool); chroma.
+        self.warnings: list[str] = []
+        self.features: list[tuple[str, Any, bool]] = []
+        for uname, source in FEATURE_UNIFORMS.items():
+            uni = u.get(uname, None)
+            if uni is None:
+                continue
+            if uni.gl_type in (_GL_FLOAT, _GL_BOOL) and uni.array_length == 1:
+                self.features.append((source, uni, uni.gl_type == _GL_BOOL))
+            else:
+                self.warnings.append(f"{shader.file_name}: {uname} must be declared `uniform float {uname};` "
+                                     "(or bool), so it is left unset")
+        self.chroma: Any = None
+        uni = u.get(CHROMA_UNIFORM, None)
+        if uni is not None:
+            if uni.gl_type == _GL_FLOAT and uni.dimension == 1 and uni.array_length <= 12:
+                self.chroma = uni
+            else:
+                self.warnings.append(f"{shader.file_name}: {CHROMA_UNIFORM} must be declared "
+                                     f"`uniform float {CHROMA_UNIFORM}[12];`, so it is left unset")
         # Samplers: a fixed texture unit per image name, bound each pass: (name, unit, _name_imgSize).
         self.samplers: list[tuple[str, int, Any]] = []
         for unit, name in enumerate(shader.image_names):
@@ -153,10 +182,14 @@ class Effect:
                 prog.release()
             raise
         self._distinct = list({id(p): p for p in self._programs}.values())
+        for prog in self._distinct:
+            self.warnings.extend(w for w in prog.warnings if w not in self.warnings)
 
         # Controllable inputs: (input, param path, default uniform value), same order as _PassProgram.inputs.
         self._inputs: list[tuple[ISFInput, str, Any]] = [
             (i, f"{self.prefix}/{i.name}", i.default_uniform) for i in shader.inputs if not i.is_image]
+        self._uses_features = any(p.features or p.chroma is not None for p in self._distinct) or any(
+            i.feature is not None for i in shader.inputs)
         self._expr_env: dict[str, float] = {}
         self._uses_expressions = any(p.width is not None or p.height is not None for p in shader.passes)
         self._image_kind = {i.name: i for i in shader.inputs if i.is_image}
@@ -206,10 +239,11 @@ class Effect:
     def needs_audio(self) -> bool:
         return any(i.type in ("audio", "audioFFT") for i in self.shader.inputs)
 
-    def _set_inputs(self, frame: Mapping[str, Any]) -> None:
+    def _set_inputs(self, frame: Mapping[str, Any], features: Mapping[str, float]) -> None:
         env = self._expr_env
         for k, (inp, path, default) in enumerate(self._inputs):
-            v = frame.get(path, _MISSING)
+            # A VJ_FEATURE input reads the feature, a param input its path in the frame.
+            v = features.get(inp.feature, _MISSING) if inp.feature is not None else frame.get(path, _MISSING)
             try:
                 value = default if v is _MISSING else inp.uniform_value(v)
             except (TypeError, ValueError):
@@ -223,13 +257,25 @@ class Effect:
             if self._uses_expressions and inp.type in ("float", "long", "bool", "event"):
                 env[inp.name] = float(value)
 
+    def _set_features(self, g: FrameGlobals) -> None:
+        """The vj_* uniforms this frame, in every program that declares them."""
+        for prog in self._distinct:
+            for source, uni, is_bool in prog.features:
+                v = float(g.features.get(source, 0.0))
+                uni.value = int(v > 0.5) if is_bool else v
+            if prog.chroma is not None:
+                uni = prog.chroma
+                uni.value = tuple(float(c) for c in g.chroma[:uni.array_length])
+
     def render(self, input_tex: moderngl.Texture, source_tex: moderngl.Texture, out_fbo: moderngl.Framebuffer,
                frame: Mapping[str, Any], g: FrameGlobals, audio: AudioTextures) -> moderngl.Texture:
         """Run every pass; returns the texture holding this effect's output (out_fbo's, or the last target's).
 
         `input_tex` feeds `inputImage`, `source_tex` (the model frame) every other image input.
         """
-        self._set_inputs(frame)
+        self._set_inputs(frame, g.features)
+        if self._uses_features:
+            self._set_features(g)
         out_w, out_h = out_fbo.size
         for p in self.shader.passes:
             if p.target:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vj.audio.features import SOURCE_NAMES
 from vj.gfx.expr import Expression, ExpressionError
 from vj.params import Param
 
@@ -17,6 +18,9 @@ IMAGE_TYPES = ("image", "audio", "audioFFT")
 # Inputs usable as `$name` in WIDTH/HEIGHT expressions.
 NUMERIC_TYPES = ("float", "long", "bool", "event")
 MAX_TARGET_PX = 16384
+# A float input with `"VJ_FEATURE": "<name>"` is fed from that audio feature (Features.sources()) instead of a
+# param; other ISF hosts ignore the key and use the input's DEFAULT or slider.
+FEATURE_KEY = "VJ_FEATURE"
 POINT2D_RANGE = 1.0e4             # an unbounded point2D still needs a declared range
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_NAMES = {
@@ -73,6 +77,7 @@ class ISFInput:
     values: tuple[int, ...] = ()       # long: the values sent to the shader
     labels: tuple[str, ...] = ()       # long: their names
     samples: int | None = None         # audio/audioFFT: MAX, the texture width wanted
+    feature: str | None = None         # float: fed from this feature (VJ_FEATURE), no param
 
     @property
     def glsl_type(self) -> str:
@@ -92,7 +97,10 @@ class ISFInput:
         return v != list(range(v[0], v[0] + len(v)))
 
     def param(self, prefix: str) -> Param | None:
-        """The registry Param for this input under `prefix` (e.g. "/fx/kaleido"); None for images and audio."""
+        """The registry Param for this input under `prefix` (e.g. "/fx/kaleido"); None for images, audio and
+        feature-fed inputs (the engine sets those)."""
+        if self.feature is not None:
+            return None
         path = f"{prefix.rstrip('/')}/{self.name}"
         desc = self.label or self.name
         t = self.type
@@ -146,6 +154,8 @@ class ISFInput:
 
     @property
     def default_uniform(self) -> Any:
+        if self.feature is not None:
+            return float(self.default) if self.default is not None else 0.0
         p = self.param("/d")
         return None if p is None else self.uniform_value(p.default)
 
@@ -401,8 +411,17 @@ def _parse_input(raw: dict, n: int, fail) -> ISFInput:
                        f"got {v!r}", where)
         return tuple(float(x) for x in v)
 
+    feature = raw.get(FEATURE_KEY)
+    if feature is not None:
+        if t != "float":
+            raise fail(f"input {name!r}: {FEATURE_KEY} needs TYPE float, not {t}", where)
+        if feature not in SOURCE_NAMES:
+            raise fail(f"input {name!r}: unknown {FEATURE_KEY} {feature!r} (expected one of "
+                       f"{', '.join(SOURCE_NAMES)})", _json_str_re(FEATURE_KEY, feature)
+                       if isinstance(feature, str) else where, where)
     if t == "float":
-        return ISFInput(name, t, label, num(d, "DEFAULT"), num(lo, "MIN"), num(hi, "MAX"), num(ident, "IDENTITY"))
+        return ISFInput(name, t, label, num(d, "DEFAULT"), num(lo, "MIN"), num(hi, "MAX"), num(ident, "IDENTITY"),
+                        feature=feature)
     if t in ("bool", "event"):
         if d is not None and not isinstance(d, (bool, int, float)):
             raise fail(f"input {name!r}: DEFAULT must be true or false, got {d!r}", where)
