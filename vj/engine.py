@@ -28,7 +28,7 @@ from vj.gfx.isf import ISFError, ISFShader, load_isf
 from vj.gfx.master import MasterPass
 from vj.gfx.upload import TextureUploader
 from vj.gfx.watch import ShaderWatcher
-from vj.models.registry import create_generator
+from vj.models.registry import available_generators, create_generator
 from vj.models.worker import ModelResult, ModelWorker
 from vj.modulation import Modulator, ParamFrame
 from vj.params import Change, Param, Registry, Value
@@ -40,6 +40,7 @@ SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 QUANTIZE = ("off", "beat", "bar")
+MODEL_FILE_SETTINGS = ("checkpoint", "weights", "torchscript", "path", "img2img")   # [model] keys that name files
 QUANTIZE_WAIT_S = 4.0          # no beat for this long (silence, no tempo yet): switch anyway
 
 ENGINE_PARAMS = (
@@ -55,13 +56,15 @@ ENGINE_PARAMS = (
           "params and the picture over this many beats (0 cuts)"),
     Param("/preset/quantize", 0, 0, 2, kind="enum", labels=QUANTIZE, description="switch presets on the next "
           "beat or bar"),
+    Param("/preset/model_fade_s", 1.0, 0.0, 10.0, unit="s", description="a scene change that changes the model "
+          "dissolves from the old picture over at least this long (live)"),
     Param("/audio/lookahead_ms", 0.0, 0.0, 150.0, unit="ms", description="report beats this much early, to "
           "land them on the sound despite the output latency (the HUD's latency figure is a good value)"),
     Param("/audio/gain", 1.0, 0.0, 8.0, unit="x", description="input gain before analysis"),
 )
 
 PERFORMER_PATHS = frozenset({"/master/brightness", "/master/blackout", "/master/blackout_fade_s", "/master/freeze",
-                             "/preset/morph_beats", "/preset/quantize"})
+                             "/preset/morph_beats", "/preset/quantize", "/preset/model_fade_s"})
 
 
 def merge_hops(hops: list[Features], previous: Features) -> Features:
@@ -125,6 +128,7 @@ class Engine:
             "/cmd/preset/next": lambda v: self.step_preset(+1),
             "/cmd/preset/prev": lambda v: self.step_preset(-1),
             "/cmd/preset/save": lambda v: self.save_preset(str(v) if v is not None else ""),
+            "/cmd/model/switch": lambda v: self.switch_model(v),
             "/cmd/tap": lambda v: self.tap(),
             "/cmd/resync": lambda v: self.resync(),
             "/cmd/blackout": lambda v: self._toggle("/master/blackout", v),
@@ -163,9 +167,14 @@ class Engine:
         # Scene changes: a pending switch waits for the beat; a morph runs param and picture cross-fades.
         self._pending: tuple[str | Preset, float] | None = None      # (what, clock time requested)
         self._morph: dict | None = None
+        self._loading: dict | None = None          # a model being built on the loader thread (live)
+        self._loader: ThreadPoolExecutor | None = None
         self._snapper = TextureMixer(ctx)          # holds the last picture of the old scene
         self._dissolver = TextureMixer(ctx)
         self.preset_error: str | None = None       # why the edited preset file was not applied
+        # Session recording (vj.session): sees every Change and command as it is applied, with its source.
+        self.event_sink: Callable[[Change], None] | None = None
+        self.model_stamps = (0, 0)     # step_live: (stamp submitted, stamp of the image taken); 0 for none
 
     # ---- scenes ---------------------------------------------------------------------------------
 
@@ -196,19 +205,42 @@ class Engine:
         return out
 
     def load_preset(self, spec: str | Preset) -> Preset:
-        """Validate everything first and apply nothing if anything is wrong (PresetError)."""
+        """Validate everything first and apply nothing if anything is wrong (PresetError).
+
+        Synchronous: a new model is built on the calling thread. The live show switches scenes through
+        `switch_preset`, which builds a new model in the background instead.
+        """
+        preset, shaders, key = self._read_scene(spec)
+        generator = self.generator if key == self._model_key and self.generator is not None \
+            else self._make_generator(preset)
+        registry = self._scene_registry(preset, shaders, generator)
+        self._apply_scene(preset, shaders, key, generator, registry)
+        return preset
+
+    def _read_scene(self, spec: str | Preset) -> tuple[Preset, list, tuple]:
+        """The preset, its parsed shaders and its model key (cheap: no model is built)."""
         preset = spec if isinstance(spec, Preset) else load_preset(spec, self.preset_dirs)
         shaders = self._load_shaders(preset)
+        key = (preset.model, tuple(sorted((k, repr(v)) for k, v in preset.model_settings.items())))
+        return preset, shaders, key
+
+    def _make_generator(self, preset: Preset):
         settings = dict(preset.model_settings)
-        key = (preset.model, tuple(sorted((k, repr(v)) for k, v in settings.items())))
-        if key == self._model_key and self.generator is not None:
-            generator = self.generator
-        else:
-            try:
-                generator = create_generator(preset.model, width_px=self.render_cfg.model_width_px,
-                                             height_px=self.render_cfg.model_height_px, **settings)
-            except (TypeError, ValueError) as exc:
-                raise preset.error(f"model {preset.model!r}: {exc}", "model") from None
+        # A file named in a preset is looked for beside the preset first, then in the current folder.
+        for k in MODEL_FILE_SETTINGS:
+            v = settings.get(k)
+            if isinstance(v, str) and v and preset.path is not None and not Path(v).expanduser().is_absolute():
+                beside = preset.path.parent / v
+                if beside.exists():
+                    settings[k] = str(beside)
+        try:
+            return create_generator(preset.model, width_px=self.render_cfg.model_width_px,
+                                    height_px=self.render_cfg.model_height_px, **settings)
+        except (TypeError, ValueError, OSError) as exc:
+            raise preset.error(f"model {preset.model!r}: {exc}", "model") from None
+
+    def _scene_registry(self, preset: Preset, shaders: list, generator) -> Registry:
+        """A new registry with the engine's, the model's and the effects' params; the preset validated against it."""
         scratch = Registry()
         scratch.declare_all(ENGINE_PARAMS)
         scratch.declare_all(generator.params())
@@ -216,11 +248,14 @@ class Engine:
             if isinstance(shader, ISFShader):
                 scratch.declare_all(shader.params(f"/fx/{name}"))
         preset.validate(scratch)
+        return scratch
 
-        # Everything checked: swap in.
+    def _apply_scene(self, preset: Preset, shaders: list, key: tuple, generator, registry: Registry,
+                     worker: ModelWorker | None = None) -> None:
+        """Swap a checked scene in (main thread). `worker` is a running worker of `generator`, if one was made."""
         # The performer's master controls and input gain survive a scene change; the output grade is the scene's.
         keep = {p: v for p, v in self.registry.values().items() if p in PERFORMER_PATHS or p.startswith("/audio/")}
-        self.registry = scratch
+        self.registry = registry
         for path, v in keep.items():
             self.registry.set(path, v)
         for path, v in preset.values.items():
@@ -232,17 +267,18 @@ class Engine:
         if generator is not self.generator:
             old = self.worker
             self.generator = generator
-            self.worker = ModelWorker(generator, torch_threads=self.torch_threads)
+            self.worker = worker or ModelWorker(generator, torch_threads=self.torch_threads)
             self._model_key = key
             if old is not None:
                 old.close()
+        elif worker is not None:
+            worker.close()
         self.preset = preset
         self.preset_error = None
         self._presets = None
         self.watcher.watch({e.name: self._find_shader(e.shader) for e in preset.effects})
         self._preset_stamp = _file_stamp(preset.path)
         log.info("preset %s loaded (%d effects, model %s)", preset.name, len(preset.effects), preset.model)
-        return preset
 
     def hot_reload(self, now_s: float | None = None) -> None:
         """Apply shader and preset files edited on disk (live, once per frame; checks at most twice a second).
@@ -274,7 +310,11 @@ class Engine:
             return
         self._preset_stamp = stamp
         try:
-            self.load_preset(str(path))
+            preset, shaders, key = self._read_scene(str(path))
+            if self.live and key != self._model_key:       # new model settings: build them aside
+                self._start_model_load(preset, shaders, key, quantized=False)
+                return
+            self.load_preset(preset)
             log.info("hot reload: preset %s reloaded from %s", self.preset.name, path)
         except PresetError as exc:
             self.preset_error = str(exc)
@@ -289,35 +329,146 @@ class Engine:
         name = names[(i + delta) % len(names)]
         return self.switch_preset(name)
 
-    def switch_preset(self, spec: str | Preset) -> Preset | None:
+    def switch_preset(self, spec: str | Preset, at_s: float | None = None) -> Preset | None:
         """A performer's scene change: on the next beat or bar if /preset/quantize asks, and morphing over
-        /preset/morph_beats. Returns the preset when it switched now, None when it waits or failed."""
-        if self.registry.get("/preset/quantize") and self.live:
+        /preset/morph_beats. Returns the preset when it switched now, None when it waits or failed.
+
+        Live, a scene with a different model builds that model on a loader thread (a checkpoint load or a
+        compile takes seconds) while the old scene keeps playing; it cuts over, with a cross-fade of
+        /preset/model_fade_s, once the new model has rendered its first frame (and on the beat if quantised).
+        """
+        if at_s is not None:          # offline callers switch before the frame's prepare: its time starts the morph
+            self._frame_t_s = at_s
+        quantized = bool(self.registry.get("/preset/quantize")) and self.live
+        if self.live and self.generator is not None:
+            try:
+                preset, shaders, key = self._read_scene(spec)
+            except PresetError as exc:
+                self._scene_failed(exc)
+                return None
+            if key != self._model_key:
+                self._start_model_load(preset, shaders, key, quantized)
+                return None
+            self._cancel_model_load()        # the newest request wins, and it keeps the current model
+            spec = preset
+        if quantized:
             self._pending = (spec, self._frame_t_s)
             return None
         return self._switch_now(spec)
 
+    def _scene_failed(self, exc: Exception) -> None:
+        self.preset_error = str(exc)
+        log.error("%s (the current scene keeps running)", exc)
+
     def _switch_now(self, spec: str | Preset) -> Preset | None:
+        try:
+            preset, shaders, key = self._read_scene(spec)
+            generator = self.generator if key == self._model_key and self.generator is not None \
+                else self._make_generator(preset)
+        except PresetError as exc:
+            self._scene_failed(exc)
+            return None
+        return self._finish_switch(preset, shaders, key, generator)
+
+    def _finish_switch(self, preset: Preset, shaders: list, key: tuple, generator,
+                       worker: ModelWorker | None = None, first: ModelResult | None = None,
+                       registry: Registry | None = None) -> Preset | None:
+        """Swap the scene in and start the morph: params over /preset/morph_beats, the picture dissolving from
+        the old scene's last frame (over /preset/model_fade_s at least when the model changed)."""
         beats = float(self.registry.get("/preset/morph_beats"))
+        fade_s = float(self.registry.get("/preset/model_fade_s")) \
+            if generator is not self.generator and self.live else 0.0
         before = self.registry
         last_picture = self._last_chain_out
         try:
-            preset = self.load_preset(spec)
+            if registry is None:
+                registry = self._scene_registry(preset, shaders, generator)
         except PresetError as exc:
-            log.error("%s", exc)
+            if worker is not None:
+                worker.close()
+            self._scene_failed(exc)
             return None
-        if beats > 0.0 and last_picture is not None:
-            bpm = self.features.bpm if self.features.bpm > 0 else 120.0
+        self._apply_scene(preset, shaders, key, generator, registry, worker)
+        if first is not None:
+            self.take_model_result(first)
+        bpm = self.features.bpm if self.features.bpm > 0 else 120.0
+        dur_s = max(beats * 60.0 / bpm, fade_s)
+        if dur_s > 0.0 and last_picture is not None:
             pairs = {}
-            for p in self.registry.params():
+            for p in self.registry.params() if beats > 0.0 else ():
                 if p.kind in ("float", "color", "point2d") and p.path in before and p.path not in PERFORMER_PATHS:
                     a, b = before.get(p.path), self.registry.get(p.path)
                     if a != b and before.param(p.path).kind == p.kind:
                         pairs[p.path] = (a, b)
-            self._morph = {"t0": self._frame_t_s, "dur": beats * 60.0 / bpm, "pairs": pairs,
+            self._morph = {"t0": self._frame_t_s, "dur": dur_s, "pairs": pairs,
                            "picture": self._snapper.mix(last_picture, last_picture, 1.0)}
             self._apply_morph(self._frame_t_s)
         return preset
+
+    # ---- models built in the background (live) --------------------------------------------------
+
+    @property
+    def loading(self) -> str | None:
+        """The preset whose model is being built in the background, for the HUD; None when none is."""
+        return self._loading["preset"].name if self._loading is not None else None
+
+    def _cancel_model_load(self) -> None:
+        if self._loading is not None:
+            self._loading["future"].add_done_callback(_close_built)    # superseded: its worker is not needed
+            self._loading = None
+
+    def _start_model_load(self, preset: Preset, shaders: list, key: tuple, quantized: bool) -> None:
+        """Build `preset`'s model, its first frame and its registry on the loader thread; a newer request wins."""
+        self._cancel_model_load()
+        if self._loader is None:
+            self._loader = ThreadPoolExecutor(1, thread_name_prefix="vj-model-loader")
+        features, threads = self.features, self.torch_threads
+
+        def build():
+            generator = self._make_generator(preset)
+            registry = self._scene_registry(preset, shaders, generator)
+            for path, v in preset.values.items():
+                registry.set(path, v, "preset")
+            worker = ModelWorker(generator, torch_threads=threads)
+            # The first render compiles or traces the network: it happens here, not in front of the audience.
+            first = worker.render_now(generator.advance(registry.values(), features, 0.0))
+            return generator, worker, first, registry
+
+        log.info("loading the model of preset %s (%s) in the background", preset.name, preset.model)
+        self._loading = {"future": self._loader.submit(build), "preset": preset, "shaders": shaders, "key": key,
+                         "quantized": quantized, "since": self._frame_t_s, "done_at": None}
+        self._pending = None
+
+    def _land_model_load(self, t_s: float) -> None:
+        job = self._loading
+        if not job["future"].done():
+            return
+        if job["done_at"] is None:
+            job["done_at"] = t_s
+        if job["quantized"] and not self._on_beat() and t_s - job["done_at"] <= QUANTIZE_WAIT_S:
+            return
+        self._loading = None
+        try:
+            generator, worker, first, registry = job["future"].result()
+        except PresetError as exc:
+            self._scene_failed(exc)
+            return
+        except Exception as exc:      # noqa: BLE001 - a model that fails to build must not stop the show
+            self._scene_failed(PresetError(f"{job['preset'].path or job['preset'].name}: model "
+                                           f"{job['preset'].model!r}: {type(exc).__name__}: {exc}"))
+            return
+        if first.error is not None:
+            worker.close()
+            self._scene_failed(PresetError(f"{job['preset'].path or job['preset'].name}: model "
+                                           f"{job['preset'].model!r} failed its first frame: {first.error}"))
+            return
+        # Performer values and the preset's values are set again on the registry the frame loop will own.
+        self._finish_switch(job["preset"], job["shaders"], job["key"], generator, worker, first, registry)
+
+    def _on_beat(self) -> bool:
+        f = self.features
+        bar = self.registry.get("/preset/quantize") == QUANTIZE.index("bar")
+        return bool(f.beat and (not bar or f.downbeat))
 
     def _morph_k(self, t_s: float) -> float:
         m = self._morph
@@ -337,12 +488,11 @@ class Engine:
         """Per frame: run a pending quantised switch on its beat, and advance a morph."""
         if self._pending is not None:
             spec, since = self._pending
-            f = self.features
-            bar = self.registry.get("/preset/quantize") == QUANTIZE.index("bar")
-            on_beat = f.beat and (not bar or f.downbeat)
-            if on_beat or t_s - since > QUANTIZE_WAIT_S:
+            if self._on_beat() or t_s - since > QUANTIZE_WAIT_S:
                 self._pending = None
                 self._switch_now(spec)
+        if self._loading is not None:
+            self._land_model_load(t_s)
         if self._morph is not None:
             self._apply_morph(t_s)
             if self._morph_k(t_s) >= 1.0 and t_s - self._morph["t0"] >= self._morph["dur"]:
@@ -356,6 +506,8 @@ class Engine:
                 change = self.changes.get_nowait()
             except queue.Empty:
                 return
+            if self.event_sink is not None:
+                self.event_sink(change)
             if is_command(change.path):
                 self.run_command(change)
             else:
@@ -382,6 +534,21 @@ class Engine:
         if not isinstance(name, str) or not name.strip():
             raise ValueError("needs a preset name")
         self.switch_preset(name.strip())
+
+    def switch_model(self, name: Value) -> None:
+        """Keep the scene (effects, values, routes) and change its model to the generator `name`, with default
+        settings; values and routes aimed at the old model's /model/ params are dropped."""
+        name = str(name or "").strip()
+        if name not in available_generators():
+            raise ValueError(f"unknown model {name!r}; available: {', '.join(available_generators())}")
+        if self.preset is None:
+            raise ValueError("no preset loaded")
+        p = self.preset
+        preset = dataclasses.replace(
+            p, model=name, model_settings=MappingProxyType({}),
+            values=MappingProxyType({k: v for k, v in p.values.items() if not k.startswith("/model/")}),
+            routes=tuple(r for r in p.routes if not r.target.startswith("/model/")))
+        self.switch_preset(preset)
 
     def tap(self, t_s: float | None = None) -> None:
         """Tap tempo (key t, /cmd/tap): taps at the analyser's stream time set the tempo and the beat."""
@@ -515,9 +682,10 @@ class Engine:
         """One live frame: never waits for the model; shows its newest finished image."""
         self.hot_reload()
         frame, args = self.prepare(mono, t_s, dt_s)
-        if args is not None:
-            self.worker.submit(args)
-        self.take_model_result(self.worker.poll())
+        submitted = self.worker.submit(args) if args is not None else 0
+        result = self.worker.poll()
+        self.model_stamps = (submitted, result.stamp if result is not None and result.error is None else 0)
+        self.take_model_result(result)
         return self.compose(frame)
 
     def step_offline(self, mono: np.ndarray | None, t_s: float, dt_s: float) -> moderngl.Texture:
@@ -539,8 +707,17 @@ class Engine:
         return self.master.read_rgb((self.render_cfg.width_px, self.render_cfg.height_px))
 
     def close(self) -> None:
+        if self._loader is not None:
+            self._cancel_model_load()
+            self._loader.shutdown(wait=False, cancel_futures=True)
         if self.worker is not None:
             self.worker.close()
+
+
+def _close_built(future: Future) -> None:
+    """Done-callback of a superseded background model build: stop the worker it started."""
+    if not future.cancelled() and future.exception() is None:
+        future.result()[1].close()
 
 
 def _file_stamp(path: Path | None) -> tuple | None:

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/cmd/preset/next": ("", "load the next preset"),
     "/cmd/preset/prev": ("", "load the previous preset"),
     "/cmd/preset/save": ("name", "write the current state as presets/NAME.toml"),
+    "/cmd/model/switch": ("name", "switch the scene's model to this generator (cppn, stylegan, ...), built in the "
+                          "background and faded in; its /model/ params start at their defaults"),
     "/cmd/tap": ("", "tap tempo: a few taps set the BPM and the beat phase"),
     "/cmd/resync": ("", "the next beat is a downbeat"),
     "/cmd/blackout": ("bool (optional)", "toggle the blackout, or set it"),

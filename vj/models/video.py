@@ -123,13 +123,6 @@ class VideoGenerator(Generator):
         self._cache: tuple | None = None      # (clip, frame object, fit, mix, image): the last render
         self.reset()
 
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self.width_px, self.height_px
-
-    def params(self) -> list[Param]:
-        return list(self._params)
-
     def reset(self) -> None:
         self._cut = 0
         self._clip = self.plan.clip(0)

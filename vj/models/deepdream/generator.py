@@ -151,13 +151,6 @@ class DeepDreamGenerator(Generator):
         from vj.models.registry import create_generator     # here: the registry imports this module
         return create_generator(source, width_px=self.width_px, height_px=self.height_px, **settings)
 
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self.width_px, self.height_px
-
-    def params(self) -> list[Param]:
-        return list(self._params)
-
     def reset(self) -> None:
         """Back to the start: the view, the onset envelope, the source's walk and the kept frame."""
         self._frame_index = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vj.audio.features import Features
+from vj.models.backends import BackendError, check_choice, compile_forward, default_backend
 from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
 from vj.models.stylegan import sg2
 from vj.models.stylegan.load import LoadedGenerator, load_generator
@@ -89,13 +89,20 @@ class StyleGANGenerator(Generator):
     name = "stylegan"
 
     def __init__(self, width_px: int = 256, height_px: int = 144, checkpoint: str | None = None, seed: int = 0,
-                 network: str = "G_ema", device: str = "auto", trace: bool = True):
+                 network: str = "G_ema", device: str = "auto", trace: bool = True, backend: str = "auto",
+                 precision: str = "fp32"):
+        """`backend` and `precision`: see vj.models.backends ("auto": trace on the CPU, compile on CUDA;
+        `trace=False` is the old spelling of backend "eager")."""
         if width_px < 1 or height_px < 1:
             raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
         self.width_px, self.height_px, self.seed = int(width_px), int(height_px), int(seed)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        if backend == "auto":
+            backend = default_backend(self.device) if trace else "eager"
+        check_choice(backend, precision, self.device)
+        self.backend, self.precision = backend, precision
         if checkpoint:
             loaded = load_generator(Path(checkpoint).expanduser(), network=network)
             log.info("stylegan: %s (%s, %d px, z %d, c %d)", loaded.source, loaded.family,
@@ -111,19 +118,11 @@ class StyleGANGenerator(Generator):
         self.img_resolution, self.img_channels = int(self.G.img_resolution), int(self.G.img_channels)
         if self.z_dim < 1:
             raise ValueError(f"{loaded.source}: a generator without a latent (z_dim 0) cannot be walked")
-        self._has_w_avg = hasattr(self.G.mapping, "w_avg")
+        self._net = _Forward(self.G)
         self._params = stylegan_params(self.c_dim)
         self.walk = LatentWalk(self.z_dim, base_seed=self.seed)
-        self.trace = bool(trace)
-        self._traced = None
+        self._compiled_fn = None
         self.reset()
-
-    @property
-    def output_size(self) -> tuple[int, int]:
-        return self.width_px, self.height_px
-
-    def params(self) -> list[Param]:
-        return list(self._params)
 
     def reset(self) -> None:
         self.walk.reset()
@@ -155,8 +154,7 @@ class StyleGANGenerator(Generator):
         assert len(args.z) == self.z_dim, f"latent has {len(args.z)} dims, expected {self.z_dim}"
         inputs = self._inputs(args)
         with torch.inference_mode():
-            forward = self._compiled() if self.trace else self._forward
-            img = forward(*inputs)                                                        # (1, C, R, R)
+            img = self._compiled()(*inputs)                                                        # (1, C, R, R)
             img = self._to_output(img)                                                    # (1, 3, H, W)
         return assert_image(img.cpu(), self.width_px, self.height_px)
 
@@ -174,37 +172,23 @@ class StyleGANGenerator(Generator):
         scalars = [torch.tensor(float(v), device=self.device) for v in (args.psi, args.pulse, args.noise)]
         return (z, c, *scalars)
 
-    def _forward(self, z: torch.Tensor, c: torch.Tensor, psi: torch.Tensor, pulse: torch.Tensor,
-                 noise: torch.Tensor) -> torch.Tensor:
-        ws = self.G.mapping(z, c if self.c_dim > 0 else None)                             # (1, num_ws, w_dim)
-        if self._has_w_avg:
-            w_avg = self.G.mapping.w_avg
-            ws = w_avg.lerp(ws, psi)
-            ws = ws + pulse * (ws - w_avg)
-        return self.G.synthesis(ws, noise_mode="const", noise_scale=noise)
+    def _forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self._net(*inputs)
 
     def _compiled(self):
-        """The forward pass traced to TorchScript on first use (eager if tracing fails).
-
-        Why: as for the CPPN, a traced graph runs without the GIL, so the render thread holding the
-        GIL inside GL calls does not stall the model; the trace records the same ops in the same order.
-        """
-        if self._traced is None:
-            gen = self
-
-            class Forward(torch.nn.Module):
-                def forward(self, z, c, psi, pulse, noise):
-                    return gen._forward(z, c, psi, pulse, noise)
-
+        """The forward pass through the chosen backend, built on first use (on the loader thread when the
+        engine switches models live, so a trace or a compile never stalls the show)."""
+        if self._compiled_fn is None:
             example = self._inputs(StyleGANArgs(z=(0.0,) * self.z_dim))
             try:
-                with torch.inference_mode(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")     # TracerWarnings for the shape asserts; jit.trace deprecation
-                    self._traced = torch.jit.trace(Forward(), example, check_trace=False)
+                self._compiled_fn = compile_forward(self._net, example, self.backend, self.precision)
+            except BackendError:
+                raise
             except Exception as exc:                    # noqa: BLE001 - any tracing failure: run eager instead
-                log.warning("stylegan: tracing failed (%s: %s); rendering eagerly", type(exc).__name__, exc)
-                self._traced = self._forward
-        return self._traced
+                log.warning("stylegan: %s backend failed (%s: %s); rendering eagerly", self.backend,
+                            type(exc).__name__, exc)
+                self._compiled_fn = self._net
+        return self._compiled_fn
 
     def _to_output(self, img: torch.Tensor) -> torch.Tensor:
         """(1, C, R, R) about -1..1 -> (1, 3, H, W) in 0..1: centre crop to the output aspect, then resize."""
@@ -223,6 +207,28 @@ class StyleGANGenerator(Generator):
             img = F.interpolate(img, size=(self.height_px, self.width_px), mode="bilinear", align_corners=False,
                                 antialias=True)
         return ((img + 1.0) * 0.5).clamp(0.0, 1.0).to(torch.float32)
+
+
+class _Forward(torch.nn.Module):
+    """z, c, psi, pulse, noise -> the raw image: mapping, truncation, pulse in W, synthesis with constant noise.
+
+    A module of its own (owning G) so every backend can trace, compile, export or cast it.
+    """
+
+    def __init__(self, G: torch.nn.Module):
+        super().__init__()
+        self.G = G
+        self.has_w_avg = hasattr(G.mapping, "w_avg")
+        self.c_dim = int(G.c_dim)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, psi: torch.Tensor, pulse: torch.Tensor,
+                noise: torch.Tensor) -> torch.Tensor:
+        ws = self.G.mapping(z, c if self.c_dim > 0 else None)                               # (1, num_ws, w_dim)
+        if self.has_w_avg:
+            w_avg = self.G.mapping.w_avg
+            ws = w_avg.lerp(ws, psi)
+            ws = ws + pulse * (ws - w_avg)
+        return self.G.synthesis(ws, noise_mode="const", noise_scale=noise)
 
 
 def seed_latent(seed: int, z_dim: int) -> np.ndarray:
