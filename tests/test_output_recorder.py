@@ -298,3 +298,34 @@ def test_smaller_frames_are_scaled_to_the_recording_size(tmp_path):
     assert first.shape == (H, W, 3)
     corner = first[H // 2 + 20:H // 2 + 40, W - 60:W - 20].reshape(-1, 3).mean(axis=0)  # away from the bar
     assert np.abs(corner - np.array(background(0))).max() < 12
+
+
+@needs_ffprobe
+def test_ffv1_keeps_every_pixel_and_sample_and_logs_beside_the_file(tmp_path):
+    from vj.output.recorder import flac_samples
+    path = tmp_path / "lossless.mkv"
+    with Recorder(path, 321, 241, FPS, blocking=True, codec="ffv1") as rec:
+        for i in range(10):
+            rec.add_video(make_frame(i, 321, 241), i)
+        rec.add_audio(tone(RATE))
+    info = ffprobe(path)
+    v, a = streams(info, "video")[0], streams(info, "audio")[0]
+    assert (v["codec_name"], v["pix_fmt"], v["width"], v["height"]) == ("ffv1", "bgr0", 321, 241)
+    assert a["codec_name"] == "flac"
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        audio = np.concatenate([f.to_ndarray().reshape(-1, 2) for f in c.decode(audio=0)])
+    assert len(frames) == 10 and all(np.array_equal(f, make_frame(i, 321, 241)) for i, f in enumerate(frames))
+    np.testing.assert_array_equal(audio, flac_samples(tone(RATE)))
+    log_lines = (tmp_path / "lossless.mkv.log").read_text().splitlines()
+    assert "started: 321x241 at 30 fps, ffv1" in log_lines[0]
+    assert "stopped (closed): 10 frames written, 0 dropped" in log_lines[-1]
+
+
+def test_recording_ticks_take_one_frame_per_tick_and_repeat_at_most_twice():
+    from vj.output.recorder import MAX_REPEATS, due_ticks
+    assert list(due_ticks(0.0, 30, 0)) == [0]
+    assert list(due_ticks(0.02, 30, 1)) == []                       # display faster: this tick is taken
+    assert list(due_ticks(0.1, 30, 1)) == [1, 2, 3]                 # display slower: the frame repeats
+    assert list(due_ticks(2.0, 30, 4)) == list(range(60 - MAX_REPEATS, 61))   # after a stall: a gap, not a burst

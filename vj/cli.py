@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from vj.config import AudioConfig, ControlConfig, RenderConfig
@@ -18,8 +19,12 @@ class UsageError(Exception):
 
 
 def _size(text: str) -> tuple[int, int]:
+    """WxH, or N for NxN."""
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        parts = [int(v) for v in text.lower().split("x")]
+        if len(parts) not in (1, 2):
+            raise ValueError(text)
+        w, h = parts[0], parts[-1]
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 1280x720, got {text!r}") from None
     if not (16 <= w <= 8192 and 16 <= h <= 8192):
@@ -103,7 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
     run.add_argument("--encoder-preset", choices=X264_PRESETS, default="ultrafast",
                      help="x264 preset for --record (default ultrafast: the show keeps the cores)")
-    run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file")
+    run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file (MKV with ffv1)")
+    run.add_argument("--record-codec", choices=("h264", "ffv1"), default="h264",
+                     help="h264 (MP4, default) or ffv1 (lossless RGB in MKV with FLAC audio, for editing)")
+    run.add_argument("--record-size", type=_size, metavar="WxH", help="recording size (default: --size)")
+    run.add_argument("--record-fps", type=_positive, metavar="N", help="recording frame rate (default: --fps)")
+    run.add_argument("--session", nargs="?", const="", type=str, metavar="DIR",
+                     help="write a session folder (audio, control events, presets, shaders) for `vj replay`; "
+                          "without DIR: vj-session-DATE-TIME")
     run.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0: off; default 9000)")
     run.add_argument("--osc-host", default="127.0.0.1",
                      help="listen address of OSC, OSCQuery and the web page (default 127.0.0.1)")
@@ -128,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ren = sub.add_parser("render", help="render an audio file offline to a video file")
     ren.add_argument("audio", help="audio file (WAV/FLAC/MP3/OGG/M4A) or 'demo'")
-    ren.add_argument("-o", "--output", type=Path, required=True, help="output .mp4")
+    # A string, not a Path: a trailing slash (frames/) asks for an image sequence and Path would drop it.
+    ren.add_argument("-o", "--output", required=True,
+                     help="output .mp4, or PNG frames + audio.wav: a folder (frames/) or a pattern (frames/%%06d.png)")
     ren.add_argument("--preset", default="default", help="preset name (in presets/) or a .toml file")
     ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
     ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
@@ -138,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--start", type=float, default=0.0, metavar="S", help="start time in the audio (s)")
     ren.add_argument("--duration", type=_positive, metavar="S", help="length to render (s; default: to the end)")
     ren.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ren.add_argument("--timeline", type=Path, metavar="FILE",
+                     help="timeline TOML: presets, params, ramps and models at times or bars (docs/TIMELINE.md)")
+
+    rep = sub.add_parser("replay", help="render a session folder (`vj run --session`) again offline")
+    rep.add_argument("session", type=Path, help="session folder")
+    rep.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 (.mkv with --codec ffv1)")
+    rep.add_argument("--size", type=_size, help="WxH (default: the live size)")
+    rep.add_argument("--fps", type=_positive, help="a fixed frame rate; default: the live frames again, written at "
+                                                   "the live recording's rate (reproduces the live recording)")
+    rep.add_argument("--render-scale", type=_scale, default=None, metavar="S", help="default: the live one")
+    rep.add_argument("--codec", choices=("h264", "ffv1"), default="h264", help="h264 (default) or ffv1 (lossless)")
+    rep.add_argument("--encoder-preset", choices=X264_PRESETS, default="veryfast", help="x264 preset (default veryfast)")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     demo = sub.add_parser("demo", help="the built-in demo: a window with a display, else demo.mp4")
     demo.add_argument("-o", "--output", type=Path, default=Path("demo.mp4"))
@@ -153,10 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
-    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc"), default="stages",
-                       help="stages (default), latency, or osc (10^6 hostile datagrams at the OSC server)")
+    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model"), default="stages",
+                       help="stages (default), latency, osc (10^6 hostile datagrams at the OSC server), "
+                            "analysis (us per analysis hop by part, real-time factor), or model (ms per frame "
+                            "of a network per backend and precision)")
+    bench.add_argument("--model", default="stylegan2",
+                       help="model: stylegan2 or stylegan3 (random weights, published architecture at --size), "
+                            "or any generator name (cppn, deepdream, ...)")
+    bench.add_argument("--checkpoint", default=None, help="model: time this StyleGAN checkpoint instead")
+    bench.add_argument("--backends", default="eager,trace,compile,onnx,tensorrt",
+                       help="model: comma-separated backends (default: all; those that cannot run here say why)")
+    bench.add_argument("--precision", default="fp32,bf16,fp16", help="model: comma-separated precisions")
+    bench.add_argument("--threads", type=int, default=None, help="model: torch threads (default: torch's)")
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="model: a generator setting, as in a preset's [model] table (repeatable)")
     bench.add_argument("--datagrams", type=int, default=1_000_000, help="osc: datagrams to send")
-    bench.add_argument("--size", type=_size, default=(1280, 720))
+    bench.add_argument("--size", type=_size, default=None, help="WxH (stages, latency: default 1280x720); "
+                       "model: the network's resolution N (default 256)")
     bench.add_argument("--frames", type=int, default=90, help="stages: frames per measurement")
     bench.add_argument("--preset", default=None, help="default: 'default' for stages, 'flash' for latency")
     bench.add_argument("--clicks", type=int, default=40, help="latency: clicks to time (default 40)")
@@ -172,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     sht = shsub.add_parser("test", help="compile and render every ISF file in a folder")
     sht.add_argument("folder", type=Path, nargs="?", default=Path(__file__).resolve().parent.parent / "shaders")
     sht.add_argument("--frames", type=int, default=3)
+
+    model = sub.add_parser("model", help="model tools")
+    msub = model.add_subparsers(dest="model_command", metavar="ACTION")
+    ms = msub.add_parser("sample", help="one raw generator output of a StyleGAN checkpoint (to compare with "
+                                        "the original code)")
+    ms.add_argument("checkpoint", type=Path, help="NVlabs network pickle (.pkl) or rosinality checkpoint (.pt)")
+    ms.add_argument("--seed", type=int, default=0, help="z = numpy RandomState(SEED).randn(1, z_dim)")
+    ms.add_argument("--psi", type=float, default=1.0, help="truncation psi (default 1)")
+    ms.add_argument("--class", dest="class_idx", type=int, default=None, help="class of a conditional model")
+    ms.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise mode")
+    ms.add_argument("--network", default="G_ema", help="network inside an NVlabs pickle (default G_ema)")
+    ms.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.npy|OUT.png",
+                    help=".npy: the NCHW float32 tensor as the network returns it; .png: NVlabs' 8-bit conversion")
 
     presets = sub.add_parser("presets", help="list presets")
     presets.set_defaults(command="presets")
@@ -206,7 +259,7 @@ def _dispatch(args) -> int:
         from vj.show import render_offline
         rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args), AudioConfig(),
                              start_s=args.start, duration_s=args.duration,
-                             progress=False if args.no_progress else None)
+                             progress=False if args.no_progress else None, timeline=args.timeline)
         print(f"wrote {rep.path}: {rep.frames} frames, {rep.duration_s:.2f} s at {args.fps:g} fps, "
               f"rendered in {rep.elapsed_s:.1f} s ({rep.fps:.1f} fps, {rep.duration_s / rep.elapsed_s:.2f}x real time)")
         return 0
@@ -216,9 +269,22 @@ def _dispatch(args) -> int:
             raise UsageError("--sample-rate must be 8000..384000 Hz and --block-size 16..8192 frames")
         audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size,
                                 input_channels=args.audio_channels)
+        from vj.config import RecordConfig
+        rw, rh = args.record_size or (None, None)
+        session = None if args.session is None else Path(args.session or f"vj-session-{time.strftime('%Y%m%d-%H%M%S')}")
         run_live(args.audio, args.preset, _render_cfg(args), audio_cfg,
                  _control_cfg(args), fullscreen=args.fullscreen,
-                 record=args.record, duration_s=args.duration, screenshot=args.screenshot, hud=args.hud)
+                 record=args.record, duration_s=args.duration, screenshot=args.screenshot, hud=args.hud,
+                 record_cfg=RecordConfig(codec=args.record_codec, width_px=rw, height_px=rh, fps=args.record_fps),
+                 session=session)
+        return 0
+    if args.command == "replay":
+        from vj.replay import replay_session
+        rep = replay_session(args.session, args.output, size=args.size, fps=args.fps, render_scale=args.render_scale,
+                             codec=args.codec, encoder_preset=args.encoder_preset,
+                             progress=False if args.no_progress else None)
+        print(f"wrote {rep.path}: {rep.frames} frames from {rep.duration_s:.2f} s of session, "
+              f"rendered in {rep.elapsed_s:.1f} s ({rep.fps:.1f} fps)")
         return 0
     if args.command == "demo":
         return _demo(args)
@@ -236,6 +302,17 @@ def _dispatch(args) -> int:
             print(f"{name:16s} {load_preset(name).description}")
         return 0
     if args.command == "bench":
+        if args.what != "model" and args.size is None:
+            args.size = (1280, 720)
+        if args.what == "analysis":
+            from vj.audio.bench import print_analysis_bench
+            print_analysis_bench(AudioConfig())
+            return 0
+        if args.what == "model":
+            from vj.models.bench_model import run as bench_model
+            size = args.size[0] if args.size else 256
+            return bench_model(args.model, size, args.backends, args.precision, max(1, min(args.frames, 1000)),
+                               checkpoint=args.checkpoint, threads=args.threads, settings=args.set)
         if args.what == "osc":
             from vj.bench_osc import print_osc_bench
             return print_osc_bench(max(1, args.datagrams))
@@ -248,6 +325,16 @@ def _dispatch(args) -> int:
             return 0 if report.measured else 1
         from vj.bench import run_bench
         run_bench(_render_cfg(args), AudioConfig(), frames=args.frames, preset=args.preset or "default")
+        return 0
+    if args.command == "model":
+        if args.model_command != "sample":
+            raise UsageError("usage: vj model sample CHECKPOINT --seed N -o OUT.npy|OUT.png")
+        from vj.models.sample import sample, write_sample
+        image = sample(args.checkpoint, seed=args.seed, psi=args.psi, class_idx=args.class_idx, noise=args.noise,
+                       network=args.network)
+        out = write_sample(image, args.output)
+        print(f"vj model sample: {out} ({'x'.join(str(d) for d in image.shape)} float32, seed {args.seed}, "
+              f"psi {args.psi:g}, noise {args.noise})")
         return 0
     if args.command == "shaders":
         if args.shaders_command != "test":

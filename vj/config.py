@@ -39,6 +39,15 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class RecordConfig:
+    """How the live show records (`--record`, /cmd/record/start): independent of the display's size and rate."""
+    codec: str = "h264"              # h264 (MP4 + AAC) or ffv1 (lossless, MKV + FLAC) as vj.output.recorder.CODECS
+    width_px: int | None = None      # None: the render size
+    height_px: int | None = None
+    fps: float | None = None         # None: RenderConfig.fps
+
+
+@dataclass(frozen=True)
 class ControlConfig:
     # One listen address for OSC, OSCQuery and the web page: never wider unless the user asks.
     osc_host: str = "127.0.0.1"

@@ -16,15 +16,17 @@ import numpy as np
 
 from vj.audio.sources import load_track, open_source
 from vj.clock import FrameClock
-from vj.config import AudioConfig, ControlConfig, RenderConfig
+from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig
 from vj.control.midi import MIDI_COMMANDS, MidiInput
 from vj.control.web import start_control_servers
 from vj.engine import Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import encode_png, write_png
-from vj.output.recorder import Recorder, RecorderError
+from vj.output.recorder import Recorder, RecorderError, due_ticks
 from vj.output.window import Window
+from vj.params import Change
+from vj.session import SessionTap, SessionWriter
 from vj.timing import FrameRecord, LatencyEstimate
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,17 @@ class RenderReport:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig, *,
-                   start_s: float = 0.0, duration_s: float | None = None, progress: bool | None = None) -> RenderReport:
-    """Render `audio` through `preset` to a video file, frame-exact: duration x fps frames, audio muxed in."""
+def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig, *,
+                   start_s: float = 0.0, duration_s: float | None = None, progress: bool | None = None,
+                   timeline: Path | str | None = None) -> RenderReport:
+    """Render `audio` through `preset` to a video file, frame-exact: duration x fps frames, audio muxed in.
+
+    `out` may be an image sequence instead (a folder, a path ending in /, or frames/%06d.png: PNG frames and
+    audio.wav). `timeline` is a timeline file (vj.timeline) whose cues switch scenes and move params; it is
+    checked completely before anything is written.
+    """
+    from vj.output.frames import FrameSequence, is_frame_sequence
+    from vj.timeline import load_timeline, prepare_timeline
     sr = audio_cfg.sample_rate_hz
     fps = render_cfg.fps
     samples, _ = load_track(audio, sr)
@@ -87,13 +97,20 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
     seg[:len(part)] = part
     mono = seg.mean(axis=1)
 
+    cues = load_timeline(timeline) if timeline is not None else None
     ctx = create_headless_context()
     engine = Engine(ctx, render_cfg, audio_cfg, live=False)
     recorder = None
     try:
         engine.load_preset(preset)
-        recorder = Recorder(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2, blocking=True,
-                            preset=render_cfg.encoder_preset)
+        player = None
+        if cues is not None:
+            player = prepare_timeline(cues, engine, samples.mean(axis=1), fps, start_s=start / sr, audio_cfg=audio_cfg)
+        if is_frame_sequence(out):
+            recorder = FrameSequence(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2)
+        else:
+            recorder = Recorder(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2, blocking=True,
+                                preset=render_cfg.encoder_preset)
         pipe = OfflinePipeline(engine)
         bar = Progress(n_frames, progress)
         written = 0
@@ -111,6 +128,11 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
             # Each frame sees the audio up to the end of its own display interval.
             upto = min(int(round((i + 1) / fps * sr)), seg_len)
             recorder.add_audio(seg[prev:upto])
+            if player is not None:
+                if player.cuts_at(i):     # a scene change: the frames prepared before it compose with the old scene
+                    pipe.finish(emit)
+                    pipe = OfflinePipeline(engine)
+                player.apply(i, t)
             pipe.push(mono[prev:upto], t, 1.0 / fps, emit)
             prev = upto
             if recorder.error:
@@ -130,6 +152,8 @@ def render_offline(audio: str, out: Path, preset: str, render_cfg: RenderConfig,
     return RenderReport(Path(out), n_frames, n_frames / fps, elapsed)
 
 
+KEY_COMMANDS = {"right": "/cmd/preset/next", "left": "/cmd/preset/prev", "b": "/cmd/blackout",
+                "space": "/cmd/freeze", "t": "/cmd/tap"}
 KEY_HELP = ("keys: f fullscreen, h HUD, escape quit, left/right preset, b blackout, space freeze, "
             "t tap tempo, r record, s screenshot")
 
@@ -160,10 +184,12 @@ class LiveShow:
 
     def __init__(self, audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig,
                  control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
-                 screenshot: Path | None = None, hud: bool = False):
+                 screenshot: Path | None = None, hud: bool = False, record_cfg: RecordConfig = RecordConfig(),
+                 session: Path | None = None):
         self.render_cfg = render_cfg
+        self.record_cfg = record_cfg
         self.screenshot = screenshot
-        self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = None
+        self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = self.session = None
         self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
         self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
         self.source = open_source(audio, audio_cfg)
@@ -185,8 +211,10 @@ class LiveShow:
                 for path in MIDI_COMMANDS:
                     self.engine.commands[path] = lambda v, path=path: self.midi.command(path, v)
             if record is not None:      # here, not via start_recording: a bad --record path stops the start
-                self.recorder = Recorder(record, render_cfg.width_px, render_cfg.height_px, render_cfg.fps,
-                                         self.source.sample_rate_hz, 2, preset=render_cfg.encoder_preset)
+                self.recorder = self._new_recorder(record)
+            if session is not None:     # likewise a session folder that cannot be written
+                self.session = SessionTap(SessionWriter(session, self._session_settings(record),
+                                                        self.source.sample_rate_hz, 2), self.engine)
             self.hud = Hud(self.window.ctx)
         except BaseException:
             self.close()
@@ -240,12 +268,16 @@ class LiveShow:
             self._audio_status = self.source.status
             log.warning("audio: %s", self._audio_status)
         block = self.source.read()
+        if self.session is not None:         # the show analyses exactly the samples the session keeps
+            block = self.session.input(self.frames, _stereo(block))
         rec = FrameRecord(time.monotonic(), self.source.samples_read)
         mono = block.mean(axis=1) if block.ndim == 2 else block
         try:
             engine.step_live(mono, self.clock.t_s, dt)
         except Exception as exc:  # the frame boundary: log, keep the show going on the last good state
             log.exception("frame %d failed: %s", self.frames, exc)
+        if self.session is not None:
+            self.session.done(self.clock.t_s, dt)
         size = window.framebuffer_size
         engine.master.blit_to(window.ctx.screen, (0, 0, *size))
         if self.hud_visible:
@@ -278,10 +310,11 @@ class LiveShow:
                 self._recording_error_logged = True
                 log.error("recording stopped: %s (the show goes on)", rec.error)
             return
-        due = int((self.clock.t_s - self._rec_t0) * self.render_cfg.fps)
-        if due >= self._rec_frames:
-            rec.add_video(self.engine.read_rgb(), due)
-            self._rec_frames = due + 1
+        rgb = None
+        for tick in due_ticks(self.clock.t_s - self._rec_t0, float(rec.fps), self._rec_frames):
+            rgb = self.engine.read_rgb() if rgb is None else rgb
+            rec.add_video(rgb, tick)
+            self._rec_frames = tick + 1
         rec.add_audio(_stereo(block))
 
     def _preview_png(self) -> bytes | None:
@@ -299,18 +332,34 @@ class LiveShow:
         elif not st.running and self._midi_bpm:
             self._midi_bpm = 0.0
             beats.set_bpm(None)              # the clock stopped: back to following the music
+        else:
+            return
+        if self.session is not None:
+            self.session.event("bpm", bpm=self._midi_bpm or None)
+
+    def _new_recorder(self, path: Path) -> Recorder:
+        """A recorder at the recording's own size, rate and codec (RecordConfig; default: the render's)."""
+        cfg, rc = self.render_cfg, self.record_cfg
+        return Recorder(path, rc.width_px or cfg.width_px, rc.height_px or cfg.height_px, rc.fps or cfg.fps,
+                        self.source.sample_rate_hz, 2, preset=cfg.encoder_preset, codec=rc.codec)
+
+    def _session_settings(self, record: Path | None) -> dict:
+        rc = self.record_cfg
+        return {"render": dataclasses.asdict(self.render_cfg), "audio": dataclasses.asdict(self.audio_cfg),
+                "render_scale": self.engine.render_scale, "record": dataclasses.asdict(rc),
+                "record_fps": rc.fps or self.render_cfg.fps,
+                "recording": str(Path(record).resolve()) if record is not None else None}
 
     def start_recording(self, path: object = None) -> bool:
         """Start recording to `path` (default vj-DATE-TIME.mp4); /cmd/record/start and key r. Never raises."""
         if self.recorder is not None and not self.recorder.error:
             log.warning("already recording to %s", self.recorder.path)
             return False
+        suffix = ".mkv" if self.record_cfg.codec == "ffv1" else ".mp4"
         out = Path(str(path)) if isinstance(path, (str, Path)) and str(path).strip() else \
-            Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}.mp4")
-        cfg = self.render_cfg
+            Path(f"vj-{time.strftime('%Y%m%d-%H%M%S')}{suffix}")
         try:
-            rec = Recorder(out, cfg.width_px, cfg.height_px, cfg.fps, self.source.sample_rate_hz, 2,
-                           preset=cfg.encoder_preset)
+            rec = self._new_recorder(out)
         except (RecorderError, OSError, ValueError) as exc:
             log.error("cannot start recording: %s (the show goes on)", exc)
             return False
@@ -321,6 +370,8 @@ class LiveShow:
         self._rec_frames = 0
         self._recording_error_logged = False
         log.info("recording to %s", out)
+        if self.session is not None:
+            self.session.event("record", path=str(out.resolve()))
         return True
 
     def stop_recording(self) -> None:
@@ -329,7 +380,9 @@ class LiveShow:
         if rec is not None:
             rec.close(timeout_s=0)
             self._finishing.append(rec)
-            log.info("recording stopped: %s", rec.path)
+            log.info("recording stopped: %s (%d frames dropped)", rec.path, rec.dropped_frames)
+            if self.session is not None:
+                self.session.event("record", path=None)
 
     def hud_stats(self) -> dict:
         """What the HUD shows; keys as `vj.gfx.hud.format_stats` documents them."""
@@ -342,6 +395,8 @@ class LiveShow:
             errors.append(f"preset: {engine.preset_error}")
         if self.recorder is not None and self.recorder.error:
             errors.append(f"recording: {self.recorder.error}")
+        if self.session is not None and self.session.writer.error:
+            errors.append(self.session.writer.error)
         lat = self.latency
         lat.input_latency_s = self.source.input_latency_s
         lat.model_elapsed_s, lat.model_fps = engine.worker.last_elapsed_s, engine.worker.fps
@@ -357,7 +412,8 @@ class LiveShow:
             # Built from this run's timings the way `vj bench latency` splits its measurement (vj.timing).
             "latency_ms": lat.total_ms(),
             "model_latency_ms": lat.model_path_ms(),
-            "preset": engine.preset.name if engine.preset else "",
+            "preset": (engine.preset.name if engine.preset else "") +
+                      (f" (loading {engine.loading}...)" if engine.loading else ""),
             "audio_status": self.source.status + (f"; {self.midi.status}" if self.midi is not None else ""),
             "errors": errors,
         }
@@ -375,16 +431,10 @@ class LiveShow:
                 self.hud_visible = not self.hud_visible
             elif key == "escape":
                 self.window.request_close()
-            elif key == "right":
-                engine.step_preset(+1)
-            elif key == "left":
-                engine.step_preset(-1)
-            elif key == "b":
-                engine.registry.set("/master/blackout", not engine.registry.get("/master/blackout"), "key")
-            elif key == "space":
-                engine.registry.set("/master/freeze", not engine.registry.get("/master/freeze"), "key")
-            elif key == "t":
-                engine.tap()
+            elif key in KEY_COMMANDS:
+                # Through the change queue (drained at the start of this frame's step), so that a
+                # session records keys like any other control.
+                engine.changes.put(Change(KEY_COMMANDS[key], None, "key"))
             elif key == "r":
                 if self.recorder is None:
                     self.start_recording()
@@ -396,6 +446,8 @@ class LiveShow:
                 log.info("screenshot saved to %s", path)
 
     def close(self) -> None:
+        if self.session is not None:
+            self.session.writer.close()
         for rec in [*self._finishing, self.recorder]:
             if rec is None:
                 continue
@@ -417,10 +469,11 @@ class LiveShow:
 
 def run_live(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig,
              control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
-             duration_s: float | None = None, screenshot: Path | None = None, hud: bool = False) -> int:
+             duration_s: float | None = None, screenshot: Path | None = None, hud: bool = False,
+             record_cfg: RecordConfig = RecordConfig(), session: Path | None = None) -> int:
     """The live show: audio in, frames out to a window at the display's rate. Returns frames shown."""
     show = LiveShow(audio, preset, render_cfg, audio_cfg, control_cfg, fullscreen=fullscreen, record=record,
-                    screenshot=screenshot, hud=hud)
+                    screenshot=screenshot, hud=hud, record_cfg=record_cfg, session=session)
     try:
         return show.run(duration_s)
     finally:

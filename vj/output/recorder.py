@@ -1,4 +1,8 @@
-"""Recorder: H.264 + AAC into a fragmented MP4 on its own encoder thread, behind a bounded queue."""
+"""Recorder: H.264 + AAC in a fragmented MP4, or lossless FFV1 + FLAC in MKV, on its own encoder thread behind a bounded queue.
+
+Beside a recording to a file path the recorder keeps a plain-text log, `PATH.log`: when it started and with
+what settings, and when it stopped, how many frames it wrote and dropped, and why it stopped.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from fractions import Fraction
 from typing import BinaryIO
 
@@ -27,7 +32,31 @@ AAC_FRAME_SAMPLES = 1024          # the AAC encoder takes exactly this many samp
 AAC_BIT_RATE_PER_CHANNEL = 96_000
 AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
+# Codecs: (container format, video codec, pixel format, audio codec). FFV1 keeps every pixel (RGB, intra-frame
+# only, so any frame can be cut on) for editing; files are about 10x larger than H.264.
+CODECS = {
+    "h264": ("mp4", "libx264", "yuv420p", "aac"),
+    "ffv1": ("matroska", "ffv1", "bgr0", "flac"),
+}
+FLAC_SCALE = 2 ** 23              # FLAC keeps 24 bits: samples are stored as int32 with the low 8 bits zero
+
 _STOP = object()
+
+
+def check_frame(rgb: np.ndarray) -> None:
+    """A caller's error, raised at once: frames for a writer are (H, W, 3) uint8, at least 2x2."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 2 or rgb.shape[1] < 2 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
+
+
+def check_audio(samples: np.ndarray, channels: int) -> np.ndarray:
+    """(n, channels) float32 from a caller's samples ((n,) for mono is accepted); a wrong shape raises at once."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 1 and channels == 1:
+        samples = samples[:, None]
+    if samples.ndim != 2 or samples.shape[1] != channels:
+        raise ValueError(f"expected audio (n, {channels}), got {samples.shape}")
+    return samples
 
 
 class RecorderError(Exception):
@@ -78,11 +107,14 @@ class Recorder:
         preset: str = "veryfast",
         queue_frames: int = 8,
         blocking: bool = False,
+        codec: str = "h264",
     ):
         if width_px <= 0 or height_px <= 0:
             raise ValueError(f"recorder size must be positive, got {width_px}x{height_px}")
         if not fps > 0:
             raise ValueError(f"recorder fps must be positive, got {fps}")
+        if codec not in CODECS:
+            raise ValueError(f"unknown recording codec {codec!r}: use one of {', '.join(CODECS)}")
         if preset not in X264_PRESETS:
             raise ValueError(f"unknown x264 preset {preset!r}: use one of {', '.join(X264_PRESETS)}")
         if not 0 <= crf <= 51:
@@ -93,10 +125,12 @@ class Recorder:
             raise ValueError(f"queue_frames must be at least 1, got {queue_frames}")
 
         self.path = path
+        self.codec = codec
         self.width_px = int(width_px)
         self.height_px = int(height_px)
-        # H.264 in yuv420p needs even sizes: odd ones are padded by repeating the last row/column.
-        self.encoded_size = (self.width_px + self.width_px % 2, self.height_px + self.height_px % 2)
+        # H.264 in yuv420p needs even sizes: odd ones are padded by repeating the last row/column (FFV1 in RGB does not).
+        even = codec == "h264"
+        self.encoded_size = (self.width_px + self.width_px % 2 * even, self.height_px + self.height_px % 2 * even)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.audio_rate_hz = int(audio_rate_hz)
         self.audio_channels = int(audio_channels)
@@ -106,6 +140,7 @@ class Recorder:
         self.queue_frames = int(queue_frames)
 
         self.dropped_frames = 0       # video frames not recorded (queue full or out of order)
+        self.dropped_late = 0         # of those, dropped because the encoder was behind (queue full)
         self.frames_written = 0       # video frames handed to the encoder
         self.audio_samples_written = 0
         self.error: str | None = None
@@ -117,7 +152,10 @@ class Recorder:
         self._video_slots = threading.Semaphore(self.queue_frames)
         self._reformatter = VideoReformatter()
         self._audio_pending = np.zeros((0, max(self.audio_channels, 1)), np.float32)  # (n, ch)
+        self._audio_frame_samples = AAC_FRAME_SAMPLES
+        self._started_at = time.strftime("%Y-%m-%d %H:%M:%S")
         self._container = self._open()
+        self._write_log(f"started: {self.width_px}x{self.height_px} at {float(self.fps):g} fps, {self._settings()}")
         self._thread = threading.Thread(target=self._run, name="vj-recorder", daemon=True)
         self._thread.start()
         if self.encoded_size != (self.width_px, self.height_px):
@@ -136,8 +174,7 @@ class Recorder:
         A frame of another size is scaled to the recording's size on the encoder thread, in the same
         swscale call that converts it to YUV: the engine hands over its render-scale frames as they are.
         """
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 2 or rgb.shape[1] < 2 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 frame, got {rgb.shape} {rgb.dtype}")
+        check_frame(rgb)
         if not self.accepting:
             return False
         frame_index = int(frame_index)
@@ -146,7 +183,10 @@ class Recorder:
             self.dropped_frames += 1
             return False
         if not self._acquire_slot():
+            if not self.dropped_late:
+                log.warning("recording to %s: the encoder is behind, dropping frames (the show goes on)", self._name)
             self.dropped_frames += 1
+            self.dropped_late += 1
             return False
         self._last_index = frame_index
         # Copy: the caller usually reuses its read-back buffer for the next frame.
@@ -157,11 +197,7 @@ class Recorder:
         """Queue audio (n, channels) float32 in -1..1, continuous with the previous call."""
         if self.audio_channels == 0:
             return False
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim == 1 and self.audio_channels == 1:
-            samples = samples[:, None]
-        if samples.ndim != 2 or samples.shape[1] != self.audio_channels:
-            raise ValueError(f"expected audio (n, {self.audio_channels}), got {samples.shape}")
+        samples = check_audio(samples, self.audio_channels)
         if not self.accepting:
             return False
         if len(samples):
@@ -193,14 +229,40 @@ class Recorder:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def _open(self) -> av.container.OutputContainer:
+    def _settings(self) -> str:
+        fmt, vcodec, pix_fmt, acodec = CODECS[self.codec]
+        video = f"{vcodec} crf {self._crf} {self._preset}" if self.codec == "h264" else f"{vcodec} {pix_fmt} (lossless)"
+        audio = f"{acodec} {self.audio_rate_hz} Hz x{self.audio_channels}" if self.audio_channels else "no audio"
+        return f"{video}, {audio}, {fmt}"
+
+    def _write_log(self, line: str) -> None:
+        """Append one line to PATH.log (file paths only). A log that cannot be written never stops the recording."""
+        if not isinstance(self.path, (str, os.PathLike)):
+            return
         try:
-            container = av.open(self.path, "w", format="mp4", container_options=CONTAINER_OPTIONS)
+            with open(f"{self._name}.log", "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        except OSError as exc:
+            log.warning("recording log %s.log: %s", self._name, _reason(exc))
+
+    def _stopped_line(self, reason: str) -> str:
+        late = self.dropped_late
+        return (f"stopped ({reason}): {self.frames_written} frames written, {self.dropped_frames} dropped "
+                f"({late} because the encoder was behind, {self.dropped_frames - late} out of order), "
+                f"{self.audio_samples_written / max(self.audio_rate_hz, 1):.2f} s of audio")
+
+    def _open(self) -> av.container.OutputContainer:
+        fmt = CODECS[self.codec][0]
+        options = CONTAINER_OPTIONS if fmt == "mp4" else {}
+        try:
+            container = av.open(self.path, "w", format=fmt, container_options=options)
         except (OSError, av.FFmpegError, ValueError) as exc:
             raise RecorderError(f"cannot record to {self._name}: {_reason(exc)}") from None
         try:
             self._add_streams(container)
             container.start_encoding()   # opens the codecs and writes the header now: errors show here
+            if self._astream is not None and self._astream.codec_context.frame_size:
+                self._audio_frame_samples = self._astream.codec_context.frame_size
         except (OSError, av.FFmpegError, ValueError) as exc:
             try:
                 container.close()
@@ -215,13 +277,17 @@ class Recorder:
         # encoder's 1024-sample priming still makes the muxer shift both streams by 21 ms at
         # 48 kHz: frame 0 is shown that much longer and audio and video stay in sync.
         # A keyframe every second starts a fragment every second.
-        v = container.add_stream("libx264", rate=self.fps, options={
-            "crf": str(self._crf), "preset": self._preset, "bf": "0"})
+        _, vcodec, pix_fmt, acodec = CODECS[self.codec]
+        if vcodec == "libx264":
+            v = container.add_stream(vcodec, rate=self.fps, options={
+                "crf": str(self._crf), "preset": self._preset, "bf": "0"})
+        else:       # FFV1 version 3 with slices and CRCs: intra-only, every frame a keyframe, damage stays local
+            v = container.add_stream(vcodec, rate=self.fps, options={"level": "3", "slicecrc": "1", "g": "1"})
         v.width, v.height = self.encoded_size
-        v.pix_fmt = "yuv420p"
+        v.pix_fmt = pix_fmt
         v.time_base = 1 / self.fps
         cc = v.codec_context
-        cc.gop_size = max(1, round(float(self.fps)))
+        cc.gop_size = max(1, round(float(self.fps))) if vcodec == "libx264" else 1
         # Converted with the BT.709 matrix (limited range) and tagged so, as players assume for HD.
         cc.colorspace = int(Colorspace.ITU709)
         cc.color_range = int(ColorRange.MPEG)
@@ -230,9 +296,12 @@ class Recorder:
         self._vstream = v
         self._astream = None
         if self.audio_channels:
-            a = container.add_stream("aac", rate=self.audio_rate_hz)
+            a = container.add_stream(acodec, rate=self.audio_rate_hz)
             a.layout = AUDIO_LAYOUTS[self.audio_channels]
-            a.bit_rate = AAC_BIT_RATE_PER_CHANNEL * self.audio_channels
+            if acodec == "aac":
+                a.bit_rate = AAC_BIT_RATE_PER_CHANNEL * self.audio_channels
+            else:
+                a.format = "s32"
             self._astream = a
 
     # -- encoder thread ----------------------------------------------------------------------
@@ -259,10 +328,14 @@ class Recorder:
         if rgb.shape[:2] == (self.height_px, self.width_px) and rgb.shape[:2] != (h, w):
             rgb = np.pad(rgb, ((0, h - rgb.shape[0]), (0, w - rgb.shape[1]), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame = self._reformatter.reformat(
-            frame, width=w, height=h, format="yuv420p", interpolation=Interpolation.BILINEAR,
-            dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
-            dst_color_trc=ColorTrc.BT709, dst_color_primaries=ColorPrimaries.BT709)
+        if self.codec == "ffv1":       # RGB stays RGB: only scaled when the size differs
+            frame = self._reformatter.reformat(frame, width=w, height=h, format="bgr0",
+                                               interpolation=Interpolation.BILINEAR)
+        else:
+            frame = self._reformatter.reformat(
+                frame, width=w, height=h, format="yuv420p", interpolation=Interpolation.BILINEAR,
+                dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG,
+                dst_color_trc=ColorTrc.BT709, dst_color_primaries=ColorPrimaries.BT709)
         frame.pts = frame_index
         frame.time_base = 1 / self.fps
         self._container.mux(self._vstream.encode(frame))
@@ -271,15 +344,20 @@ class Recorder:
     def _encode_audio(self, samples: np.ndarray) -> None:
         # Re-frame into exact AAC frames so that every frame's pts is its first sample's index.
         pending = np.concatenate([self._audio_pending, samples]) if len(self._audio_pending) else samples
-        n_full = len(pending) // AAC_FRAME_SAMPLES * AAC_FRAME_SAMPLES
-        for start in range(0, n_full, AAC_FRAME_SAMPLES):
-            self._encode_audio_frame(pending[start:start + AAC_FRAME_SAMPLES])
+        size = self._audio_frame_samples
+        n_full = len(pending) // size * size
+        for start in range(0, n_full, size):
+            self._encode_audio_frame(pending[start:start + size])
         self._audio_pending = pending[n_full:]
 
     def _encode_audio_frame(self, chunk: np.ndarray) -> None:
-        """Encode (n, ch) float32, n <= 1024 (only the last frame may be short)."""
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp",
-                                           layout=self._astream.layout)
+        """Encode (n, ch) float32, n <= the codec's frame size (only the last frame may be short)."""
+        if self._astream.codec_context.name == "flac":
+            frame = av.AudioFrame.from_ndarray(flac_samples(chunk).reshape(1, -1), format="s32",
+                                               layout=self._astream.layout)
+        else:
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T), format="fltp",
+                                               layout=self._astream.layout)
         frame.sample_rate = self.audio_rate_hz
         frame.pts = self.audio_samples_written
         frame.time_base = Fraction(1, self.audio_rate_hz)
@@ -294,6 +372,7 @@ class Recorder:
             self._container.mux(self._astream.encode(None))
         self._container.mux(self._vstream.encode(None))
         self._container.close()
+        self._write_log(self._stopped_line("closed"))
 
     def _fail(self, exc: BaseException) -> None:
         self.error = f"recording to {self._name} stopped: {_reason(exc)}"
@@ -305,9 +384,32 @@ class Recorder:
             self._container.close()   # finish the last fragment if the file still takes it
         except Exception:  # the file is already broken; what was written before stays
             pass
+        self._write_log(self._stopped_line(f"error: {_reason(exc)}"))
         # Producers see `error` and stop; free the frames still queued.
         while True:
             try:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
+
+
+def flac_samples(samples: np.ndarray) -> np.ndarray:
+    """(n, ch) float32 -> (n, ch) int32 as FLAC stores them: 24 bits, clipped, in the high bits."""
+    q = np.clip(np.round(np.asarray(samples, np.float64) * FLAC_SCALE), -FLAC_SCALE, FLAC_SCALE - 1)
+    return np.ascontiguousarray(q.astype(np.int32) << 8)
+
+
+MAX_REPEATS = 2                   # a recording faster than the display repeats a frame at most this many times
+
+
+def due_ticks(elapsed_s: float, fps: float, next_tick: int) -> range:
+    """Recording ticks that a display frame shown `elapsed_s` into the recording fills.
+
+    Empty when its tick already has a frame (a recording slower than the display takes the first frame
+    of each tick); more than one when the recording runs faster than the display (the frame repeats,
+    at most MAX_REPEATS extra times: after a stall the file shows a gap rather than a burst of copies).
+    """
+    due = int(elapsed_s * fps)
+    if due < next_tick:
+        return range(0)
+    return range(max(next_tick, due - MAX_REPEATS), due + 1)

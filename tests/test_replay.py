@@ -1,0 +1,187 @@
+"""A live show under Xvfb writes a session while OSC arrives from liblo's oscsend; `vj replay` renders it again.
+
+At the live size the replay reproduces the live recording (within H.264 error); at twice the size the OSC
+event still lands on the same frame; a fixed-rate replay applies it at its audio time. Also: a recorder made
+slow for real drops frames while the display's frame times stay as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+
+import av
+import numpy as np
+import pytest
+
+from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig
+from vj.output.recorder import due_ticks
+from vj.params import Change
+from vj.replay import replay_session
+from vj.session import Session
+from vj.show import LiveShow
+from xvfb import xvfb_display  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.skipif(shutil.which("oscsend") is None, reason="liblo-tools (oscsend) not installed"),
+              pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe missing")]
+
+CFG = RenderConfig(width_px=320, height_px=180, encoder_preset="ultrafast")
+FPS = 30
+
+
+def free_udp_port() -> int:
+    from test_osc import free_udp_port as port
+    return port()
+
+
+def decode(path) -> dict[int, np.ndarray]:
+    """Recording tick -> (H, W, 3) float32 frame. Rounded down: the muxer delays every frame after the first
+    by the AAC encoder's priming (21 ms, 0.64 of a frame at 30 fps)."""
+    with av.open(str(path)) as c:
+        return {int(float(f.pts * f.time_base) * FPS + 1e-6): f.to_ndarray(format="rgb24").astype(np.float32)
+                for f in c.decode(video=0)}
+
+
+def first_black(frames: dict[int, np.ndarray]) -> int:
+    """The first black tick after the picture came up (the show starts black until the model's first image)."""
+    lit = min(t for t, f in frames.items() if f.mean() > 10)
+    return min(t for t, f in frames.items() if t > lit and f.mean() < 1.0)
+
+
+@pytest.fixture(scope="module")
+def live(xvfb_display, tmp_path_factory):  # noqa: F811
+    """A live show recorded with --record and --session; a blackout by OSC once the picture is up."""
+    import os
+    os.environ["DISPLAY"] = xvfb_display
+    tmp = tmp_path_factory.mktemp("live")
+    port = free_udp_port()
+    show = LiveShow("demo", "default", CFG, AudioConfig(), ControlConfig(osc_port=port, oscquery_port=0, mdns=False),
+                    record=tmp / "live.mp4", session=tmp / "session")
+    sent = []
+    try:
+        # No fade: the blackout is black on the frame it is applied (a change logged at frame 0 like any other).
+        show.engine.changes.put(Change("/master/blackout_fade_s", 0.0, "test"))
+        t0 = time.perf_counter()
+        while not sent or show.frames < sent[0] + 15 or time.perf_counter() - t_sent < 1.0:
+            show.frame()
+            # Send once the model's picture has been up for a while (a loaded machine takes seconds for it).
+            if not sent and show.engine.model_frames >= 5 and time.perf_counter() - t0 > 1.5:
+                sent.append(show.frames)
+                t_sent = time.perf_counter()
+                subprocess.run(["oscsend", "127.0.0.1", str(port), "/cmd/blackout", "T"], check=True)
+            assert time.perf_counter() - t0 < 30, "the live show is too slow to test"
+        frames = show.frames
+    finally:
+        show.close()
+    return tmp, frames, sent[0]
+
+
+def test_session_folder_holds_audio_events_and_copies(live):
+    tmp, frames, sent_at = live
+    s = Session(tmp / "session")
+    assert len(s.frames) == frames
+    changes = [e for e in s.events if e["kind"] == "change"]
+    assert [(e["path"], e["source"]) for e in changes] == [("/master/blackout_fade_s", "test"), ("/cmd/blackout", "osc")]
+    assert changes[0]["frame"] == 0 and changes[1]["frame"] >= sent_at
+    preset = next(e for e in s.events if e["kind"] == "preset")
+    assert preset["frame"] == 0 and (s.folder / preset["file"]).is_file()
+    assert all((s.folder / f).is_file() for f in preset["shaders"].values())
+    # The audio kept is exactly what the frames consumed, and it is the demo track, not silence.
+    audio = s.audio()
+    assert len(audio) == s.frames[-1].audio and np.abs(audio).max() > 0.05
+    settings = json.loads((s.folder / "settings.json").read_text())
+    assert settings["render"]["width_px"] == 320 and settings["recording"].endswith("live.mp4")
+    # Some frames took a model image submitted by an earlier frame (the live worker is latest-wins).
+    assert any(f.model is not None and f.model <= f.i for f in s.frames)
+
+
+def test_replay_at_the_live_size_matches_the_live_recording(live):
+    tmp, _, _ = live
+    replay_session(tmp / "session", tmp / "replay1x.mp4", progress=False)
+    a, b = decode(tmp / "live.mp4"), decode(tmp / "replay1x.mp4")
+    common = sorted(set(a) & set(b))
+    assert len(common) >= 0.9 * len(a), (len(a), len(b))
+    lit = [t for t in common if a[t].mean() > 10]
+    assert len(lit) >= 5, "the live recording should show the picture before the blackout"
+    errors = [float(np.abs(a[t] - b[t]).mean()) for t in common]
+    assert np.mean(errors) < 3.0 and max(errors) < 8.0, errors
+
+
+def test_replay_at_twice_the_size_lands_the_osc_event_on_the_same_frame(live):
+    tmp, _, _ = live
+    s = Session(tmp / "session")
+    ev = next(e for e in s.events if e.get("path") == "/cmd/blackout")
+    # The recording tick that shows the event's frame first: ticks taken by earlier frames stay theirs.
+    next_tick = 0
+    for f in s.frames:
+        ticks = due_ticks(f.t_s, FPS, next_tick)
+        if f.i >= ev["frame"] and len(ticks):
+            event_tick = ticks[0]
+            break
+        next_tick = ticks[-1] + 1 if len(ticks) else next_tick
+    replay_session(tmp / "session", tmp / "replay2x.mp4", size=(640, 360), progress=False)
+    a, b = decode(tmp / "live.mp4"), decode(tmp / "replay2x.mp4")
+    assert next(iter(b.values())).shape == (360, 640, 3)
+    black = first_black(a)
+    assert first_black(b) == black == event_tick, (black, first_black(b), event_tick)
+    assert b[black - 1].mean() > 10
+
+
+def test_fixed_rate_replay_applies_the_event_at_its_audio_time(live):
+    tmp, _, _ = live
+    s = Session(tmp / "session")
+    ev = next(e for e in s.events if e.get("path") == "/cmd/blackout")
+    fps = 24
+    rep = replay_session(tmp / "session", tmp / "replay24.mp4", fps=fps, progress=False)
+    with av.open(str(tmp / "replay24.mp4")) as c:
+        means = [f.to_ndarray(format="rgb24").mean() for f in c.decode(video=0)]
+    assert rep.frames == len(means) == int(np.ceil(s.frames[-1].audio / s.sample_rate_hz * fps))
+    # The first frame whose audio passes the event's position is the first black one.
+    expect = int(ev["audio"] / s.sample_rate_hz * fps)
+    black = next(i for i, m in enumerate(means) if m < 1.0)
+    assert black == expect, (black, expect)
+    assert means[expect - 1] > 10
+
+
+def test_slow_encoder_drops_recording_frames_not_display_frames(xvfb_display, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    show = LiveShow("demo", "default", CFG, AudioConfig(), ControlConfig(osc_port=0),
+                    record_cfg=RecordConfig(width_px=160, height_px=90, fps=15))
+
+    def frame_times(seconds):
+        out, t_end = [], time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            show.frame()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    try:
+        frame_times(1.0)        # warm up: the model's first frames, shader compiles
+        plain = frame_times(1.5)
+        path = tmp_path / "slow.mp4"
+        assert show.start_recording(path)
+        encode = show.recorder._encode_video
+
+        def slow(rgb, index):   # a real encode, made slow: the encoder falls behind the show
+            time.sleep(0.25)
+            encode(rgb, index)
+        show.recorder._encode_video = slow
+        recording = frame_times(1.5)
+        dropped = show.hud_stats()["dropped_frames"]
+        show.stop_recording()
+    finally:
+        show.close()
+    assert dropped > 0
+    assert np.median(recording) < 2.0 * np.median(plain), (np.median(recording), np.median(plain))
+    log_text = (tmp_path / "slow.mp4.log").read_text()
+    assert "started: 160x90 at 15 fps" in log_text
+    stopped = next(line for line in log_text.splitlines() if "stopped" in line)
+    assert f"{dropped} dropped" in stopped or int(stopped.split(" dropped")[0].split()[-1]) >= dropped
+    with av.open(str(path)) as c:
+        st = c.streams.video[0]
+        assert (st.width, st.height) == (160, 90)
+        n = sum(1 for _ in c.decode(video=0))
+    assert 0 < n <= 1.5 * 15 + 2

@@ -1,0 +1,207 @@
+"""`vj replay`: a live session folder (vj.session) rendered again offline, deterministically, at any size and rate.
+
+Two ways, both on the session's own audio, presets and shader copies:
+
+- Without `fps`, the live frame sequence runs again: the same audio blocks, t_s and dt_s per frame, every
+  event before the same frame, and each frame takes the model image the live show took (the live worker
+  is latest-wins, so that image came from an earlier frame's args, which the log names). Frames go to the
+  file on the same ticks as the live recorder's, so at the live size this reproduces the live recording
+  within codec error; at another size the events still land on the same frames.
+- With `fps`, a fixed-rate offline loop like `vj render`: frame j sees the audio up to (j + 1) / fps, each
+  event is applied before the first frame whose audio passes its audio position, and every frame gets its
+  own model image.
+
+What is not exact: a model built in the background during the show showed its first image on the frame
+it landed; the replay shows the new model from the next image it takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vj.control.state import is_command
+from vj.engine import Engine, OfflinePipeline
+from vj.gfx.context import create_headless_context, release_context
+from vj.gfx.isf import ISFError, load_isf
+from vj.output.recorder import Recorder, due_ticks
+from vj.params import Change
+from vj.presets import PresetError
+from vj.session import Session, SessionError
+from vj.show import Progress, RenderReport
+
+log = logging.getLogger(__name__)
+
+
+class _Events:
+    """Applies session events to a replay engine, as the live show applied them."""
+
+    def __init__(self, session: Session, engine: Engine):
+        self.session = session
+        self.engine = engine
+
+    def apply(self, events: list[dict]) -> None:
+        # Shader files reload before a frame's changes are drained, as the live engine's hot reload does.
+        for ev in sorted(events, key=lambda e: e["kind"] != "shader"):
+            kind = ev["kind"]
+            if kind == "shader":
+                self._shader(ev)
+            elif kind == "preset":
+                self._preset(ev)
+            elif kind == "change":
+                self._change(ev)
+            elif kind == "bpm":
+                self.engine.analyzer.beats.set_bpm(ev.get("bpm"))
+
+    def _preset(self, ev: dict) -> None:
+        engine = self.engine
+        try:
+            preset = self.session.preset(ev)
+            if ev.get("switch") and engine.preset is not None:
+                engine._switch_now(preset)      # the live switch's morph and fade, without waiting for a beat again
+            else:
+                engine.load_preset(preset)
+        except (PresetError, SessionError) as exc:
+            if engine.preset is None:
+                raise
+            log.error("replay: %s (the scene stays)", exc)
+
+    def _shader(self, ev: dict) -> None:
+        name, path = ev["effect"], self.session.shader_path(ev["file"])
+        try:
+            shader = load_isf(path, name)
+            if self.engine.chain.reload(name, shader):
+                self.engine.registry.declare_all(shader.params(f"/fx/{name}"))
+        except (ISFError, OSError, KeyError) as exc:
+            log.error("replay: shader %s: %s", path.name, exc)
+
+    def _change(self, ev: dict) -> None:
+        path, value = ev["path"], ev.get("value")
+        change = Change(path, tuple(value) if isinstance(value, list) else value, ev.get("source", ""))
+        if is_command(path):
+            # Scene changes are replayed from their "preset" events; recording and MIDI commands belong to the show.
+            if path.startswith("/cmd/preset/") or path not in self.engine.commands:
+                return
+            self.engine.run_command(change)
+        else:
+            self.engine.registry.apply(change)
+
+
+def _block(samples: np.ndarray, start: int, end: int) -> np.ndarray:
+    """(end - start, ch) samples, silence past the end of what the session kept."""
+    out = samples[start:end]
+    if len(out) < end - start:
+        out = np.concatenate([out, np.zeros((end - start - len(out), samples.shape[1]), np.float32)])
+    return out
+
+
+def replay_session(folder: str | Path, out: str | Path, *, size: tuple[int, int] | None = None,
+                   fps: float | None = None, render_scale: float | None = None, codec: str = "h264",
+                   encoder_preset: str | None = None, progress: bool | None = None) -> RenderReport:
+    """Render the session in `folder` to `out`; without `fps` the live frame sequence runs again (module docstring)."""
+    session = Session(folder)
+    cfg = session.render_config
+    w, h = size or (cfg.width_px, cfg.height_px)
+    scale = render_scale or session.settings.get("render_scale") or cfg.render_scale
+    cfg = dataclasses.replace(cfg, width_px=w, height_px=h, render_scale=scale,
+                              encoder_preset=encoder_preset or cfg.encoder_preset)
+    audio_cfg = session.audio_config
+    sr = session.sample_rate_hz
+    samples = session.audio()
+    out_fps = fps or float(session.settings.get("record_fps") or cfg.fps)
+    total = session.frames[-1].audio
+
+    ctx = create_headless_context()
+    engine = Engine(ctx, cfg, audio_cfg, live=fps is None, preset_dirs=[session.folder / "presets"])
+    recorder = None
+    try:
+        events = _Events(session, engine)
+        recorder = Recorder(out, w, h, out_fps, sr, samples.shape[1], blocking=True, preset=cfg.encoder_preset,
+                            codec=codec)
+        t0 = time.perf_counter()
+        if fps is None:
+            written = _replay_live(session, engine, events, recorder, samples, out_fps, progress)
+        else:
+            written = _replay_fixed(session, engine, events, recorder, samples, fps, total, progress)
+        recorder.close()
+        if recorder.error:
+            raise OSError(recorder.error)
+        elapsed = time.perf_counter() - t0
+    finally:
+        if recorder is not None:
+            recorder.close()
+        engine.close()
+        release_context(ctx)
+    return RenderReport(Path(out), written, total / sr, elapsed)
+
+
+def _replay_live(session: Session, engine: Engine, events: _Events, recorder: Recorder, samples: np.ndarray,
+                 out_fps: float, progress: bool | None) -> int:
+    by_frame: dict[int, list[dict]] = {}
+    for ev in session.events:
+        by_frame.setdefault(ev["frame"], []).append(ev)
+    needed = {f.model for f in session.frames if f.model is not None}
+    args_of: dict[int, object] = {}
+    bar = Progress(len(session.frames), progress, label="replay")
+    prev = next_tick = written = 0
+    for n, f in enumerate(session.frames):
+        events.apply(by_frame.get(f.i, []))
+        block = _block(samples, prev, f.audio)
+        prev = f.audio
+        recorder.add_audio(block)
+        frame, args = engine.prepare(block.mean(axis=1), f.t_s, f.dt_s)
+        if args is not None and f.i in needed:
+            args_of[f.i] = args
+        if f.model is not None and f.model in args_of:
+            engine.take_model_result(engine.worker.render_now(args_of.pop(f.model)))
+        engine.compose(frame)
+        rgb = None
+        for tick in due_ticks(f.t_s, out_fps, next_tick):
+            rgb = engine.read_rgb() if rgb is None else rgb
+            recorder.add_video(rgb, tick)
+            next_tick = tick + 1
+            written += 1
+        if recorder.error:
+            raise OSError(recorder.error)
+        bar.update(n + 1)
+    return written
+
+
+def _replay_fixed(session: Session, engine: Engine, events: _Events, recorder: Recorder, samples: np.ndarray,
+                  fps: float, total: int, progress: bool | None) -> int:
+    sr = session.sample_rate_hz
+    n_frames = max(1, math.ceil(total / sr * fps))
+    pending = list(session.events)
+    pipe = OfflinePipeline(engine)
+    bar = Progress(n_frames, progress, label="replay")
+    written = 0
+
+    def emit(tex) -> None:
+        nonlocal written
+        recorder.add_video(engine.read_rgb(tex), written)
+        written += 1
+        bar.update(written)
+
+    prev = 0
+    for j in range(n_frames):
+        upto = min(int(round((j + 1) / fps * sr)), total)
+        due = []
+        while pending and pending[0]["audio"] < max(upto, prev + 1):
+            due.append(pending.pop(0))
+        if any(ev["kind"] in ("preset", "shader") for ev in due):
+            pipe.finish(emit)       # frames prepared before a scene change compose with the old scene
+            pipe = OfflinePipeline(engine)
+        events.apply(due)
+        block = _block(samples, prev, upto)
+        prev = upto
+        recorder.add_audio(block)
+        pipe.push(block.mean(axis=1), j / fps, 1.0 / fps, emit)
+        if recorder.error:
+            raise OSError(recorder.error)
+    pipe.finish(emit)
+    return written
