@@ -91,3 +91,41 @@ def test_recording_starts_and_stops_on_command_while_the_show_runs(show, tmp_pat
     # Started 1 s into the show: the file starts at 0 and lasts the ~2 s recorded.
     assert 1.5 < float(video["duration"]) < 2.8, video["duration"]
     assert not (tmp_path / "second.mp4").exists()
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 256 KiB tmpfs (needs root, as CI and the setup command run); skipped where mounting is refused."""
+    import subprocess
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe missing")
+def test_a_full_disk_stops_the_recording_and_the_show_goes_on(show, small_tmpfs, caplog):
+    from test_render import ffprobe
+    from vj.params import Change
+
+    path = small_tmpfs / "take.mp4"
+    show.engine.changes.put(Change("/cmd/record/start", str(path), "osc"))
+    _run(show, 0.2)
+    assert show.recorder is not None
+    deadline = time.monotonic() + 60
+    while show.recorder is not None and not show.recorder.error and time.monotonic() < deadline:
+        _run(show, 0.5)
+    assert show.recorder is not None and "No space left on device" in (show.recorder.error or ""), "disk never filled"
+    assert "No space left on device" in caplog.text
+    assert any("recording" in e and "No space left" in e for e in show.hud_stats()["errors"])
+    frames = show.frames
+    _run(show, 1.0)
+    assert show.frames > frames + 5                      # the show did not stop with the recording
+    show.engine.changes.put(Change("/cmd/record/stop", None, "osc"))
+    _run(show, 0.2)
+    show.close()
+    video = next(st for st in ffprobe(path)["streams"] if st["codec_type"] == "video")
+    assert int(video["nb_read_frames"]) > 0              # what was written before the disk filled plays
