@@ -27,6 +27,9 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 # complete on disk, so a killed process leaves a file that plays up to the last fragment.
 # flush_packets: each finished fragment goes to the file at once instead of waiting in AVIO's buffer.
 CONTAINER_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+# Matroska (FFV1): a cluster at least every second, each flushed as it closes, so a killed process loses
+# at most about a second (the default lets clusters grow to 5 s).
+MKV_OPTIONS = {"cluster_time_limit": "1000", "flush_packets": "1"}
 
 AAC_FRAME_SAMPLES = 1024          # the AAC encoder takes exactly this many samples per frame
 AAC_BIT_RATE_PER_CHANNEL = 96_000
@@ -253,7 +256,7 @@ class Recorder:
 
     def _open(self) -> av.container.OutputContainer:
         fmt = CODECS[self.codec][0]
-        options = CONTAINER_OPTIONS if fmt == "mp4" else {}
+        options = CONTAINER_OPTIONS if fmt == "mp4" else MKV_OPTIONS
         try:
             container = av.open(self.path, "w", format=fmt, container_options=options)
         except (OSError, av.FFmpegError, ValueError) as exc:
