@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from vj.audio.features import Features
 from vj.models.backends import BackendError, check_choice, compile_forward, default_backend
 from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
 from vj.models.stylegan import sg2
+from vj.models.stylegan.directions import DEFAULT_COUNT, DEFAULT_SAMPLES, Directions, build_directions
 from vj.models.stylegan.load import LoadedGenerator, load_generator
 from vj.models.walk import LatentWalk, _impulse_decay, walk_params
 from vj.params import Param
@@ -30,6 +31,10 @@ RANDOM_NET = dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=256, img_channels=
                   synthesis_kwargs=dict(channel_base=4096, channel_max=64, conv_clamp=256))
 RANDOM_NOISE_STRENGTH = 0.1           # learned noise strengths start at 0; give the random net some grain
 W_AVG_SAMPLES = 1024                  # mapped latents averaged for the random net's truncation centre
+BEND_RESOLUTIONS = (16, 32)           # blocks whose features get bend params unless `bend_layers` says otherwise
+BEND_KEYS = ("scale", "rotate", "tx", "ty")
+BEND_IDENTITY = (1.0, 0.0, 0.0, 0.0)  # scale, rotate_deg, tx, ty that leave the features as they are
+CHROMA_TEMPERATURE = 0.1              # softmax temperature of chroma (0..1) -> class weights: one strong bin wins
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,14 @@ class StyleGANArgs(ModelArgs):
     pulse: float = 0.0                # W pushed away from the average by this fraction (onset/beat envelope)
     noise: float = 1.0                # multiplier of the learned per-layer noise strengths (StyleGAN2)
     class_idx: int = 0                # conditional models: which class (one-hot c)
+    class_vector: tuple[float, ...] | None = None   # conditional models: the (c_dim,) c, replacing class_idx's one-hot
+    directions: tuple[float, ...] = ()  # per W direction: how many standard deviations to push along it
+    layer_noise: tuple[float, ...] = ()  # StyleGAN2: per block resolution, multiplier of `noise` (1 = as global)
+    bend: tuple[tuple[float, float, float, float], ...] = ()  # per bent block: scale, rotate_deg, tx, ty
 
 
-def stylegan_params(c_dim: int) -> list[Param]:
+def stylegan_params(c_dim: int, noise_res: Sequence[int] = (), bend_res: Sequence[int] = ()) -> list[Param]:
+    """The generator's params; `noise_res` / `bend_res`: block resolutions with their own noise / bend params."""
     params = walk_params(speed=0.1) + [
         Param("/model/psi", 0.7, 0.0, 1.5, smoothing_s=0.3,
               description="truncation: 0 = the average image, 1 = the full variety (less tidy)"),
@@ -57,7 +67,33 @@ def stylegan_params(c_dim: int) -> list[Param]:
     if c_dim > 0:
         params.append(Param("/model/class", 0, 0, c_dim - 1, kind="int",
                             description="class of a conditional model"))
+        params.append(Param("/model/chroma_class", 0.0, 0.0, 1.0, smoothing_s=0.3,
+                            description="blend the class towards the notes playing (pitch class k -> class k mod "
+                                        "classes)"))
+    for res in noise_res:
+        params.append(Param(f"/model/noise/{res}", 1.0, 0.0, 3.0, smoothing_s=0.2,
+                            description=f"noise of the {res} px block, times /model/noise"))
+    for res in bend_res:
+        params += [
+            Param(f"/model/bend/{res}/scale", 1.0, 0.1, 4.0, smoothing_s=0.1,
+                  description=f"zoom of the {res} px block's features (network bending)"),
+            Param(f"/model/bend/{res}/rotate", 0.0, -180.0, 180.0, unit="deg", smoothing_s=0.1,
+                  description=f"rotation of the {res} px block's features"),
+            Param(f"/model/bend/{res}/tx", 0.0, -1.0, 1.0, smoothing_s=0.1,
+                  description=f"horizontal shift of the {res} px block's features (1 = half the width)"),
+            Param(f"/model/bend/{res}/ty", 0.0, -1.0, 1.0, smoothing_s=0.1,
+                  description=f"vertical shift of the {res} px block's features (1 = half the height)"),
+        ]
     return params
+
+
+def chroma_classes(chroma: np.ndarray, c_dim: int) -> np.ndarray:
+    """(c_dim,) weights summing to 1: a softmax of the 12 chroma bins, pitch class k folded onto class k mod c_dim."""
+    chroma = np.asarray(chroma, np.float64).reshape(-1)
+    e = np.exp((chroma - chroma.max()) / CHROMA_TEMPERATURE)
+    weights = np.zeros(c_dim)
+    np.add.at(weights, np.arange(chroma.size) % c_dim, e / e.sum())
+    return weights
 
 
 def random_generator(seed: int = 0, **overrides) -> sg2.Generator:
@@ -90,9 +126,19 @@ class StyleGANGenerator(Generator):
 
     def __init__(self, width_px: int = 256, height_px: int = 144, checkpoint: str | None = None, seed: int = 0,
                  network: str = "G_ema", device: str = "auto", trace: bool = True, backend: str = "auto",
-                 precision: str = "fp32"):
+                 precision: str = "fp32", directions: str | None = None, direction_count: int = DEFAULT_COUNT,
+                 direction_samples: int = DEFAULT_SAMPLES, direction_names: Sequence[str] | None = None,
+                 direction_layers: Sequence[int] | None = None, bend_layers: Sequence[int] | None = None):
         """`backend` and `precision`: see vj.models.backends ("auto": trace on the CPU, compile on CUDA;
-        `trace=False` is the old spelling of backend "eager")."""
+        `trace=False` is the old spelling of backend "eager").
+
+        `directions`: "pca" (the `direction_count` top principal components of `direction_samples` mapped
+        W, GANSpace-style) or a (K, w_dim) .npy file; each becomes /model/dir/<i> (or <name> from
+        `direction_names`), in standard deviations of W, applied after truncation to all ws or to
+        `direction_layers` = [start, end). Audio pushes them with ordinary routes, e.g. in a scene:
+        `[[routes]] source = "bass", target = "/model/dir/0", amount = 3.0` ("bass makes it wilder").
+        `bend_layers`: StyleGAN2 block resolutions with /model/bend/<res>/... params (default 16 and 32 px).
+        """
         if width_px < 1 or height_px < 1:
             raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
         self.width_px, self.height_px, self.seed = int(width_px), int(height_px), int(seed)
@@ -118,8 +164,27 @@ class StyleGANGenerator(Generator):
         self.img_resolution, self.img_channels = int(self.G.img_resolution), int(self.G.img_channels)
         if self.z_dim < 1:
             raise ValueError(f"{loaded.source}: a generator without a latent (z_dim 0) cannot be walked")
-        self._net = _Forward(self.G)
-        self._params = stylegan_params(self.c_dim)
+        self.directions: Directions | None = None
+        if directions:
+            self.directions = build_directions(self.G, str(directions), count=direction_count,
+                                               samples=direction_samples, seed=self.seed, names=direction_names,
+                                               layers=direction_layers)
+        # Per-block noise and bending need sg2's blocks; StyleGAN3 has no noise and its layers are not
+        # resolution blocks (bending it is not done).
+        is_sg2 = isinstance(self.G.synthesis, sg2.SynthesisNetwork)
+        blocks = tuple(self.G.synthesis.block_resolutions) if is_sg2 else ()
+        if bend_layers is None:
+            bend_layers = [r for r in BEND_RESOLUTIONS if r in blocks]
+        bad = [r for r in bend_layers if int(r) not in blocks]
+        if bad:
+            raise ValueError(f"bend_layers: {bad} not among the network's blocks {list(blocks)}"
+                             + ("" if is_sg2 else " (bending is StyleGAN2 only)"))
+        self.noise_res = blocks
+        self.bend_res = tuple(sorted({int(r) for r in bend_layers}))
+        self._net = _Forward(self.G, self.directions, self.noise_res, self.bend_res)
+        self._params = stylegan_params(self.c_dim, self.noise_res, self.bend_res)
+        if self.directions is not None:
+            self._params += self.directions.params()
         self.walk = LatentWalk(self.z_dim, base_seed=self.seed)
         self._compiled_fn = None
         self.reset()
@@ -145,9 +210,19 @@ class StyleGANGenerator(Generator):
         a, r, g = _impulse_decay(dt_s, v["/model/pulse_attack_s"], v["/model/pulse_release_s"])
         self._pulse_env = a * self._pulse_env + g * self._pulse_store
         self._pulse_store *= r
+        class_idx = int(v.get("/model/class", 0))
+        class_vector = None
+        mix = float(v.get("/model/chroma_class", 0.0))
+        if self.c_dim > 0 and mix > 0.0 and float(np.max(features.chroma)) > 1e-6:   # silence keeps the class
+            c = (1.0 - mix) * np.eye(self.c_dim)[min(max(class_idx, 0), self.c_dim - 1)]
+            class_vector = tuple(float(x) for x in c + mix * chroma_classes(features.chroma, self.c_dim))
+        dirs = tuple(float(v[p.path]) for p in self.directions.params()) if self.directions is not None else ()
         return StyleGANArgs(z=tuple(float(x) for x in z), walk_pos=self.walk.pos, psi=v["/model/psi"],
-                            pulse=float(self._pulse_env), noise=v["/model/noise"],
-                            class_idx=int(v.get("/model/class", 0)))
+                            pulse=float(self._pulse_env), noise=v["/model/noise"], class_idx=class_idx,
+                            class_vector=class_vector, directions=dirs,
+                            layer_noise=tuple(float(v[f"/model/noise/{r}"]) for r in self.noise_res),
+                            bend=tuple(tuple(float(v[f"/model/bend/{r}/{k}"]) for k in BEND_KEYS)
+                                       for r in self.bend_res))
 
     def render(self, args: ModelArgs) -> torch.Tensor:
         assert isinstance(args, StyleGANArgs), f"StyleGANGenerator.render needs StyleGANArgs, got {type(args).__name__}"
@@ -164,13 +239,29 @@ class StyleGANGenerator(Generator):
             return self._forward(*self._inputs(args))
 
     def _inputs(self, args: StyleGANArgs) -> tuple[torch.Tensor, ...]:
-        """(1, z_dim) z, (1, c_dim) one-hot c, and psi, pulse, noise as 0-d tensors."""
-        z = torch.tensor(args.z, dtype=torch.float32, device=self.device).unsqueeze(0)
-        c = torch.zeros(1, self.c_dim, device=self.device)
-        if self.c_dim > 0:
+        """(1, z_dim) z, (1, c_dim) c (one-hot or args.class_vector), psi, pulse, noise as 0-d tensors, then
+        (K,) direction amounts, (blocks,) per-block noise, (bent blocks, 4) bends; the last three are
+        (1,) zeros when the network has none (the module ignores them) and take defaults when args lack them."""
+        dev = self.device
+        z = torch.tensor(args.z, dtype=torch.float32, device=dev).unsqueeze(0)
+        c = torch.zeros(1, self.c_dim, device=dev)
+        if self.c_dim > 0 and args.class_vector is not None:
+            assert len(args.class_vector) == self.c_dim, \
+                f"class vector has {len(args.class_vector)} dims, expected {self.c_dim}"
+            c = torch.tensor(args.class_vector, dtype=torch.float32, device=dev).unsqueeze(0)
+        elif self.c_dim > 0:
             c[0, min(max(int(args.class_idx), 0), self.c_dim - 1)] = 1.0
-        scalars = [torch.tensor(float(v), device=self.device) for v in (args.psi, args.pulse, args.noise)]
-        return (z, c, *scalars)
+        scalars = [torch.tensor(float(v), device=dev) for v in (args.psi, args.pulse, args.noise)]
+        k = len(self.directions.names) if self.directions is not None else 0
+        dirs = args.directions or (0.0,) * k
+        layer_noise = args.layer_noise or (1.0,) * len(self.noise_res)
+        bend = args.bend or (BEND_IDENTITY,) * len(self.bend_res)
+        assert len(dirs) == k and len(layer_noise) == len(self.noise_res) and len(bend) == len(self.bend_res), \
+            "directions, layer_noise or bend do not match the generator's"
+        extra = [torch.tensor(dirs or (0.0,), dtype=torch.float32, device=dev),
+                 torch.tensor(layer_noise or (1.0,), dtype=torch.float32, device=dev),
+                 torch.tensor(bend or (BEND_IDENTITY,), dtype=torch.float32, device=dev).reshape(-1, 4)]
+        return (z, c, *scalars, *extra)
 
     def _forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self._net(*inputs)
@@ -210,25 +301,62 @@ class StyleGANGenerator(Generator):
 
 
 class _Forward(torch.nn.Module):
-    """z, c, psi, pulse, noise -> the raw image: mapping, truncation, pulse in W, synthesis with constant noise.
+    """z, c, psi, pulse, noise [, dirs, layer_noise, bend] -> the raw image: mapping, truncation, pulse and
+    directions in W, synthesis with constant noise (per-block strengths) and bent block features.
 
-    A module of its own (owning G) so every backend can trace, compile, export or cast it.
+    A module of its own (owning G) so every backend can trace, compile, export or cast it: everything that
+    changes per frame is an input tensor; what the module was built with (directions, which blocks) is fixed.
+    The last three inputs are optional so the plain five-input call still works.
     """
 
-    def __init__(self, G: torch.nn.Module):
+    def __init__(self, G: torch.nn.Module, directions: Directions | None = None, noise_res: Sequence[int] = (),
+                 bend_res: Sequence[int] = ()):
         super().__init__()
         self.G = G
         self.has_w_avg = hasattr(G.mapping, "w_avg")
         self.c_dim = int(G.c_dim)
+        self.noise_res, self.bend_res = tuple(noise_res), tuple(bend_res)
+        self.has_dirs = directions is not None
+        if directions is not None:
+            self.register_buffer("dir_basis", torch.from_numpy(directions.basis()))               # (K, w_dim)
+            self.register_buffer("dir_mask", torch.from_numpy(directions.layer_mask(int(G.num_ws))))  # (num_ws, 1)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, psi: torch.Tensor, pulse: torch.Tensor,
-                noise: torch.Tensor) -> torch.Tensor:
+                noise: torch.Tensor, dirs: torch.Tensor | None = None, layer_noise: torch.Tensor | None = None,
+                bend: torch.Tensor | None = None) -> torch.Tensor:
         ws = self.G.mapping(z, c if self.c_dim > 0 else None)                               # (1, num_ws, w_dim)
         if self.has_w_avg:
             w_avg = self.G.mapping.w_avg
             ws = w_avg.lerp(ws, psi)
             ws = ws + pulse * (ws - w_avg)
-        return self.G.synthesis(ws, noise_mode="const", noise_scale=noise)
+        if self.has_dirs and dirs is not None:
+            ws = ws + self.dir_mask * (dirs @ self.dir_basis)           # all amounts 0: adds exact zeros
+        kwargs = {}
+        if self.noise_res and layer_noise is not None:
+            kwargs["noise_scales"] = {r: noise * layer_noise[i] for i, r in enumerate(self.noise_res)}
+        if self.bend_res and bend is not None:
+            kwargs["bends"] = {r: _Bend(bend[i]) for i, r in enumerate(self.bend_res)}
+        return self.G.synthesis(ws, noise_mode="const", noise_scale=noise, **kwargs)
+
+
+class _Bend:
+    """Network bending of one block's features (N, C, H, W): zoom by scale, rotate, translate (tx, ty in
+    half-widths) through an affine grid_sample. At scale 1, rotation 0, shift 0 the features come back
+    unchanged bit for bit (torch.where, so the choice is in the graph, not frozen into a trace)."""
+
+    def __init__(self, p: torch.Tensor):
+        self.p = p                                                       # (4,) scale, rotate_deg, tx, ty
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        scale, rot, tx, ty = self.p.unbind(0)
+        a = rot * (math.pi / 180.0)
+        inv = 1.0 / scale                                                # output samples the input: inverse map
+        cos, sin = torch.cos(a) * inv, torch.sin(a) * inv
+        theta = torch.stack([torch.stack([cos, -sin, -tx]), torch.stack([sin, cos, -ty])]).unsqueeze(0)
+        grid = F.affine_grid(theta.expand(x.shape[0], 2, 3).to(x.dtype), list(x.shape), align_corners=False)
+        bent = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        identity = (self.p == torch.tensor(BEND_IDENTITY, dtype=self.p.dtype, device=self.p.device)).all()
+        return torch.where(identity, x, bent)
 
 
 def seed_latent(seed: int, z_dim: int) -> np.ndarray:

@@ -7,7 +7,7 @@ fp16 blocks run in fp16 only on CUDA (and never with force_fp32); on the CPU eve
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ class FullyConnectedLayer(torch.nn.Module):
         self.activation = activation
         self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
         self.bias = torch.nn.Parameter(torch.full([out_features], np.float32(bias_init))) if bias else None
-        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+        self.weight_gain = float(lr_multiplier / np.sqrt(in_features))      # a Python float: torch.compile-friendly
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ class Conv2dLayer(torch.nn.Module):
         self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         self.padding = kernel_size // 2
-        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
+        self.weight_gain = float(1 / np.sqrt(in_channels * kernel_size ** 2))
         self.act_gain = ACTIVATIONS[activation].def_gain
         self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels])) if bias else None
@@ -173,7 +173,7 @@ class ToRGBLayer(torch.nn.Module):
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
-        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
+        self.weight_gain = float(1 / np.sqrt(in_channels * kernel_size ** 2))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
@@ -214,8 +214,10 @@ class SynthesisBlock(torch.nn.Module):
                                     resample_filter=resample_filter)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, force_fp32: bool = False,
-                fused_modconv: bool | None = None, **layer_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """ws: (N, num_conv + num_torgb, w_dim); x: (N, C_in, R/2, R/2) or None; img: (N, 3, R/2, R/2) or None."""
+                fused_modconv: bool | None = None, bend: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                **layer_kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ws: (N, num_conv + num_torgb, w_dim); x: (N, C_in, R/2, R/2) or None; img: (N, 3, R/2, R/2) or None.
+        `bend` (vj, not NVlabs): a function applied to this block's features before ToRGB (network bending)."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_conv + self.num_torgb, self.w_dim)
         w_iter = iter(ws.unbind(dim=1))
         on_gpu = ws.device.type == "cuda"
@@ -233,13 +235,15 @@ class SynthesisBlock(torch.nn.Module):
         if self.in_channels == 0:
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
         elif self.architecture == "resnet":
-            y = self.skip(x, gain=np.sqrt(0.5))
+            y = self.skip(x, gain=float(np.sqrt(0.5)))
             x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=float(np.sqrt(0.5)), **layer_kwargs)
             x = y.add_(x)
         else:
             x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+        if bend is not None:
+            x = bend(x)
 
         if img is not None:
             assert img.shape[1:] == (self.img_channels, self.resolution // 2, self.resolution // 2)
@@ -276,8 +280,12 @@ class SynthesisNetwork(torch.nn.Module):
                 self.num_ws += block.num_torgb
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
-        """ws: (N, num_ws, w_dim) -> (N, img_channels, R, R) float32, about -1..1."""
+    def forward(self, ws: torch.Tensor, noise_scales: Mapping[int, torch.Tensor] | None = None,
+                bends: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                **block_kwargs) -> torch.Tensor:
+        """ws: (N, num_ws, w_dim) -> (N, img_channels, R, R) float32, about -1..1.
+        vj additions: `noise_scales` {res: scale} replaces noise_scale for those blocks; `bends` {res: fn}
+        bends those blocks' features (see SynthesisBlock.forward)."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws {tuple(ws.shape)}, expected (N, {self.num_ws}, {self.w_dim})"
         ws = ws.to(torch.float32)
@@ -289,7 +297,12 @@ class SynthesisNetwork(torch.nn.Module):
             w_idx += block.num_conv
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, block_ws):
-            x, img = getattr(self, f"b{res}")(x, img, cur_ws, **block_kwargs)
+            kwargs = block_kwargs
+            if noise_scales is not None and res in noise_scales:
+                kwargs = {**kwargs, "noise_scale": noise_scales[res]}
+            if bends is not None and res in bends:
+                kwargs = {**kwargs, "bend": bends[res]}
+            x, img = getattr(self, f"b{res}")(x, img, cur_ws, **kwargs)
         return img
 
 

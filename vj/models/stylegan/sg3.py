@@ -30,7 +30,7 @@ class FullyConnectedLayer(sg2.FullyConnectedLayer):
         self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) * (weight_init / lr_multiplier))
         b0 = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), [out_features])
         self.bias = torch.nn.Parameter(torch.from_numpy(b0 / lr_multiplier)) if bias else None
-        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+        self.weight_gain = float(lr_multiplier / np.sqrt(in_features))      # a Python float: torch.compile-friendly
         self.bias_gain = lr_multiplier
 
 
@@ -125,7 +125,7 @@ class SynthesisInput(torch.nn.Module):
         x = x + phases.unsqueeze(1).unsqueeze(2)
         x = torch.sin(x * (np.pi * 2))
         x = x * amplitudes.unsqueeze(1).unsqueeze(2)
-        x = x @ (self.weight / np.sqrt(self.channels)).t()
+        x = x @ (self.weight / float(np.sqrt(self.channels))).t()
         x = x.permute(0, 3, 1, 2)                                                         # (N, C, H, W)
         assert x.shape[1:] == (self.channels, int(self.size[1]), int(self.size[0]))
         return x
@@ -192,12 +192,12 @@ class SynthesisLayer(torch.nn.Module):
 
         styles = self.affine(w)
         if self.is_torgb:
-            styles = styles * (1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
+            styles = styles * float(1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
 
         dtype = torch.float16 if (self.use_fp16 and not force_fp32 and x.device.type == "cuda") else torch.float32
         x = modulated_conv2d_sg3(x.to(dtype), self.weight, styles, padding=self.conv_kernel - 1,
                                  demodulate=not self.is_torgb, input_gain=input_gain)
-        gain = 1 if self.is_torgb else np.sqrt(2)
+        gain = 1 if self.is_torgb else float(np.sqrt(2))
         slope = 1 if self.is_torgb else 0.2
         x = filtered_lrelu(x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(x.dtype), up=self.up_factor,
                            down=self.down_factor, padding=self.padding, gain=gain, slope=slope, clamp=self.conv_clamp)
