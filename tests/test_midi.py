@@ -5,6 +5,7 @@ import os
 import queue
 import random
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -177,6 +178,10 @@ def test_example_mapping_file_loads_and_round_trips(tmp_path):
     ("midi-mode-for-command", '[[cc]]\ncc = 2\npath = "/cmd/tap"\nmode = "toggle"\n', 4, "fires on a press"),
     ("midi-not-toml", '[[cc]]\ncc = 2\npath = "/t/a\n', 3, "not valid TOML"),
     ("midi-duplicate", '[[cc]]\ncc = 2\npath = "/t/a"\n[[cc]]\ncc = 2\npath = "/t/a"\n', 4, "mapped twice"),
+    ("midi-relative-with-curve", '[[cc]]\ncc = 2\npath = "/t/a"\nmode = "relative"\ncurve = "square"\n', 5,
+     "no curve"),
+    ("midi-step-without-relative", '[[cc]]\ncc = 2\npath = "/t/a"\nstep = 0.1\n', 4, "relative encoder"),
+    ("midi-relative-on-a-note", '[[note]]\nnote = 2\npath = "/t/a"\nmode = "relative"\n', 4, "unknown mode"),
 ])
 def test_broken_mapping_file_is_refused_with_file_and_line(tmp_path, name, text, line, words):
     path = tmp_path / f"{name}.toml"
@@ -536,3 +541,117 @@ def test_unplugged_controller_is_reopened_when_it_comes_back(jack, map_file):
         m.close()
         if ctl is not None:
             ctl.close()
+
+
+ENCODERS = """
+[[cc]]
+cc = 30
+path = "/t/float"
+mode = "relative"
+step = 0.5
+
+[[cc]]
+cc = 31
+path = "/t/int"
+mode = "relative_offset"
+
+[[cc]]
+cc = 32
+path = "/t/zoom"
+mode = "relative_signed"
+"""
+
+
+def test_relative_encoders_through_a_virtual_port_turn_params_by_steps(jack):
+    hub = make_hub()
+    m = MidiInput(hub, mapping_file=None, client_name=unique("vje"), virtual=True).start()
+    m.router.set_map(parse_midi_map(ENCODERS, "encoders.toml"))
+    assert [x.mode for x in load_midi_map("generic").mappings if x.number == 25] == ["relative"]
+    ctl = Sender(unique("enc"))
+    try:
+        jack.connect(ctl.name, m.port_name)
+        # Two's complement, 0.5 per tick from 1.0: +1, +3, -1, -2, then -28 stops at the bottom of the range.
+        assert send_until_taken(ctl, hub, cc(30, 1)) == [("/t/float", 1.5, "midi")]
+        ctl.send(cc(30, 3), cc(30, 127), cc(30, 126), cc(30, 100))
+        # Binary offset, whole-number param (1 per tick): +2, -1, 0 (nothing), +63 stops at the top.
+        ctl.send(cc(31, 66), cc(31, 63), cc(31, 64), cc(31, 127))
+        # Sign-magnitude, default step range / 127: +2, -1.
+        ctl.send(cc(32, 2), cc(32, 65))
+        zoom_step = 3.75 / 127
+        assert take(hub, 9) == [
+            ("/t/float", 3.0, "midi"), ("/t/float", 2.5, "midi"), ("/t/float", 1.5, "midi"), ("/t/float", 0.0, "midi"),
+            ("/t/int", 2, "midi"), ("/t/int", 1, "midi"), ("/t/int", 8, "midi"),
+            ("/t/zoom", pytest.approx(1.0 + 2 * zoom_step), "midi"), ("/t/zoom", pytest.approx(1.0 + zoom_step), "midi")]
+        assert quiet(hub) == []
+        # A frame later the engine's value is where the encoder turns from (a preset may have moved it).
+        hub.publish(ControlSnapshot(version=2, frame=9, params=PARAMS, values={**hub.snapshot.values, "/t/float": 8.0}))
+        ctl.send(cc(30, 2))
+        assert take(hub, 1) == [("/t/float", 9.0, "midi")]
+    finally:
+        m.close()
+        ctl.close()
+
+
+CONTROLLER = """
+import sys, mido
+out = mido.Backend("mido.backends.rtmidi/UNIX_JACK").open_output("knobs", client_name=sys.argv[1])
+print("ready", flush=True)
+for line in sys.stdin:
+    out.send(mido.Message("control_change", control=int(line.split()[0]), value=int(line.split()[1])))
+    print("sent", flush=True)
+"""
+
+
+class ControllerProcess:
+    """A controller in its own process (as a real one is: a JACK client that dies with its server)."""
+
+    def __init__(self, client: str, env: dict):
+        self.proc = subprocess.Popen([sys.executable, "-c", CONTROLLER, client], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env={**env, "JACK_NO_START_SERVER": "1"})
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.name = f"{client}:knobs"
+
+    def send_cc(self, control: int, value: int) -> None:
+        self.proc.stdin.write(f"{control} {value}\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == "sent"
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+def test_midi_comes_back_after_the_jack_server_is_restarted(jack, map_file):
+    """Last in this file: it kills the module's JACK server (the one the tests started) and starts a new one."""
+    if not jack.started_here:
+        pytest.skip("the JACK server was not started by the tests: not killing it")
+    client = unique("ctl")
+    hub = make_hub()
+    ctl = ControllerProcess(client, jack.env)
+    m = MidiInput(hub, ctl.name, map_file, client_name=unique("vj"), poll_s=0.1).start()
+    try:
+        assert m.port_name == ctl.name
+        got = []
+        for _ in range(5):                                   # the JACK connection may land a moment late
+            ctl.send_cc(21, 127)
+            got = take(hub, 1, 1.0)
+            if got:
+                break
+        assert got == [("/t/float", 6.0, "midi")]
+        jack.stop()                                          # the server dies, and the controller's client with it
+        ctl.close()
+        assert wait_for(lambda: m.status == f"midi: the JACK server stopped; {client}:knobs lost; retrying")
+        assert m.port_name is None
+        jack.start()
+        ctl = ControllerProcess(client, jack.env)            # the controller's bridge comes back on the new server
+        assert wait_for(lambda: m.status == f"midi: listening on {client}:knobs", 10)
+        got = []
+        for _ in range(5):
+            ctl.send_cc(21, 0)
+            got = take(hub, 1, 1.0)
+            if got:
+                break
+        assert got == [("/t/float", 2.0, "midi")] and m.reconnects == 1
+    finally:
+        m.close()
+        ctl.close()

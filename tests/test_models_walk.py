@@ -99,3 +99,30 @@ def test_seed_change_crossfades_instead_of_jumping():
     jump = np.linalg.norm(walk.keyframe(0, 0) - walk.keyframe(7, 0))
     assert max(steps) < 0.2 * jump
     np.testing.assert_allclose(prev, walk.path(7, walk.pos), atol=1e-12)
+
+
+def test_a_morph_slerps_from_a_latent_to_the_walk_at_any_frame_rate():
+    def morphed(dt_s, seconds):
+        walk = LatentWalk(12, base_seed=0)
+        walk.step(dt_s, seed=0, speed=0.0)                   # a standing walk: the same target at any rate
+        start = walk.keyframe(9, 0) * 1.5                    # a latent of another length
+        walk.morph_from(start, 1.0)
+        first = walk.step(dt_s, seed=0, speed=0.0)
+        z = first
+        for _ in range(round(seconds / dt_s)):
+            z = walk.step(dt_s, seed=0, speed=0.0)
+        return start, first, z, walk
+
+    start, first, z30, walk = morphed(1 / 32, 0.5)
+    np.testing.assert_array_equal(first, start)
+    _, _, z64, _ = morphed(1 / 64, 0.5)
+    np.testing.assert_allclose(z30, z64, atol=1e-12)
+    # Half-way: length half-way between the ends, angle half-way between them.
+    own = walk.path(0, walk.pos)
+    assert math.isclose(np.linalg.norm(z30), 1.25 * math.sqrt(12), rel_tol=1e-9)
+    cos = lambda a, b: float(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b))  # noqa: E731
+    assert math.isclose(math.acos(cos(z30, start)), math.acos(cos(z30, own)), rel_tol=1e-9)
+    assert not np.allclose(z30, own)
+    _, _, done, walk = morphed(1 / 32, 1.0)
+    np.testing.assert_allclose(done, walk.path(0, walk.pos), atol=1e-12)
+    assert walk.current_z is done

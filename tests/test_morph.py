@@ -1,6 +1,7 @@
 """Scene changes a performer makes: morphing params and the picture over beats, quantised to the beat."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -77,3 +78,86 @@ def test_a_quantised_switch_gives_up_waiting_in_silence(scenes):
     assert e.preset.name == "Dim"
     _at(e, 5.5)                                             # QUANTIZE_WAIT_S without a downbeat
     assert e.preset.name == "Lit"
+
+
+CPPN_PRESET = """name = "%s"
+[model]
+name = "cppn"
+seed = %d
+chunk_px = %d
+hidden = 8
+layers = 2
+[[effects]]
+shader = "solid"
+[values]
+"/model/seed" = %d
+"/model/speed" = 0.4
+"""
+
+
+def _angle(a, b):
+    return math.acos(min(1.0, max(-1.0, float(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b)))))
+
+
+@pytest.fixture
+def cppn_scenes(ctx, tmp_path):  # noqa: F811
+    (tmp_path / "solid.fs").write_text(SOLID % "vec3(1.0, 0.0, 0.0)")
+    # a and b: the same network (chunk_px only splits the work) walking different keyframes; c: another network.
+    (tmp_path / "a.toml").write_text(CPPN_PRESET % ("A", 3, 4096, 1))
+    (tmp_path / "b.toml").write_text(CPPN_PRESET % ("B", 3, 2048, 7))
+    (tmp_path / "c.toml").write_text(CPPN_PRESET % ("C", 4, 4096, 7))
+    e = Engine(ctx, CFG, AudioConfig(), live=False, shader_dirs=(tmp_path,), preset_dirs=[tmp_path])
+    e.load_preset("a")
+    yield e
+    e.close()
+
+
+def _walk(e, t0_s, t1_s, dt_s=0.125):
+    """Frames from t0_s to t1_s in steps of dt_s (a power of two: the times add up exactly).
+
+    Returns {t: latent} and {t: the walk's own latent at that frame (silence: the spline point)}."""
+    zs, walks = {}, {}
+    t = t0_s
+    while t <= t1_s:
+        _, args = e.prepare(None, t, dt_s)
+        zs[t] = np.array(args.z)
+        walk = e.generator.walk
+        walks[t] = walk.path(walk.seed, walk.pos)
+        t += dt_s
+    return zs, walks
+
+
+def test_a_morph_between_models_of_one_latent_space_slerps_the_latent(cppn_scenes):
+    e = cppn_scenes
+    e.registry.set("/preset/morph_beats", 2.0)              # no tempo known: 120 BPM, so 1 s
+    old_z = _walk(e, 0.125, 1.0)[0][1.0]
+    old = e.generator
+    e.switch_preset("b", at_s=1.125)
+    new = e.generator
+    assert new is not old and new.latent_space() == old.latent_space()
+    zs, walks = _walk(e, 1.125, 2.25)
+    assert new.walk.seed == 7
+    np.testing.assert_allclose(zs[1.125], old_z, atol=1e-12)    # the first frame starts at the old latent
+    # Half-way (smoothstep(0.5) = 0.5): on the great circle from the old latent to the new walk's latent.
+    mid_walk = walks[1.625]
+    theta = _angle(old_z, mid_walk)
+    assert theta > 0.3                                        # the two walks really are apart
+    assert np.linalg.norm(zs[1.625]) == pytest.approx(math.sqrt(new.z_dim), rel=1e-9)
+    assert _angle(zs[1.625], old_z) == pytest.approx(0.5 * theta, abs=1e-9)
+    assert _angle(zs[1.625], mid_walk) == pytest.approx(0.5 * theta, abs=1e-9)
+    # At the end of the morph the latent is the new walk's own.
+    np.testing.assert_allclose(zs[2.125], walks[2.125], atol=1e-12)
+    np.testing.assert_allclose(zs[2.25], walks[2.25], atol=1e-12)
+    assert not np.allclose(zs[1.375], walks[1.375])
+
+
+def test_a_morph_between_different_networks_does_not_slerp(cppn_scenes):
+    e = cppn_scenes
+    e.registry.set("/preset/morph_beats", 2.0)
+    old_z = _walk(e, 0.125, 1.0)[0][1.0]
+    old = e.generator
+    e.switch_preset("c", at_s=1.125)
+    assert e.generator.latent_space() != old.latent_space()
+    zs, walks = _walk(e, 1.125, 1.125)
+    assert not np.allclose(zs[1.125], old_z)
+    np.testing.assert_allclose(zs[1.125], walks[1.125], atol=1e-12)

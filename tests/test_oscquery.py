@@ -13,9 +13,10 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from test_osc import PARAMS, drain, snapshot, snapshot_hub, wait_for
+from test_osc import PARAMS, drain, send, snapshot, snapshot_hub, wait_for
 from vj.control.osc import OSCServer
 from vj.control.oscquery import OSCQueryServer
+from vj.params import Registry
 
 
 def get(server, path):
@@ -232,3 +233,28 @@ def test_zeroconf_advertises_oscjson_and_osc():
     finally:
         q.close()
         osc.close()
+
+
+def test_norm_nodes_are_0_to_1_faders_that_move_the_real_param(servers):
+    hub, osc, q = servers
+    status, node = get(q, "/norm/master/brightness")
+    assert status == 200
+    assert (node["TYPE"], node["RANGE"], node["VALUE"], node["ACCESS"]) == ("f", [{"MIN": 0.0, "MAX": 1.0}], [0.5], 3)
+    assert get(q, "/norm/fx/kaleido/sides?TYPE") == (200, {"TYPE": "f"})
+    assert get(q, "/norm/fx/mirror/mode?RANGE") == (200, {"RANGE": [{"MIN": 0.0, "MAX": 1.0}]})
+    for not_numeric in ("/norm/fx/warp/on", "/norm/fx/grade/tint", "/norm/fx/strobe/fire"):
+        assert get(q, not_numeric)[0] == 404
+    with connect(f"ws://127.0.0.1:{q.port}/") as ws:
+        ws.send(json.dumps({"COMMAND": "LISTEN", "DATA": "/norm/master/brightness"}))
+        assert wait_for(lambda: any(q.listens.values()))
+        # A controller bound to the node sends to the OSC port it learnt from HOST_INFO (liblo's oscsend here).
+        port = get(q, "/?HOST_INFO")[1]["OSC_PORT"]
+        send(port, node["FULL_PATH"], "f", 0.75)
+        got = drain(hub.changes, 1)
+        assert [(c.path, c.value) for c in got] == [("/master/brightness", pytest.approx(1.5))]
+        registry = Registry()                                  # the engine applies the Change to its registry
+        registry.declare_all(PARAMS)
+        assert registry.set(got[0].path, got[0].value, got[0].source)
+        hub.publish(snapshot(version=2, master__brightness=registry.get("/master/brightness")))
+        assert recv_osc(ws) == ("/norm/master/brightness", [pytest.approx(0.75)])
+    assert get(q, "/norm/master/brightness?VALUE") == (200, {"VALUE": [0.75]})

@@ -380,6 +380,7 @@ class Engine:
             if generator is not self.generator and self.live else 0.0
         before = self.registry
         last_picture = self._last_chain_out
+        old_generator = self.generator
         try:
             if registry is None:
                 registry = self._scene_registry(preset, shaders, generator)
@@ -393,6 +394,7 @@ class Engine:
             self.take_model_result(first)
         bpm = self.features.bpm if self.features.bpm > 0 else 120.0
         dur_s = max(beats * 60.0 / bpm, fade_s)
+        _morph_latent(old_generator, generator, dur_s)
         if dur_s > 0.0 and last_picture is not None:
             pairs = {}
             for p in self.registry.params() if beats > 0.0 else ():
@@ -712,6 +714,17 @@ class Engine:
             self._loader.shutdown(wait=False, cancel_futures=True)
         if self.worker is not None:
             self.worker.close()
+
+
+def _morph_latent(old, new, duration_s: float) -> None:
+    """Start `new`'s latent at `old`'s and slerp it to its own walk over duration_s, when they share a latent space."""
+    if old is None or duration_s <= 0.0:
+        return
+    space = old.latent_space()
+    z = old.current_latent()
+    if space is None or z is None or space != new.latent_space():
+        return
+    new.morph_latent_from(z, duration_s)
 
 
 def _close_built(future: Future) -> None:

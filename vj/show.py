@@ -152,6 +152,11 @@ def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderC
     return RenderReport(Path(out), n_frames, n_frames / fps, elapsed)
 
 
+def preview_step(width_px: int) -> int:
+    """Pixel stride of the web page's preview: about 160 px wide whatever the render size."""
+    return max(1, width_px // 160)
+
+
 KEY_COMMANDS = {"right": "/cmd/preset/next", "left": "/cmd/preset/prev", "b": "/cmd/blackout",
                 "space": "/cmd/freeze", "t": "/cmd/tap"}
 KEY_HELP = ("keys: f fullscreen, h HUD, escape quit, left/right preset, b blackout, space freeze, "
@@ -293,7 +298,9 @@ class LiveShow:
         self._record(block)
         web = self.osc.web if self.osc is not None else None
         if web is not None and web.clients and self.frames % 10 == 0:
-            self._preview_rgb = engine.read_rgb()[::4, ::4].copy()     # encoded on the web server's thread
+            rgb = engine.read_rgb()
+            step = preview_step(rgb.shape[1])
+            self._preview_rgb = rgb[::step, ::step].copy()                # encoded on the web server's thread
         window.swap()
         rec.t_swapped = time.monotonic()
         self.latency.add(rec)

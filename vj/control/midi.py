@@ -5,7 +5,8 @@ Three parts, each usable alone:
 - `MidiRouter`: turns one decoded message into Changes on the `ControlHub` (`hub.send`), makes learned
   mappings, and feeds `MidiClock`. It only reads the frozen snapshot; it never touches engine state.
 - `MidiInput`: opens an rtmidi input port by name (ALSA sequencer where there is one, else JACK), runs
-  the router from rtmidi's callback thread, and re-opens the port when the controller comes back.
+  the router from rtmidi's callback thread, and re-opens the port when the controller comes back, or
+  when the JACK server itself was restarted (see `MidiInput._server_gone`).
 """
 
 from __future__ import annotations
@@ -37,14 +38,20 @@ MIDI_DIR = Path(__file__).resolve().parent.parent.parent / "midi"
 MIDI_COMMANDS: dict[str, tuple[str, str]] = {k: v for k, v in COMMANDS.items() if k.startswith("/cmd/midi/")}
 
 KINDS = ("cc", "cc14", "note", "bend")
+# Endless encoders send how far they turned, not where they are; the three usual codings of the ticks:
+RELATIVE = {
+    "relative": lambda v: v if v < 64 else v - 128,            # two's complement: 1 = +1, 127 = -1
+    "relative_offset": lambda v: v - 64,                       # binary offset: 65 = +1, 63 = -1
+    "relative_signed": lambda v: -(v & 63) if v & 64 else v,   # sign-magnitude: 1 = +1, 65 = -1
+}
 MODES = {
-    "cc": ("absolute", "toggle", "momentary"),      # toggle/momentary: buttons that send 127 / 0
+    "cc": ("absolute", "toggle", "momentary", *RELATIVE),   # toggle/momentary: buttons that send 127 / 0
     "cc14": ("absolute",),
     "note": ("velocity", "toggle", "momentary", "trigger"),
     "bend": ("absolute",),
 }
 _NUMBER_KEY = {"cc": "cc", "cc14": "cc", "note": "note", "bend": None}
-_COMMON_KEYS = {"path", "channel", "min", "max", "curve", "mode", "arg"}
+_COMMON_KEYS = {"path", "channel", "min", "max", "curve", "mode", "arg", "step"}
 _TOP_KEYS = {"controller", "port", *KINDS}
 _PATH_RE = re.compile(r"^(/[A-Za-z0-9_.\-]+)+$")
 ALSA_SEQ = "/dev/snd/seq"         # rtmidi's ALSA backend needs the sequencer device
@@ -77,6 +84,7 @@ class Mapping:
     mode: str = ""                # "" : the kind's default (absolute, or velocity/trigger for notes)
     arg: Value = None             # the command's argument, for /cmd/ paths
     line: int = 0                 # where it was read from, for messages
+    step: float | None = None     # relative modes: param units per encoder tick (None: range / 127, ints 1)
 
     @property
     def source(self) -> tuple[str, int | None, int]:
@@ -217,6 +225,13 @@ def parse_midi_map(text: str, path: Path | str | None = None) -> MidiMap:
                 raise err(f"unknown mode {mode!r} for [[{kind}]]; one of {', '.join(MODES[kind])}", at("mode"))
             if is_command(target) and mode not in ("", "trigger"):
                 raise err(f"a /cmd/ path fires on a press: leave `mode` out (got {mode!r})", at("mode"))
+            if mode in RELATIVE and (is_command(target) or curve != "linear"):
+                raise err(f"mode {mode!r} turns a param by steps: it takes no /cmd/ path and no curve",
+                          at("curve" if curve != "linear" else "path"))
+            step = t.get("step")
+            if step is not None and (mode not in RELATIVE or not _is_number(step) or step <= 0):
+                raise err(f"`step` is the size of one tick of a relative encoder (mode = "
+                          f"{' / '.join(repr(r) for r in RELATIVE)}), a number > 0; got {step!r}", at("step"))
             if is_command(target) and kind in ("cc14", "bend"):
                 raise err(f"[[{kind}]] cannot trigger a command: use [[cc]] or [[note]]", at("path"))
             arg = t.get("arg")
@@ -225,7 +240,7 @@ def parse_midi_map(text: str, path: Path | str | None = None) -> MidiMap:
             if arg is not None and not isinstance(arg, (str, int, float, bool)):
                 raise err(f"`arg` must be a string, number or boolean, got {arg!r}", at("arg"))
             mappings.append(Mapping(kind, number, target, channel, t.get("min"), t.get("max"), curve, mode, arg,
-                                    at() or 0))
+                                    at() or 0, step))
 
     _check_overlaps(mappings, err)
     return MidiMap(str(data.get("controller", path.stem if path else "")), str(data.get("port", "")),
@@ -284,7 +299,7 @@ def dump_midi_map(midi_map: MidiMap) -> str:
             if m.channel is not None:
                 row["channel"] = m.channel
             row["path"] = m.path
-            for key in ("min", "max"):
+            for key in ("min", "max", "step"):
                 if getattr(m, key) is not None:
                     row[key] = getattr(m, key)
             if m.curve != "linear":
@@ -440,6 +455,7 @@ class MidiRouter:
         self._msb: dict[tuple[int, int], int] = {}          # (channel, cc 0..31) -> last MSB
         self._cc_last: dict[tuple[int, int], int] = {}      # (channel, cc) -> last value, for press edges
         self._toggles: dict[str, tuple[int, Value]] = {}    # path -> (snapshot frame, value sent)
+        self._turned: dict[str, tuple[int, Value]] = {}     # relative encoders: the same, per path
         self._armed: str | None = None
         self._learn14: tuple[int, int, float] | None = None  # (channel, msb cc, deadline) after learning a cc
         self._params: tuple[tuple | None, dict[str, Param]] = (None, {})
@@ -627,6 +643,8 @@ class MidiRouter:
                 mode = m.effective_mode
                 if mode == "absolute":
                     self._emit(m, out, x=v / 127.0)
+                elif mode in RELATIVE:
+                    self._turn(m, out, RELATIVE[mode](v))
                 elif v >= PRESS > prev:
                     self._emit(m, out, press=True)
                 elif mode == "momentary" and v < PRESS <= prev:
@@ -673,6 +691,28 @@ class MidiRouter:
             value = self._value(m, p, x)
         out.append((m.path, value))
 
+    def _turn(self, m: Mapping, out: list, ticks: int) -> None:
+        """A relative encoder turned by `ticks`: move the param from where it is by ticks * step, within range.
+
+        Where it is: the value this router sent last while the engine has not published a new frame (the
+        ticks of one frame add up), else the engine's value (another controller may have moved it).
+        """
+        p = self._param_table().get(m.path)
+        if p is None or p.kind not in ("float", "int", "enum"):
+            why = "no such param (yet)" if p is None else f"a {p.kind} param cannot be turned by steps"
+            self._report(f"relative:{m.path}", f"midi: {m.describe()}: {why}: ignored")
+            return
+        if ticks == 0:
+            return
+        lo, hi = sorted(self._range(m, p))
+        step = m.step if m.step is not None else (1.0 if p.kind != "float" else (hi - lo) / 127.0)
+        snap = self.hub.snapshot
+        frame, sent = self._turned.get(m.path, (None, None))
+        current = sent if frame == snap.frame else snap.values.get(m.path, p.default)
+        value = p.coerce(min(max(float(current) + ticks * step, lo), hi))
+        self._turned[m.path] = (snap.frame, value)
+        out.append((m.path, value))
+
     @staticmethod
     def _range(m: Mapping, p: Param) -> tuple[float, float]:
         return (p.min if m.min is None else m.min), (p.max if m.max is None else m.max)
@@ -704,16 +744,27 @@ class PortList(list):
         self.reason = reason
 
 
-def _jack_may_run() -> bool:
-    """A JACK (or PipeWire) socket is there, so probing with a client is worth its stderr noise."""
+def _jack_server_stamp() -> tuple | None:
+    """Which JACK server runs: the (folder, name, inode) of its sockets, None when none runs.
+
+    A restarted jackd makes new sockets, so the stamp changes even when it comes back between two polls.
+    """
     server = os.environ.get("JACK_DEFAULT_SERVER", "default")
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    for d in ("/dev/shm", os.environ.get("TMPDIR", "/tmp"), "/tmp"):
+    found = []
+    for d in dict.fromkeys(("/dev/shm", os.environ.get("TMPDIR", "/tmp"), "/tmp")):
         try:
-            if any(n.startswith(f"jack_{server}_{uid}_") for n in os.listdir(d)):
-                return True
+            with os.scandir(d) as entries:
+                found += [(d, e.name, e.inode()) for e in entries if e.name.startswith(f"jack_{server}_{uid}_")]
         except OSError:
             continue
+    return tuple(sorted(found)) or None
+
+
+def _jack_may_run() -> bool:
+    """A JACK (or PipeWire) socket is there, so probing with a client is worth its stderr noise."""
+    if _jack_server_stamp() is not None:
+        return True
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     return bool(runtime) and os.path.exists(os.path.join(runtime, "pipewire-0"))
 
@@ -814,6 +865,8 @@ class MidiInput:
         self._decode = None
         self.api_name = ""
         self.reconnects = 0
+        self._rt_api: int | None = None
+        self._server: tuple | None = None           # _jack_server_stamp() of the server the client is on
 
     # -- what the show calls --
 
@@ -825,9 +878,8 @@ class MidiInput:
         try:
             import mido
             self._decode = mido.Message.from_bytes
-            self._rt = _new_client(rt_api, self.client_name)
-            # Nothing is filtered in rtmidi: every message's delta time must reach the clock's sum.
-            self._rt.ignore_types(sysex=False, timing=False, active_sense=False)
+            self._rt_api = rt_api
+            self._open_client()
         except (ImportError, OSError, ValueError, RuntimeError) as exc:
             self._set_status(f"midi: off ({name}: {exc})", logging.WARNING)
             return self
@@ -901,6 +953,31 @@ class MidiInput:
             self._status = status
             log.log(level, status)
 
+    def _open_client(self) -> None:
+        import rtmidi
+        self._server = _jack_server_stamp() if self._rt_api == rtmidi.API_UNIX_JACK else None
+        self._rt = _new_client(self._rt_api, self.client_name)
+        # Nothing is filtered in rtmidi: every message's delta time must reach the clock's sum.
+        self._rt.ignore_types(sysex=False, timing=False, active_sense=False)
+
+    def _server_gone(self) -> bool:
+        """True when the JACK server our client was made on has stopped (or was restarted since).
+
+        rtmidi cannot notice this itself: it sets no JACK shutdown callback, and on a dead server its
+        client still lists the ports it last saw, so the port would never look lost. The server's
+        sockets tell instead. The dead client is closed while no server runs (closing it after a new
+        server is up crashed libjack here), and a new client is made once a server is back.
+        """
+        if self._server is None or self._rt is None:
+            return False
+        if _jack_server_stamp() == self._server:
+            return False
+        self._rt.cancel_callback()
+        self._rt.close_port()
+        self._rt.delete()
+        self._rt = None
+        return True
+
     def _listen(self) -> None:
         # close_port cancels rtmidi's callback, so every (re)open sets it again.
         self.clock.reset_window()
@@ -925,6 +1002,19 @@ class MidiInput:
             self._poll()
 
     def _poll(self) -> None:
+        if self._server_gone():
+            lost, self.port_name = self.port_name, None
+            self._set_status(f"midi: the JACK server stopped{f'; {lost} lost' if lost else ''}; retrying",
+                             logging.WARNING)
+        if self._rt is None:
+            if _jack_server_stamp() is None:
+                return
+            try:
+                self._open_client()
+            except (OSError, ValueError, RuntimeError) as exc:
+                self._set_status(f"midi: cannot reach the JACK server again: {exc}; retrying", logging.WARNING)
+                self._rt = None
+                return
         names = self.ports()
         if self.port_name is not None:
             if self.port_name in names:

@@ -326,7 +326,7 @@ class Router:
         if not xs or any(x is None for x in xs):
             raise OSCError(f"/norm{path}: needs numbers in 0..1")
         xs = [min(max(x, 0.0), 1.0) for x in xs]
-        if p.kind in ("float", "int", "enum"):
+        if p.kind in NORM_KINDS:
             value: Value = p.denormalise(xs[0])
         elif p.kind == "bool":
             value = xs[0] >= 0.5
@@ -407,11 +407,19 @@ class Target:
     norm: bool = False
 
 
+NORM_KINDS = ("float", "int", "enum")   # the numeric kinds a 0..1 fader at /norm/<path> maps across the range
+
+
+def norm_value(p: Param, value: Value) -> float:
+    """A numeric param's value as a 0..1 fader position."""
+    return float(min(max(p.normalise(value), 0.0), 1.0))
+
+
 def _feedback_value(p: Param | None, value: Value, norm: bool) -> Value:
     if not norm or p is None:
         return value
-    if p.kind in ("float", "int", "enum"):
-        return float(min(max(p.normalise(value), 0.0), 1.0))
+    if p.kind in NORM_KINDS:
+        return norm_value(p, value)
     if p.kind in ("bool", "event"):
         return 1.0 if value else 0.0
     if p.kind == "point2d":

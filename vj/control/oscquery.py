@@ -6,7 +6,8 @@ GET /?HOST_INFO   NAME, OSC_PORT, OSC_TRANSPORT, EXTENSIONS (LISTEN, PATH_ADDED,
 WebSocket         {"COMMAND": "LISTEN"|"IGNORE", "DATA": "/a/b"}; updates come back as binary OSC messages;
                   a text frame holding a path returns that node; binary OSC frames set values like UDP.
 
-The namespace is the registry's params, the /cmd/ commands (write-only), the features under /feature/
+The namespace is the registry's params, their 0..1 twins /norm/<path> for every numeric param (for faders
+that only speak 0..1; the same addresses the OSC server takes), the /cmd/ commands (write-only), the features under /feature/
 (read-only) and /vj/preset (read-only). The HTTP + WebSocket plumbing (HTTPWSServer) is shared with the
 web control page.
 """
@@ -30,7 +31,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from vj.control.osc import AllowList, OSCServer, encode_message
+from vj.control.osc import NORM_KINDS, AllowList, OSCServer, encode_message, norm_value
 from vj.control.state import COMMANDS, FEATURE_KEYS, ControlHub, ControlSnapshot
 from vj.params import Param, Value
 
@@ -273,6 +274,18 @@ def param_node(p: Param, value: Value) -> dict:
     return n
 
 
+def norm_node(p: Param, value: Value) -> dict:
+    """The /norm/<path> twin of a numeric param's node: a float fader 0..1 across the param's range."""
+    return {"FULL_PATH": "/norm" + p.path, "TYPE": "f", "ACCESS": 3, "VALUE": [norm_value(p, value)],
+            "RANGE": [{"MIN": 0.0, "MAX": 1.0}], "CLIPMODE": ["both"],
+            "DESCRIPTION": f"{p.path} as 0..1 across {p.min:g}..{p.max:g}" + (f" {p.unit}" if p.unit else "")}
+
+
+def norm_paths(params: Iterable[Param]) -> dict[str, Param]:
+    """/norm/<path> -> param, for every numeric param."""
+    return {"/norm" + p.path: p for p in params if p.kind in NORM_KINDS}
+
+
 def _command_node(path: str, args: str, description: str, presets: tuple[str, ...]) -> dict:
     n: dict[str, Any] = {"FULL_PATH": path, "DESCRIPTION": description, "ACCESS": 2}
     if not args:
@@ -289,6 +302,8 @@ def _command_node(path: str, args: str, description: str, presets: tuple[str, ..
 def leaf_nodes(snap: ControlSnapshot) -> dict[str, dict]:
     """path -> method node for everything in the namespace."""
     out = {p.path: param_node(p, snap.values.get(p.path, p.default)) for p in snap.params}
+    for path, p in norm_paths(snap.params).items():
+        out[path] = norm_node(p, snap.values.get(p.path, p.default))
     for path, (args, description) in COMMANDS.items():
         out[path] = _command_node(path, args, description, snap.presets)
     for key in FEATURE_KEYS:
@@ -424,6 +439,7 @@ class OSCQueryServer(HTTPWSServer):
         preset: str | None = None
         params: tuple | None = None
         paths: frozenset[str] | None = None
+        norms: dict[str, Param] = {}
         period_s = 1.0 / max(self.feature_hz, 1.0)
         while True:
             snap = await self.newer(version, period_s)
@@ -434,7 +450,8 @@ class OSCQueryServer(HTTPWSServer):
                 version = snap.version
                 if snap.params is not params:
                     params = snap.params
-                    now = frozenset(p.path for p in params)
+                    norms = norm_paths(params)
+                    now = frozenset(p.path for p in params) | norms.keys()
                     if paths is not None:
                         for p in sorted(now - paths):
                             self.push(self.clients, dumps({"COMMAND": "PATH_ADDED", "DATA": p}))
@@ -442,6 +459,9 @@ class OSCQueryServer(HTTPWSServer):
                             self.push(self.clients, dumps({"COMMAND": "PATH_REMOVED", "DATA": p}))
                     paths = now
                 changed.update({k: v for k, v in snap.values.items() if k not in values or values[k] != v})
+                for path, p in norms.items():
+                    if p.path in changed:
+                        changed[path] = norm_value(p, changed[p.path])
                 values = dict(snap.values)
                 if snap.preset != preset:
                     preset = changed["/vj/preset"] = snap.preset

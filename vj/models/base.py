@@ -6,6 +6,7 @@ import abc
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from vj.audio.features import Features
@@ -58,6 +59,31 @@ class Generator(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None:
         """Go back to the start of the walk."""
+
+    # ---- preset morphs between generators that share a latent space ----------------------------
+
+    def latent_space(self) -> tuple | None:
+        """Identity of this generator's latent space (`self.latent_key`); None = nothing to morph with.
+
+        Two generators with equal keys must give the same picture for the same latent, so a preset
+        morph between them can slerp the latent instead of only dissolving the picture.
+        """
+        return getattr(self, "latent_key", None)
+
+    def current_latent(self) -> np.ndarray | None:
+        """(z_dim,) float64 copy of the latent of the last `advance`; None before the first one or without a walk."""
+        z = getattr(getattr(self, "walk", None), "current_z", None)
+        return None if z is None else np.array(z, dtype=np.float64)
+
+    def morph_latent_from(self, z: np.ndarray, duration_s: float) -> None:
+        """Start the walk at latent z and slerp to its own latent over duration_s (from the next `advance`).
+
+        The default hands it to `self.walk` (a LatentWalk) when there is one, else does nothing; it is
+        only called when `latent_space()` of both generators is the same non-None key.
+        """
+        walk = getattr(self, "walk", None)
+        if walk is not None and hasattr(walk, "morph_from"):
+            walk.morph_from(z, duration_s)
 
 
 def read_params(frame: Mapping[str, Value], params: list[Param]) -> dict[str, Value]:

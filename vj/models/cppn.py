@@ -71,6 +71,9 @@ class CPPNGenerator(Generator):
         self.z_dim, self.fourier, self.chunk_px = int(z_dim), int(fourier), int(chunk_px)
         self._params = cppn_params()
         self.walk = LatentWalk(self.z_dim, base_seed=self.seed)
+        # The settings that draw the weights; the output size and chunk_px do not change the picture of a
+        # latent, and /model/seed only picks the walk's keyframes, so a preset morph can slerp across them.
+        self.latent_key = ("cppn", self.seed, self.z_dim, self.hidden, self.layers, self.fourier)
         self._angle_rad = 0.0
         self._traced = None
 

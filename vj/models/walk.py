@@ -42,6 +42,32 @@ def _impulse_decay(dt_s: float, attack_s: float, release_s: float) -> tuple[floa
     return a, r, g
 
 
+def smoothstep(x: float) -> float:
+    """0..1 -> 0..1 with zero slope at both ends (x is clamped)."""
+    x = min(1.0, max(0.0, x))
+    return x * x * (3.0 - 2.0 * x)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """The point k (0..1) of the way from a to b along the great circle, its length lerped from |a| to |b|.
+
+    k = 0 gives a and k = 1 gives b exactly; nearly parallel or opposite vectors fall back to a lerp.
+    """
+    if k <= 0.0:
+        return np.array(a, dtype=np.float64)
+    if k >= 1.0:
+        return np.array(b, dtype=np.float64)
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na < 1e-12 or nb < 1e-12:
+        return (1.0 - k) * a + k * b
+    ua, ub = a / na, b / nb
+    theta = math.acos(min(1.0, max(-1.0, float(ua @ ub))))
+    if math.sin(theta) < 1e-6:
+        return (1.0 - k) * a + k * b
+    u = (math.sin((1.0 - k) * theta) * ua + math.sin(k * theta) * ub) / math.sin(theta)
+    return u * ((1.0 - k) * na + k * nb)
+
+
 def walk_params(speed: float) -> list[Param]:
     """The latent-walk params every walking generator declares."""
     return [
@@ -83,6 +109,25 @@ class LatentWalk:
         self._prev_seed = 0
         self._fade = 1.0                                # 0..1 through a seed crossfade; 1 = done
         self._last_onset: tuple[bool, float] = (False, math.nan)
+        self.current_z: np.ndarray | None = None        # (z_dim,) the latent the last step returned
+        self._morph_from: np.ndarray | None = None      # (z_dim,) where a preset morph starts
+        self._morph_s = 0.0                             # duration of that morph
+        self._morph_elapsed_s: float | None = None      # None until the first step after `morph_from`
+
+    def morph_from(self, z: np.ndarray, duration_s: float) -> None:
+        """Start from latent z and slerp to the walk's own latent over duration_s seconds (a preset morph).
+
+        The morph starts at the time of the next `step`: that step returns z itself, and each later one
+        moves smoothstep(elapsed / duration_s) of the way along the great circle to the walk's latent,
+        so the result depends only on the sum of the dt's, not on the frame rate.
+        """
+        z = np.asarray(z, dtype=np.float64).reshape(-1)
+        if z.shape != (self.z_dim,):
+            raise ValueError(f"morph latent has {z.size} dims, expected {self.z_dim}")
+        if duration_s <= 0.0:
+            self._morph_from = None
+            return
+        self._morph_from, self._morph_s, self._morph_elapsed_s = z.copy(), float(duration_s), None
 
     def keyframe(self, seed: int, k: int) -> np.ndarray:
         return _unit_normal(self.base_seed, seed, _KEYFRAME, k, self.z_dim)
@@ -136,10 +181,18 @@ class LatentWalk:
 
         z = self.path(self.seed, self.pos)
         if self._fade < 1.0:
-            w = self._fade * self._fade * (3.0 - 2.0 * self._fade)            # smoothstep
+            w = smoothstep(self._fade)
             z = (1.0 - w) * self.path(self._prev_seed, self.pos) + w * z
             z *= math.sqrt(self.z_dim) / max(float(np.linalg.norm(z)), 1e-9)
-        return z + bass_push * bass * self.bass_direction(self.seed) + self.kick_env[:-1]
+        z = z + bass_push * bass * self.bass_direction(self.seed) + self.kick_env[:-1]
+        if self._morph_from is not None:
+            self._morph_elapsed_s = 0.0 if self._morph_elapsed_s is None else self._morph_elapsed_s + dt_s
+            x = self._morph_elapsed_s / self._morph_s
+            z = slerp(self._morph_from, z, smoothstep(x))
+            if x >= 1.0:
+                self._morph_from = None
+        self.current_z = z
+        return z
 
     def advance(self, values: Mapping[str, Any], features: Features, dt_s: float) -> np.ndarray:
         """`step` driven by the coerced values of `walk_params()` (by path) and one Features snapshot."""

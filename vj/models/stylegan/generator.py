@@ -159,6 +159,10 @@ class StyleGANGenerator(Generator):
             log.info("stylegan: no checkpoint given, using a small randomly initialised StyleGAN2 "
                      "(%d px, seed %d): abstract patterns, not a trained model", RANDOM_NET["img_resolution"], seed)
         self.loaded = loaded
+        # Scenes on the same network share its latent space: a preset morph slerps between their latents
+        # (vj.models.base.Generator.latent_space). The random network's weights depend on the seed.
+        self.latent_key = ("stylegan", str(Path(checkpoint).expanduser().resolve()), network) if checkpoint \
+            else ("stylegan-random", int(seed))
         self.G = loaded.G.to(self.device).eval().requires_grad_(False)
         self.z_dim, self.c_dim = int(self.G.z_dim), int(self.G.c_dim)
         self.img_resolution, self.img_channels = int(self.G.img_resolution), int(self.G.img_channels)
