@@ -1,7 +1,9 @@
 """The "video" generator: cuts on beats and bars, playback rate, the image model on each frame, determinism, errors."""
 
 import dataclasses
+import gc
 import shutil
+import threading
 from pathlib import Path
 from types import MappingProxyType
 
@@ -31,6 +33,14 @@ def clips(tmp_path_factory):
 @pytest.fixture(scope="module")
 def index_video(tmp_path_factory):
     return write_index_video(tmp_path_factory.mktemp("video") / "index_30f_10fps.mp4", n=30)
+
+
+@pytest.fixture(autouse=True)
+def no_prefetch_thread_outlives_its_generator():
+    yield
+    gc.collect()                      # a dropped generator's finalizer stops its prefetch thread
+    left = [t.name for t in threading.enumerate() if t.name == "vj-video-prefetch" and t.is_alive()]
+    assert not left, f"prefetch threads still running: {left}"
 
 
 def beat_features(i, beats=(), downbeats=(), onsets=()):
@@ -226,3 +236,100 @@ def test_a_preset_with_a_video_model_loads_and_a_bad_path_keeps_the_scene(tmp_pa
     finally:
         engine.close()
         release_context(ctx)
+
+
+def play_counted(gen, n, frame, wait, **marks):
+    """Like play, also waiting for the prefetch before each render when `wait`; returns (images, per-frame
+    decodes by render, per-frame seeks by render)."""
+    images, decoded, seeks = [], [], []
+    for i in range(n):
+        a = gen.advance(frame, beat_features(i, **marks), 1 / SHOW_FPS)
+        if wait:
+            assert gen.wait_prefetch()
+        d0, s0 = gen.frames_decoded, gen.seeks
+        images.append(gen.render(a)[0].permute(1, 2, 0).numpy())
+        decoded.append(gen.frames_decoded - d0)
+        seeks.append(gen.seeks - s0)
+    return np.stack(images), decoded, seeks
+
+
+def test_a_prefetched_cut_neither_seeks_nor_decodes_through_and_shows_the_same_frames(clips):
+    beats = (4, 11, 19, 26, 33, 40, 47)
+    frame = {"/model/cut": "beats", "/model/speed": 1.2}
+    sync = VideoGenerator(W, H, path=str(clips), seed=6, prefetch=False)
+    ref, _, sync_seeks = play_counted(sync, 50, frame, wait=False, beats=beats)
+    assert sync.prefetcher is None and sum(sync_seeks[b] for b in beats) >= 3     # random starts cost seeks
+    gen = VideoGenerator(W, H, path=str(clips), seed=6)
+    try:
+        images, decoded, seeks = play_counted(gen, 50, frame, wait=True, beats=beats)
+        assert np.array_equal(images, ref)
+        assert [seeks[b] for b in beats] == [0] * len(beats)
+        assert max(decoded[b] for b in beats) <= 1
+        assert (gen.prefetch_hits, gen.prefetch_misses) == (len(beats), 0)
+        assert gen.prefetcher.done >= len(beats) and gen.prefetcher.failures == 0
+    finally:
+        gen.close()
+    racing = VideoGenerator(W, H, path=str(clips), seed=6)   # no waiting: hits or misses, the same frames
+    images, _, _ = play_counted(racing, 50, frame, wait=False, beats=beats)
+    assert np.array_equal(images, ref)
+    assert racing.prefetch_hits + racing.prefetch_misses == len(beats)
+    racing.close()
+    assert not racing.prefetcher._thread.is_alive()
+
+
+def test_cuts_inside_one_file_land_on_the_seeded_frame_from_the_prefetched_decoder(index_video):
+    gen = VideoGenerator(W, H, path=str(index_video), seed=2)
+    frame = {"/model/speed": 0.0}
+    gen.advance(frame, Features(), 0.0)
+    for k in range(1, 6):
+        assert gen.wait_prefetch()
+        a = gen.advance({**frame, "/model/cut_now": True}, Features(), 1 / SHOW_FPS)
+        seeks = gen.seeks
+        img = gen.render(a)[0].permute(1, 2, 0).numpy() * 255.0
+        assert (a.cut, gen.seeks) == (k, seeks)
+        assert frame_index(img) == int(gen.plan.start_s(k) * FPS + 1e-6)
+    assert gen.prefetch_hits == 5 and len(gen._decoders) == 1        # the file's old decoder was replaced
+    gen.close()
+
+
+def test_a_prefetch_of_a_deleted_clip_fails_cleanly_and_the_cut_reports_it(tmp_path):
+    folder = write_clip_folder(tmp_path / "clips")
+    gen = VideoGenerator(W, H, path=str(folder), seed=3)
+    with ModelWorker(gen) as worker:
+        victim = gen.clips[gen.plan.clip(1)].path
+        victim.unlink()                                               # gone before the prefetch opens it
+        first = gen.advance({"/model/cut": "beats"}, beat_features(0), 1 / SHOW_FPS)
+        assert gen.wait_prefetch() and gen.prefetcher.failures == 1
+        assert victim.name in gen.prefetcher.last_error
+        assert worker.render_now(first).error is None
+        result = worker.render_now(gen.advance({"/model/cut": "beats"}, beat_features(1, beats=(1,)), 1 / SHOW_FPS))
+        assert result.error is not None and victim.name in result.error and result.image.max() == 0.0
+        assert gen.prefetch_misses == 1
+        # Deleted after the prefetch opened it: the cut still fails the way an unprefetched one would.
+        assert gen.wait_prefetch()
+        victim2 = gen.clips[gen.plan.clip(2)].path
+        victim2.unlink()
+        result = worker.render_now(gen.advance({"/model/cut": "beats"}, beat_features(2, beats=(2,)), 1 / SHOW_FPS))
+        assert result.error is not None and victim2.name in result.error
+    gen.close()
+
+
+def test_dropping_or_closing_the_generator_stops_its_prefetch_thread(clips):
+    def prefetch_threads():
+        return [t for t in threading.enumerate() if t.name == "vj-video-prefetch"]
+
+    gen = VideoGenerator(W, H, path=str(clips))
+    assert prefetch_threads() == []                                   # started by the first request only
+    gen.advance({}, Features(), 1 / SHOW_FPS)
+    thread = gen.prefetcher._thread
+    assert thread in prefetch_threads()
+    del gen                                                           # no close(): garbage collection stops it
+    gc.collect()
+    assert not thread.is_alive()
+    gen = VideoGenerator(W, H, path=str(clips))
+    gen.advance({}, Features(), 1 / SHOW_FPS)
+    gen.close()
+    assert prefetch_threads() == []
+    out = gen.render(gen.advance({"/model/cut_now": True}, Features(), 1 / SHOW_FPS))   # closed: still renders
+    assert out.shape == (1, 3, H, W) and gen.prefetch_misses == 1
+    gen.close()

@@ -8,7 +8,8 @@ import pytest
 
 from video_synth import FPS, H, W, frame_index, write_clip_folder, write_index_video, write_video
 from vj.video.clips import CutPlan, find_clips
-from vj.video.source import (VideoError, VideoSource, WebcamSource, fit_frame, list_webcams, resolve_webcam)
+from vj.video.source import (Prefetcher, VideoError, VideoSource, WebcamSource, fit_frame, list_webcams,
+                             resolve_webcam)
 
 N = 30                                # frames in the index video: 3 s at 10 fps
 
@@ -156,3 +157,33 @@ def test_short_clip_of_one_frame_loops_on_that_frame(tmp_path):
     with VideoSource(one) as src:
         for t in (0.0, 0.05, 0.3, 5.0):
             assert abs(float(src.frame_at(t).to_ndarray(format="rgb24").mean()) - 90) < 4
+
+
+def test_prefetcher_hands_over_a_source_positioned_at_the_start(tmp_path, index_video):
+    p = Prefetcher()
+    try:
+        p.request("a", index_video, 2.25)             # frame 22: a seek from the keyframe at 20
+        assert p.wait_idle() and p.done == 1
+        src = p.take("a", 2.25)
+        assert src is not None and not src.needs_seek(2.25) and src.needs_seek(0.5)
+        seeks, decoded = src.seeks, src.decoded
+        assert shown(src, 2.25) == 22 and shown(src, 2.3) == 23
+        assert src.seeks == seeks and src.decoded - decoded <= 1
+        src.close()
+        assert p.take("a", 2.25) is None              # handed over once
+        p.request("b", index_video, 1.0)
+        assert p.wait_idle() and p.take("b", 0.2) is None       # behind the prefetched point: the caller seeks
+        for key in ("c", "d", "e"):                   # at most MAX_READY wait; the oldest goes
+            p.request(key, index_video, 0.5)
+            assert p.wait_idle()
+        newest = p.take("e", 0.5)
+        assert p.take("c", 0.5) is None and newest is not None
+        newest.close()
+        p.request("gone", tmp_path / "missing.mp4", 0.0)
+        assert p.wait_idle() and p.failures == 1 and "missing.mp4" in p.last_error
+        assert p.take("gone", 0.0) is None
+    finally:
+        p.close()
+    assert not p._thread.is_alive()
+    p.request("late", index_video, 0.0)               # closed: ignored, no thread restarts
+    assert p.wait_idle() and not p._thread.is_alive()

@@ -5,6 +5,8 @@ missing, has no video stream or does not decode) and then answers `frame_at(t_s)
 media time `t_s`, looping over the file's duration. Decoding runs forward from the last frame; it
 seeks (to the keyframe before `t_s`) only on a jump backwards or more than SEEK_AHEAD_S forwards, and
 the last frame is cached, so playing at any rate below real time costs one decode per new frame.
+`Prefetcher` does the open and the seek for a planned cut ahead of time on its own thread and hands
+the positioned source over, so the cut itself costs one frame.
 `fit_frame` scales and crops (cover) or letterboxes (contain) a frame to an output size in swscale.
 
 `WebcamSource(device)` reads a V4L2 device through PyAV's `v4l2` input on a daemon thread and always
@@ -177,10 +179,17 @@ class VideoSource:
             self._current = self._pending = None
             raise VideoError(f"{self.path}: cannot decode at {t:.2f} s: {_one_line(exc)}") from None
 
+    def needs_seek(self, t_s: float) -> bool:
+        """True when `frame_at(t_s)` would seek; False when it decodes forward from the frame shown now."""
+        return self._container is None or self._needs_seek(self.wrap(t_s))
+
+    def _needs_seek(self, t: float) -> bool:
+        cur = self._current
+        return cur is None or t < cur[0] - 1e-6 or t - cur[0] > SEEK_AHEAD_S
+
     def _frame_at(self, t: float) -> av.VideoFrame:
         eps = 1e-6
-        cur = self._current
-        if cur is None or t < cur[0] - eps or t - cur[0] > SEEK_AHEAD_S:
+        if self._needs_seek(t):
             self._seek(t)
         while True:
             if self._pending is None:
@@ -215,6 +224,108 @@ class VideoSource:
         else:
             start_s = float((pts - self._start_pts) * self._time_base)
         return start_s, frame
+
+
+class Prefetcher:
+    """Opens a file and decodes up to a start time on its own thread, so a planned cut costs one frame.
+
+    `request(key, path, t_s)` (cheap, any thread) asks for a `VideoSource` of `path` positioned at
+    media time `t_s`: the thread opens the file and calls `frame_at(t_s)`, so the seek and the decode
+    since the keyframe happen ahead of time. `take(key, t_s)` (the render thread) hands the ready
+    source over and forgets it, waits while that key is being decoded, and returns None where there is
+    none (not requested, failed, the file gone meanwhile, or `t_s` not reachable without a seek): the
+    caller then seeks itself, which gives the same frame, only later. At most MAX_READY sources wait
+    (the newest requests win); the thread starts on the first request and stops on `close()`.
+    """
+
+    MAX_READY = 2
+
+    def __init__(self, name: str = "vj-video-prefetch"):
+        self.name = name
+        self.done = 0                 # sources positioned
+        self.failures = 0             # requests whose file did not open or decode
+        self.last_error: str | None = None
+        self._cond = threading.Condition()
+        self._wanted: tuple[object, Path, float] | None = None     # the newest request not started
+        self._working: object | None = None                        # the key being decoded now
+        self._ready: dict[object, VideoSource] = {}                # insertion order = request order
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def request(self, key: object, path: str | os.PathLike, t_s: float) -> None:
+        """Ask for `path` positioned at `t_s` under `key`; a no-op when that key is already ready or under way."""
+        with self._cond:
+            if self._closed or key in self._ready or key == self._working:
+                return
+            self._wanted = (key, Path(path), float(t_s))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def take(self, key: object, t_s: float, timeout_s: float = 10.0) -> VideoSource | None:
+        """The source prefetched under `key`, ready for `frame_at(t_s)` without a seek, or None."""
+        with self._cond:
+            if self._wanted is not None and self._wanted[0] == key:
+                self._wanted = None           # not started: the caller's own seek is as fast
+            self._cond.wait_for(lambda: self._working != key, timeout_s)
+            src = self._ready.pop(key, None) if self._working != key else None
+        if src is None:
+            return None
+        if not src.path.is_file() or src.needs_seek(t_s):   # deleted meanwhile: fail as an unprefetched cut would
+            src.close()
+            return None
+        return src
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Block until no request waits or decodes (tests, benchmarks); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._wanted is None and self._working is None, timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread (after the decode in progress) and close the ready sources; idempotent."""
+        with self._cond:
+            self._closed = True
+            self._wanted = None
+            ready, self._ready = list(self._ready.values()), {}
+            thread = self._thread
+            self._cond.notify_all()
+        for src in ready:
+            src.close()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._wanted is not None or self._closed)
+                if self._closed:
+                    return
+                (key, path, t_s), self._wanted = self._wanted, None
+                self._working = key
+            src, error = None, None
+            try:
+                src = VideoSource(path)
+                src.frame_at(t_s)
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bad file; render re-raises it
+                error = str(exc) if isinstance(exc, VideoError) else f"{path}: {type(exc).__name__}: {_one_line(exc)}"
+                if src is not None:
+                    src.close()
+                    src = None
+            with self._cond:
+                self._working = None
+                if error is not None:
+                    self.failures += 1
+                    self.last_error = error
+                    log.debug("prefetch failed: %s", error)
+                elif self._closed:
+                    src.close()
+                else:
+                    self.done += 1
+                    self._ready[key] = src
+                    while len(self._ready) > self.MAX_READY:
+                        self._ready.pop(next(iter(self._ready))).close()
+                self._cond.notify_all()
 
 
 def list_webcams() -> list[str]:
