@@ -265,12 +265,14 @@ class Engine:
         self.modulator.reset()
         self.chain.set_effects(shaders)
         if generator is not self.generator:
-            old = self.worker
+            old, old_generator = self.worker, self.generator
             self.generator = generator
             self.worker = worker or ModelWorker(generator, torch_threads=self.torch_threads)
             self._model_key = key
             if old is not None:
-                old.close()
+                # Live, never wait for the old model's render in progress: its thread ends after it.
+                old.close(timeout_s=0.0 if self.live else 5.0)
+            _close_generator(old_generator)
         elif worker is not None:
             worker.close()
         self.preset = preset
@@ -602,7 +604,13 @@ class Engine:
         self.hub.publish(ControlSnapshot(
             version=self._pub_version, params=params, values=values, features=features,
             preset=self.preset.name if self.preset else "", presets=presets,
+            aliases=self.preset.osc_aliases if self.preset else MappingProxyType({}),
             t_s=self._frame_t_s, frame=self.frame_index))
+
+    @property
+    def midi_mappings(self) -> tuple:
+        """The active preset's MIDI mappings ([[midi.cc]], ...), which the show lays over the controller's map."""
+        return self.preset.midi if self.preset else ()
 
     def analyse(self, mono: np.ndarray | None) -> Features:
         t0 = time.perf_counter()
@@ -714,6 +722,14 @@ class Engine:
             self._loader.shutdown(wait=False, cancel_futures=True)
         if self.worker is not None:
             self.worker.close()
+        _close_generator(self.generator)
+
+
+def _close_generator(generator) -> None:
+    """Stop a generator's own threads (the video prefetcher), for those that have any."""
+    close = getattr(generator, "close", None)
+    if callable(close):
+        close()
 
 
 def _morph_latent(old, new, duration_s: float) -> None:

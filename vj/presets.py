@@ -1,4 +1,5 @@
-"""Scene files (TOML) <-> model choice, effect chain, param values and routes, validated before use."""
+"""Scene files (TOML) <-> model choice, effect chain, param values, routes and controller mappings, validated
+before use."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ from typing import Any, Mapping
 
 import tomli_w
 
+from vj.control.midi import Mapping as MidiMapping
+from vj.control.midi import MidiMapError, mapping_tables, parse_midi_tables
+from vj.control.osc import alias_problem
+from vj.control.state import is_command
 from vj.modulation import CURVES, Route, RouteError
 from vj.params import Registry, Value
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
-_TOP_KEYS = {"name", "description", "model", "effects", "values", "routes"}
+_TOP_KEYS = {"name", "description", "model", "effects", "values", "routes", "osc", "midi"}
 
 
 class PresetError(ValueError):
@@ -37,6 +42,8 @@ class Preset:
     effects: tuple[EffectSpec, ...] = ()
     values: Mapping[str, Value] = field(default_factory=lambda: MappingProxyType({}))
     routes: tuple[Route, ...] = ()
+    osc_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # [osc.alias]
+    midi: tuple[MidiMapping, ...] = ()  # [[midi.cc]], ...: on top of the controller's map while active
     path: Path | None = None
     text: str = ""                    # the file's text, to point at lines in error messages
 
@@ -46,9 +53,9 @@ class Preset:
                 return i
         return None
 
-    def error(self, reason: str, needle: str | None = None) -> PresetError:
+    def error(self, reason: str, needle: str | None = None, line: int | None = None) -> PresetError:
         where = str(self.path) if self.path else f"preset {self.name!r}"
-        line = self.line_of(needle) if needle else None
+        line = line or (self.line_of(needle) if needle else None)
         return PresetError(f"{where}:{line}: {reason}" if line else f"{where}: {reason}")
 
     def validate(self, registry: Registry) -> None:
@@ -65,6 +72,20 @@ class Preset:
                 r.validate(registry)
             except RouteError as exc:
                 raise self.error(str(exc), r.target) from None
+        def param(path: str):
+            return registry.param(path) if path in registry else None
+
+        for alias, target in self.osc_aliases.items():
+            why = alias_problem(alias, target, param)
+            if why:
+                raise self.error(why, f'"{alias}"')
+        for m in self.midi:
+            if is_command(m.path):
+                continue                              # checked against the commands when parsed
+            p = param(m.path)
+            if p is None or not p.scalar:
+                why = "unknown param" if p is None else f"a {p.kind} param is not one value"
+                raise self.error(f"MIDI mapping {m.describe()}: {why}", line=m.line)
 
 
 def preset_search_dirs(extra: Path | None = None) -> list[Path]:
@@ -171,10 +192,27 @@ def parse_preset(text: str, path: Path | None = None) -> Preset:
             raise stub.error(f"unknown curve {curve!r}; known: {', '.join(CURVES)}", curve)
         routes.append(Route(str(r["source"]), str(r["target"]), float(amount), curve))
 
+    osc = data.get("osc", {})
+    if not isinstance(osc, dict) or set(osc) - {"alias"} or not isinstance(osc.get("alias", {}), dict):
+        key = sorted(set(osc) - {"alias"})[0] if isinstance(osc, dict) and set(osc) - {"alias"} else "alias"
+        raise stub.error('[osc] holds one table, [osc.alias]: "/address/sent" = "/param/path"',
+                         f"osc.{key}" if stub.line_of(f"osc.{key}") else "osc")
+    aliases = osc.get("alias", {})
+    for alias, target in aliases.items():
+        if not isinstance(target, str):
+            raise stub.error(f"alias {alias!r}: the target must be a string (a param path, /norm/<path> or a "
+                             f"/cmd/ command)", f'"{alias}"')
+
+    try:
+        midi = parse_midi_tables(data.get("midi", {}), text, where)
+    except MidiMapError as exc:
+        raise PresetError(str(exc)) from None
+
     return Preset(
         name=stub.name, description=str(data.get("description", "")), model=str(model.get("name", "cppn")),
         model_settings=MappingProxyType(model_settings), effects=tuple(effects),
-        values=MappingProxyType(dict(values)), routes=tuple(routes), path=path, text=text,
+        values=MappingProxyType(dict(values)), routes=tuple(routes),
+        osc_aliases=MappingProxyType(dict(aliases)), midi=midi, path=path, text=text,
     )
 
 
@@ -188,4 +226,8 @@ def dump_preset(preset: Preset) -> str:
     data["values"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preset.values.items()}
     data["routes"] = [{"source": r.source, "target": r.target, "amount": r.amount, "curve": r.curve}
                       for r in preset.routes]
+    if preset.osc_aliases:
+        data["osc"] = {"alias": dict(preset.osc_aliases)}
+    if preset.midi:
+        data["midi"] = mapping_tables(preset.midi)
     return tomli_w.dumps(data)

@@ -231,6 +231,7 @@ class LiveShow:
         self._rec_frames = 0
         self._rec_t0 = 0.0
         self._midi_bpm = 0.0
+        self._midi_preset = None                 # the preset whose MIDI mappings the router has
         self.engine.commands["/cmd/record/start"] = lambda v: self.start_recording(v)
         self.engine.commands["/cmd/record/stop"] = lambda v: self.stop_recording()
         self._audio_status = self.source.status
@@ -281,6 +282,10 @@ class LiveShow:
             engine.step_live(mono, self.clock.t_s, dt)
         except Exception as exc:  # the frame boundary: log, keep the show going on the last good state
             log.exception("frame %d failed: %s", self.frames, exc)
+        if self.midi is not None and engine.preset is not self._midi_preset:
+            # The active preset's [[midi.*]] mappings lie over the controller's map; a new preset replaces them.
+            self._midi_preset = engine.preset
+            self.midi.router.set_preset_mappings(engine.midi_mappings)
         if self.session is not None:
             self.session.done(self.clock.t_s, dt)
         size = window.framebuffer_size

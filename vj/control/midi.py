@@ -126,7 +126,7 @@ class _Lines:
         self.lines = text.splitlines()
         self.headers: dict[str, list[int]] = {}
         for i, line in enumerate(self.lines, 1):
-            m = re.match(r"\s*\[\[\s*([A-Za-z0-9_\-]+)\s*\]\]", line)
+            m = re.match(r"\s*\[\[\s*([A-Za-z0-9_.\-]+)\s*\]\]", line)
             if m:
                 self.headers.setdefault(m.group(1), []).append(i)
 
@@ -138,8 +138,8 @@ class _Lines:
 
     def table(self, kind: str, index: int, key: str | None = None) -> int | None:
         starts = self.headers.get(kind, [])
-        if index >= len(starts):
-            return self.top(kind)
+        if index >= len(starts):              # inline arrays (`cc = [{...}]`, as tomli_w writes them)
+            return self.top(kind) or self.top(kind.rsplit(".", 1)[-1])
         start = starts[index]
         if key is None:
             return start
@@ -158,6 +158,76 @@ def _is_number(v: Any) -> bool:
 
 def known_commands() -> set[str]:
     return set(COMMANDS) | set(MIDI_COMMANDS)
+
+
+def parse_mapping_tables(data: dict, lines: "_Lines", err, prefix: str = "") -> list[Mapping]:
+    """The [[cc]], [[note]], [[cc14]] and [[bend]] tables of `data`, checked; `err(reason, line)` makes the error.
+
+    `prefix` is where the tables sit in the file ("midi." in a preset's [[midi.cc]]), so lines point into it.
+    """
+    mappings: list[Mapping] = []
+    commands = known_commands()
+    for kind in KINDS:
+        tables = data.get(kind, [])
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise err(f"`{prefix}{kind}` must be an array of tables ([[{prefix}{kind}]])",
+                      lines.top(f"{prefix}{kind}"))
+        num_key = _NUMBER_KEY[kind]
+        allowed = _COMMON_KEYS | ({num_key} if num_key else set())
+        for i, t in enumerate(tables):
+            def at(key: str | None = None) -> int | None:
+                return lines.table(f"{prefix}{kind}", i, key)
+
+            extra = sorted(set(t) - allowed)
+            if extra:
+                raise err(f"unknown key {extra[0]!r} in [[{prefix}{kind}]]; allowed: {', '.join(sorted(allowed))}",
+                          at(extra[0]))
+            target = t.get("path")
+            if not isinstance(target, str) or not _PATH_RE.match(target):
+                raise err(f"[[{prefix}{kind}]] needs `path`, a param path like \"/fx/kaleidoscope/sides\" or a /cmd/ "
+                          f"command", at("path"))
+            if is_command(target) and target not in commands:
+                raise err(f"unknown command {target!r}; known: {', '.join(sorted(commands))}", at("path"))
+            number = 0
+            if num_key:
+                number = t.get(num_key)
+                top = 31 if kind == "cc14" else 127
+                if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= top:
+                    raise err(f"[[{prefix}{kind}]] needs `{num_key}`, a whole number 0..{top}"
+                              + (" (the MSB; its LSB is cc + 32)" if kind == "cc14" else ""), at(num_key))
+            channel = t.get("channel")
+            if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)
+                                        or not 1 <= channel <= 16):
+                raise err(f"`channel` must be 1..16 (leave it out for any channel), got {channel!r}", at("channel"))
+            for key in ("min", "max"):
+                if key in t and not _is_number(t[key]):
+                    raise err(f"`{key}` must be a finite number, got {t[key]!r}", at(key))
+            curve = t.get("curve", "linear")
+            if curve not in CURVES:
+                raise err(f"unknown curve {curve!r}; known: {', '.join(CURVES)}", at("curve"))
+            mode = t.get("mode", "")
+            if mode and mode not in MODES[kind]:
+                raise err(f"unknown mode {mode!r} for [[{prefix}{kind}]]; one of {', '.join(MODES[kind])}", at("mode"))
+            if is_command(target) and mode not in ("", "trigger"):
+                raise err(f"a /cmd/ path fires on a press: leave `mode` out (got {mode!r})", at("mode"))
+            if mode in RELATIVE and (is_command(target) or curve != "linear"):
+                raise err(f"mode {mode!r} turns a param by steps: it takes no /cmd/ path and no curve",
+                          at("curve" if curve != "linear" else "path"))
+            step = t.get("step")
+            if step is not None and (mode not in RELATIVE or not _is_number(step) or step <= 0):
+                raise err(f"`step` is the size of one tick of a relative encoder (mode = "
+                          f"{' / '.join(repr(r) for r in RELATIVE)}), a number > 0; got {step!r}", at("step"))
+            if is_command(target) and kind in ("cc14", "bend"):
+                raise err(f"[[{prefix}{kind}]] cannot trigger a command: use [[cc]] or [[note]]", at("path"))
+            arg = t.get("arg")
+            if arg is not None and not is_command(target):
+                raise err("`arg` is for /cmd/ paths only", at("arg"))
+            if arg is not None and not isinstance(arg, (str, int, float, bool)):
+                raise err(f"`arg` must be a string, number or boolean, got {arg!r}", at("arg"))
+            mappings.append(Mapping(kind, number, target, channel, t.get("min"), t.get("max"), curve, mode, arg,
+                                    at() or 0, step))
+    _check_overlaps(mappings, err)
+    return mappings
 
 
 def parse_midi_map(text: str, path: Path | str | None = None) -> MidiMap:
@@ -181,68 +251,7 @@ def parse_midi_map(text: str, path: Path | str | None = None) -> MidiMap:
         if key in data and not isinstance(data[key], str):
             raise err(f"`{key}` must be a string", lines.top(key))
 
-    mappings: list[Mapping] = []
-    commands = known_commands()
-    for kind in KINDS:
-        tables = data.get(kind, [])
-        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-            raise err(f"`{kind}` must be an array of tables ([[{kind}]])", lines.top(kind))
-        num_key = _NUMBER_KEY[kind]
-        allowed = _COMMON_KEYS | ({num_key} if num_key else set())
-        for i, t in enumerate(tables):
-            def at(key: str | None = None) -> int | None:
-                return lines.table(kind, i, key)
-
-            extra = sorted(set(t) - allowed)
-            if extra:
-                raise err(f"unknown key {extra[0]!r} in [[{kind}]]; allowed: {', '.join(sorted(allowed))}",
-                          at(extra[0]))
-            target = t.get("path")
-            if not isinstance(target, str) or not _PATH_RE.match(target):
-                raise err(f"[[{kind}]] needs `path`, a param path like \"/fx/kaleidoscope/sides\" or a /cmd/ "
-                          f"command", at("path"))
-            if is_command(target) and target not in commands:
-                raise err(f"unknown command {target!r}; known: {', '.join(sorted(commands))}", at("path"))
-            number = 0
-            if num_key:
-                number = t.get(num_key)
-                top = 31 if kind == "cc14" else 127
-                if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= top:
-                    raise err(f"[[{kind}]] needs `{num_key}`, a whole number 0..{top}"
-                              + (" (the MSB; its LSB is cc + 32)" if kind == "cc14" else ""), at(num_key))
-            channel = t.get("channel")
-            if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)
-                                        or not 1 <= channel <= 16):
-                raise err(f"`channel` must be 1..16 (leave it out for any channel), got {channel!r}", at("channel"))
-            for key in ("min", "max"):
-                if key in t and not _is_number(t[key]):
-                    raise err(f"`{key}` must be a finite number, got {t[key]!r}", at(key))
-            curve = t.get("curve", "linear")
-            if curve not in CURVES:
-                raise err(f"unknown curve {curve!r}; known: {', '.join(CURVES)}", at("curve"))
-            mode = t.get("mode", "")
-            if mode and mode not in MODES[kind]:
-                raise err(f"unknown mode {mode!r} for [[{kind}]]; one of {', '.join(MODES[kind])}", at("mode"))
-            if is_command(target) and mode not in ("", "trigger"):
-                raise err(f"a /cmd/ path fires on a press: leave `mode` out (got {mode!r})", at("mode"))
-            if mode in RELATIVE and (is_command(target) or curve != "linear"):
-                raise err(f"mode {mode!r} turns a param by steps: it takes no /cmd/ path and no curve",
-                          at("curve" if curve != "linear" else "path"))
-            step = t.get("step")
-            if step is not None and (mode not in RELATIVE or not _is_number(step) or step <= 0):
-                raise err(f"`step` is the size of one tick of a relative encoder (mode = "
-                          f"{' / '.join(repr(r) for r in RELATIVE)}), a number > 0; got {step!r}", at("step"))
-            if is_command(target) and kind in ("cc14", "bend"):
-                raise err(f"[[{kind}]] cannot trigger a command: use [[cc]] or [[note]]", at("path"))
-            arg = t.get("arg")
-            if arg is not None and not is_command(target):
-                raise err("`arg` is for /cmd/ paths only", at("arg"))
-            if arg is not None and not isinstance(arg, (str, int, float, bool)):
-                raise err(f"`arg` must be a string, number or boolean, got {arg!r}", at("arg"))
-            mappings.append(Mapping(kind, number, target, channel, t.get("min"), t.get("max"), curve, mode, arg,
-                                    at() or 0, step))
-
-    _check_overlaps(mappings, err)
+    mappings = parse_mapping_tables(data, lines, err)
     return MidiMap(str(data.get("controller", path.stem if path else "")), str(data.get("port", "")),
                    tuple(mappings), path)
 
@@ -266,6 +275,35 @@ def _check_overlaps(mappings: list[Mapping], err) -> None:
                 raise err(f"cc {o.number} is half of the 14-bit pair cc14 {m.number} (line {m.line})", o.line)
 
 
+def parse_midi_tables(tables: Any, text: str, where: str, prefix: str = "midi.") -> tuple[Mapping, ...]:
+    """Mapping arrays kept inside another TOML file (a preset's [[midi.cc]], ...), checked as a mapping file's
+    are; MidiMapError names `where`, the line in `text` and the reason."""
+    def err(reason: str, line: int | None) -> MidiMapError:
+        return MidiMapError(f"{where}:{line}: {reason}" if line else f"{where}: {reason}")
+
+    lines = _Lines(text)
+    table = prefix.rstrip(".")
+    if not isinstance(tables, dict):
+        raise err(f"[{table}] must be a table of mapping arrays ([[{prefix}cc]], ...)", lines.top(table))
+    unknown = sorted(set(tables) - set(KINDS))
+    if unknown:
+        raise err(f"unknown key {unknown[0]!r} in [{table}]; it holds {', '.join(f'[[{prefix}{k}]]' for k in KINDS)}",
+                  lines.top(f"{prefix}{unknown[0]}") or lines.top(unknown[0]))
+    return tuple(parse_mapping_tables(tables, lines, err, prefix))
+
+
+def overlay_mappings(base: Iterable[Mapping], top: Iterable[Mapping]) -> tuple[Mapping, ...]:
+    """`top`'s mappings plus those of `base` on controls `top` leaves free: a preset's mapping for a control wins."""
+    def controls(m: Mapping) -> list[tuple[str, int]]:          # the messages a mapping reads
+        return [("cc", m.number), ("cc", m.number + 32)] if m.kind == "cc14" else [(m.kind, m.number)]
+
+    top = tuple(top)
+    taken = [(c, t.channel) for t in top for c in controls(t)]
+    kept = tuple(b for b in base
+                 if not any(c in controls(b) and _channels_meet(ch, b.channel) for c, ch in taken))
+    return kept + top
+
+
 def load_midi_map(spec: str | Path) -> MidiMap:
     """`spec` is a path to a .toml file, or a name looked up as midi/NAME.toml (here, then in the repo)."""
     p = Path(spec)
@@ -281,16 +319,12 @@ def load_midi_map(spec: str | Path) -> MidiMap:
     return parse_midi_map(text, p)
 
 
-def dump_midi_map(midi_map: MidiMap) -> str:
-    """TOML text for a mapping file (used by save; comments of an edited file are not kept)."""
-    data: dict[str, Any] = {}
-    if midi_map.controller:
-        data["controller"] = midi_map.controller
-    if midi_map.port:
-        data["port"] = midi_map.port
+def mapping_tables(mappings: Iterable[Mapping]) -> dict[str, list[dict[str, Any]]]:
+    """The mappings as TOML-ready arrays of tables by kind (kinds without mappings are left out)."""
+    data: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
         rows = []
-        for m in midi_map.mappings:
+        for m in mappings:
             if m.kind != kind:
                 continue
             row: dict[str, Any] = {}
@@ -311,6 +345,17 @@ def dump_midi_map(midi_map: MidiMap) -> str:
             rows.append(row)
         if rows:
             data[kind] = rows
+    return data
+
+
+def dump_midi_map(midi_map: MidiMap) -> str:
+    """TOML text for a mapping file (used by save; comments of an edited file are not kept)."""
+    data: dict[str, Any] = {}
+    if midi_map.controller:
+        data["controller"] = midi_map.controller
+    if midi_map.port:
+        data["port"] = midi_map.port
+    data.update(mapping_tables(midi_map.mappings))
     return "# vj MIDI mappings (see README, MIDI). Written by /cmd/midi/save.\n" + tomli_w.dumps(data)
 
 
@@ -464,13 +509,14 @@ class MidiRouter:
         self.last = ""                                       # the last control message, for the HUD / log
         self.learned: Mapping | None = None
         self.dirty = False                                   # learned mappings not saved yet
+        self.preset_mappings: tuple[Mapping, ...] = ()       # the active preset's, on top of `map` (not saved)
         self._reindex()
 
     # -- mappings --
 
     def _reindex(self) -> None:
         index: dict[tuple, list[Mapping]] = {}
-        for m in self.map.mappings:
+        for m in overlay_mappings(self.map.mappings, self.preset_mappings):
             index.setdefault(m.source, []).append(m)
         self._index = index
 
@@ -484,6 +530,12 @@ class MidiRouter:
     def set_map(self, midi_map: MidiMap) -> None:
         with self._lock:
             self.map = midi_map
+            self._reindex()
+
+    def set_preset_mappings(self, mappings: Iterable[Mapping]) -> None:
+        """The active preset's mappings, on top of the controller's map (replacing the previous preset's)."""
+        with self._lock:
+            self.preset_mappings = tuple(mappings)
             self._reindex()
 
     # -- learn --
@@ -539,6 +591,8 @@ class MidiRouter:
         kept = tuple(o for o in self.map.mappings
                      if not any(o.kind == k and o.number == n and _channels_meet(o.channel, c) for k, c, n in gone))
         self.map = replace(self.map, mappings=kept + (m,))
+        # A control learned now drives the learned path even where the active preset mapped it.
+        self.preset_mappings = overlay_mappings(self.preset_mappings, [m])[:-1]
         self._reindex()
         self._armed = None
         self.learned = m

@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -291,7 +291,19 @@ class Router:
         return self._index.get(path)
 
     def change(self, address: str, args: tuple, source: str = "osc") -> Change | None:
-        """The Change a message asks for; None when it asks for nothing (a fader's release); OSCError if refused."""
+        """The Change a message asks for; None when it asks for nothing (a fader's release); OSCError if refused.
+
+        An address the active preset aliases ([osc.alias]) is routed as its target, with the same checks.
+        """
+        target = self.hub.snapshot.aliases.get(address)
+        if target is None:
+            return self._change(address, args, source)
+        try:
+            return self._change(target, args, source)
+        except ValueError as exc:
+            raise OSCError(f"{address} (alias of {target}): {exc}") from None
+
+    def _change(self, address: str, args: tuple, source: str) -> Change | None:
         vals = _scalars(args)
         if vals is None:
             raise OSCError(f"{address}: unsupported or non-finite argument")
@@ -341,6 +353,40 @@ class Router:
         else:                                      # colour: already 0..1
             value = p.coerce(tuple(xs))
         return Change(path, value, source)
+
+
+_PATTERN_CHARS = set(" #*,?[]{}")          # OSC reserves these in addresses (patterns, separators)
+RESERVED_PREFIXES = ("/cmd/", "/norm/", "/vj/", "/feature/")
+
+
+def alias_problem(alias: str, target: str, param: Callable[[str], Param | None]) -> str | None:
+    """Why `alias` cannot stand for `target` in a preset's [osc.alias] (None when it can).
+
+    The alias must be a plain OSC address that is not a param path (`param(path)` finds declared params) nor
+    one of vj's own addresses; the target a param, /norm/ of a param, or a command.
+    """
+    if (not alias.startswith("/") or alias.endswith("/") or "//" in alias or len(alias) > 128
+            or any(c in _PATTERN_CHARS or not c.isprintable() for c in alias)):
+        return (f"alias {alias!r} is not a plain OSC address (starts with '/', no spaces or "
+                f"{''.join(sorted(_PATTERN_CHARS - {' '}))})")
+    if alias.startswith(RESERVED_PREFIXES) or alias in ("/vj/register", "/vj/unregister"):
+        return f"alias {alias!r} would shadow vj's own {alias.split('/')[1]!r} addresses"
+    if param(alias) is not None:
+        return f"alias {alias!r} would shadow the param of that path"
+    if not isinstance(target, str):
+        return f"alias {alias!r}: the target must be a string (a param path, /norm/<path> or a /cmd/ command)"
+    if target.startswith("/cmd/"):
+        return None if target in COMMANDS else f"alias {alias!r}: unknown command {target!r}"
+    if target.startswith("/norm/"):
+        p = param(target[len("/norm"):])
+        if p is None:
+            return f"alias {alias!r}: unknown param {target[len('/norm'):]!r} in {target!r}"
+        if p.kind not in NORM_KINDS:
+            return f"alias {alias!r}: {target!r}: a {p.kind} param has no 0..1 range (alias its plain path)"
+        return None
+    if param(target) is None:
+        return f"alias {alias!r}: unknown param {target!r} (a param path, /norm/<path> or a /cmd/ command)"
+    return None
 
 
 # ---- timetags ------------------------------------------------------------------------------------
@@ -631,8 +677,26 @@ class OSCServer:
             out.append((path, v, p))
         return out
 
+    @staticmethod
+    def _alias_packets(snap: ControlSnapshot, values: Mapping[str, Value]) -> list:
+        """Aliased targets among `values` again at their alias addresses (so a TouchOSC fader follows them), in
+        the alias's terms: 0..1 for a /norm/ target, the value as it is for a plain one."""
+        if not snap.aliases:
+            return []
+        index = {p.path: p for p in snap.params}
+        out = []
+        for alias, target in snap.aliases.items():
+            norm = target.startswith("/norm/")
+            path = target[len("/norm"):] if norm else target
+            p = index.get(path)
+            if path not in values or p is None or p.kind == "event":
+                continue
+            out.append((alias, _feedback_value(p, values[path], True) if norm else values[path], None))
+        return out
+
     def _feedback(self) -> None:
         version = -1
+        aliases: dict[str, str] = {}
         sent: dict[str, Value] = {}
         preset = None
         features: dict[str, float] = {}
@@ -653,13 +717,18 @@ class OSCServer:
                 changed = {k: v for k, v in snap.values.items() if k not in sent or sent[k] != v}
                 sent = dict(snap.values)
                 others = [t for t in targets if t not in fresh]
-                if others and changed:
-                    self._send(self._value_packets(snap, changed), others)
+                # A new preset's aliases: send every aliased value, so the controller shows the new scene.
+                alias_values = changed if dict(snap.aliases) == aliases else snap.values
+                aliases = dict(snap.aliases)
+                packets = self._value_packets(snap, changed) + self._alias_packets(snap, alias_values)
+                if others and packets:
+                    self._send(packets, others)
                 if snap.preset != preset and others:
                     self._send([("/vj/preset", snap.preset, None)], others)
                 preset = snap.preset
             if fresh and snap.params:
-                self._send(self._value_packets(snap, snap.values) + [("/vj/preset", snap.preset, None)], fresh)
+                self._send(self._value_packets(snap, snap.values) + self._alias_packets(snap, snap.values)
+                           + [("/vj/preset", snap.preset, None)], fresh)
                 features.clear()                  # and every feature on the next pass
             elif fresh:
                 with self._targets_lock:          # nothing published yet: try again next pass

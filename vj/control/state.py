@@ -53,6 +53,8 @@ class ControlSnapshot:
     features: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # FEATURE_KEYS
     preset: str = ""                                   # the active preset's name
     presets: tuple[str, ...] = ()                      # the presets one can load
+    # OSC address aliases of the active preset ([osc.alias]): "/1/fader1" -> "/norm/fx/kaleidoscope/sides"
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     t_s: float = 0.0                                   # show clock
     frame: int = 0
 
