@@ -34,6 +34,11 @@ import torch
 
 log = logging.getLogger(__name__)
 
+# Tracing our networks warns about every shape assert it turns into a constant; the shapes are fixed per
+# model, so these say nothing to a user. A filter for good: catch_warnings is not thread-safe, and the
+# engine traces on its loader thread.
+warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+
 BACKENDS = ("eager", "trace", "compile", "onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -129,7 +134,7 @@ def _onnx_forward(module: torch.nn.Module, example: tuple[torch.Tensor, ...], de
     names = [f"in{i}" for i in range(len(example))]
     buf = io.BytesIO()
     # The exporter (torch.export + onnxscript) logs progress and notes about absent torchvision ops: quiet it.
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")]
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "torch._dynamo")]
     levels = [lg.level for lg in quiet]
     try:
         for lg in quiet:
