@@ -734,7 +734,7 @@ def _close_generator(generator) -> None:
 
 def _morph_latent(old, new, duration_s: float) -> None:
     """Start `new`'s latent at `old`'s and slerp it to its own walk over duration_s, when they share a latent space."""
-    if old is None or duration_s <= 0.0:
+    if old is None or old is new or duration_s <= 0.0:     # the same generator: its walk just goes on
         return
     space = old.latent_space()
     z = old.current_latent()
