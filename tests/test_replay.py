@@ -185,3 +185,28 @@ def test_slow_encoder_drops_recording_frames_not_display_frames(xvfb_display, tm
         assert (st.width, st.height) == (160, 90)
         n = sum(1 for _ in c.decode(video=0))
     assert 0 < n <= 1.5 * 15 + 2
+
+
+def test_replay_takes_scene_and_model_changes_from_preset_events_only():
+    """A logged /cmd/model/switch must not start a background model load in a replay (its landing frame would
+    depend on thread timing): the "preset" event that followed it carries the swap."""
+    from test_engine import CFG
+    from vj.engine import Engine
+    from vj.gfx.context import create_headless_context, release_context
+    from vj.replay import _Events
+
+    ctx = create_headless_context()     # this test's own: a module-wide EGL context upsets the glfw windows here
+    e = Engine(ctx, CFG, AudioConfig(), live=True)
+    try:
+        e.load_preset("default")
+        gen = e.generator
+        _Events(None, e).apply([
+            {"kind": "change", "frame": 0, "audio": 0, "path": "/cmd/model/switch", "value": "plasma"},
+            {"kind": "change", "frame": 0, "audio": 0, "path": "/cmd/preset/next", "value": None},
+            {"kind": "change", "frame": 0, "audio": 0, "path": "/master/brightness", "value": 0.5, "source": "osc"},
+        ])
+        assert e.loading is None and e.generator is gen and e.preset.name == "Default"
+        assert e.registry.get("/master/brightness") == 0.5
+    finally:
+        e.close()
+        release_context(ctx)

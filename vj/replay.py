@@ -84,8 +84,10 @@ class _Events:
         path, value = ev["path"], ev.get("value")
         change = Change(path, tuple(value) if isinstance(value, list) else value, ev.get("source", ""))
         if is_command(path):
-            # Scene changes are replayed from their "preset" events; recording and MIDI commands belong to the show.
-            if path.startswith("/cmd/preset/") or path not in self.engine.commands:
+            # Scene and model changes are replayed from their "preset" events (synchronously: a live model switch
+            # lands when its loader thread is done, which a replay must not depend on); recording and MIDI
+            # commands belong to the show.
+            if path.startswith(("/cmd/preset/", "/cmd/model/")) or path not in self.engine.commands:
                 return
             self.engine.run_command(change)
         else:
