@@ -95,10 +95,12 @@ def run_bench(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, frames: int =
             f"{render_cfg.encoder_preset}, {rgb.shape[1]}x{rgb.shape[0]} scaled to {w}x{h})")
         results["encode_fps"] = frames / el
 
-        live_fps, model_rate = _live_rate(ctx, render_cfg, audio_cfg, preset, seconds=4.0)
-        out(f"  live loop       display {live_fps:6.1f} fps, model {model_rate:6.1f} fps (no vsync, offscreen)")
+        live_fps, model_rate, p50_ms, p99_ms = _live_rate(ctx, render_cfg, audio_cfg, preset, seconds=4.0)
+        out(f"  live loop       display {live_fps:6.1f} fps, model {model_rate:6.1f} fps (no vsync, offscreen); "
+            f"frame time p50 {p50_ms:.1f} ms, p99 {p99_ms:.1f} ms")
         results["live_display_fps"], results["live_model_fps"] = live_fps, model_rate
-        slow_fps, slow_model = _live_rate(ctx, render_cfg, audio_cfg, preset, seconds=4.0, model_delay_s=0.2)
+        results["live_frame_p50_ms"], results["live_frame_p99_ms"] = p50_ms, p99_ms
+        slow_fps, slow_model, _, _ = _live_rate(ctx, render_cfg, audio_cfg, preset, seconds=4.0, model_delay_s=0.2)
         out(f"  live, slow model display {slow_fps:5.1f} fps, model {slow_model:6.1f} fps (model slowed by 200 ms)")
         results["live_display_fps_slow_model"] = slow_fps
 
@@ -115,7 +117,8 @@ def run_bench(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, frames: int =
 
 def _live_rate(ctx, render_cfg: RenderConfig, audio_cfg: AudioConfig, preset: str, seconds: float,
                model_delay_s: float = 0.0):
-    """Display and model rates of the live loop (threaded model, latest wins) without vsync."""
+    """Display and model rates of the live loop (threaded model, latest wins) without vsync, and the p50/p99
+    of its frame times in ms (a frame: step_live plus the GL finish)."""
     engine = Engine(ctx, render_cfg, audio_cfg, live=True)
     try:
         engine.load_preset(preset)
@@ -132,6 +135,7 @@ def _live_rate(ctx, render_cfg: RenderConfig, audio_cfg: AudioConfig, preset: st
         t0 = last = time.perf_counter()
         n = 0
         model0 = engine.model_frames
+        frame_ms = []
         while last - t0 < seconds:
             now = time.perf_counter()
             dt = now - last
@@ -140,8 +144,10 @@ def _live_rate(ctx, render_cfg: RenderConfig, audio_cfg: AudioConfig, preset: st
             engine.step_live(track[pos:pos + k], now - t0, dt)
             pos += k
             ctx.finish()
+            frame_ms.append((time.perf_counter() - now) * 1e3)
             n += 1
         el = time.perf_counter() - t0
-        return n / el, (engine.model_frames - model0) / el
+        return n / el, (engine.model_frames - model0) / el, float(np.percentile(frame_ms, 50)), \
+            float(np.percentile(frame_ms, 99))
     finally:
         engine.close()
