@@ -17,6 +17,7 @@ it landed; the replay shows the new model from the next image it takes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -27,13 +28,12 @@ import numpy as np
 
 from vj.control.state import is_command
 from vj.engine import Engine, OfflinePipeline
-from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.isf import ISFError, load_isf
 from vj.output.recorder import Recorder, due_ticks
 from vj.params import Change
 from vj.presets import PresetError
 from vj.session import Session, SessionError
-from vj.show import Progress, RenderReport
+from vj.show import Progress, RenderReport, finish_writer, headless_engine
 
 log = logging.getLogger(__name__)
 
@@ -118,27 +118,18 @@ def replay_session(folder: str | Path, out: str | Path, *, size: tuple[int, int]
     out_fps = fps or float(session.settings.get("record_fps") or cfg.fps)
     total = session.frames[-1].audio
 
-    ctx = create_headless_context()
-    engine = Engine(ctx, cfg, audio_cfg, live=fps is None, preset_dirs=[session.folder / "presets"])
-    recorder = None
-    try:
+    with headless_engine(cfg, audio_cfg, live=fps is None, preset_dirs=[session.folder / "presets"]) as engine:
         events = _Events(session, engine)
         recorder = Recorder(out, w, h, out_fps, sr, samples.shape[1], blocking=True, preset=cfg.encoder_preset,
                             codec=codec)
-        t0 = time.perf_counter()
-        if fps is None:
-            written = _replay_live(session, engine, events, recorder, samples, out_fps, progress)
-        else:
-            written = _replay_fixed(session, engine, events, recorder, samples, fps, total, progress)
-        recorder.close()
-        if recorder.error:
-            raise OSError(recorder.error)
-        elapsed = time.perf_counter() - t0
-    finally:
-        if recorder is not None:
-            recorder.close()
-        engine.close()
-        release_context(ctx)
+        with contextlib.closing(recorder):
+            t0 = time.perf_counter()
+            if fps is None:
+                written = _replay_live(session, engine, events, recorder, samples, out_fps, progress)
+            else:
+                written = _replay_fixed(session, engine, events, recorder, samples, fps, total, progress)
+            finish_writer(recorder)
+            elapsed = time.perf_counter() - t0
     return RenderReport(Path(out), written, total / sr, elapsed)
 
 

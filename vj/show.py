@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,25 @@ class RenderReport:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+@contextlib.contextmanager
+def headless_engine(render_cfg: RenderConfig, audio_cfg: AudioConfig, **kwargs) -> Iterator[Engine]:
+    """An Engine on its own EGL context (offline renders, replays); closed and the context released after."""
+    ctx = create_headless_context()
+    engine = Engine(ctx, render_cfg, audio_cfg, **kwargs)
+    try:
+        yield engine
+    finally:
+        engine.close()
+        release_context(ctx)
+
+
+def finish_writer(writer) -> None:
+    """Close a Recorder or FrameSequence, waiting for its last frames; an error it met is raised as OSError."""
+    writer.close()
+    if writer.error:
+        raise OSError(writer.error)
+
+
 def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig, *,
                    start_s: float = 0.0, duration_s: float | None = None, progress: bool | None = None,
                    timeline: Path | str | None = None) -> RenderReport:
@@ -98,10 +118,7 @@ def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderC
     mono = seg.mean(axis=1)
 
     cues = load_timeline(timeline) if timeline is not None else None
-    ctx = create_headless_context()
-    engine = Engine(ctx, render_cfg, audio_cfg, live=False)
-    recorder = None
-    try:
+    with headless_engine(render_cfg, audio_cfg, live=False) as engine:
         engine.load_preset(preset)
         player = None
         if cues is not None:
@@ -111,44 +128,38 @@ def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderC
         else:
             recorder = Recorder(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2, blocking=True,
                                 preset=render_cfg.encoder_preset)
-        pipe = OfflinePipeline(engine)
-        bar = Progress(n_frames, progress)
-        written = 0
+        with contextlib.closing(recorder):
+            pipe = OfflinePipeline(engine)
+            bar = Progress(n_frames, progress)
+            written = 0
 
-        def emit(tex) -> None:
-            nonlocal written
-            recorder.add_video(engine.read_rgb(tex), written)
-            written += 1
-            bar.update(written)
+            def emit(tex) -> None:
+                nonlocal written
+                recorder.add_video(engine.read_rgb(tex), written)
+                written += 1
+                bar.update(written)
 
-        t0 = time.perf_counter()
-        prev = 0
-        for i in range(n_frames):
-            t = i / fps
-            # Each frame sees the audio up to the end of its own display interval.
-            upto = min(int(round((i + 1) / fps * sr)), seg_len)
-            recorder.add_audio(seg[prev:upto])
-            if player is not None:
-                if player.cuts_at(i):     # a scene change: the frames prepared before it compose with the old scene
-                    pipe.finish(emit)
-                    pipe = OfflinePipeline(engine)
-                player.apply(i, t)
-            pipe.push(mono[prev:upto], t, 1.0 / fps, emit)
-            prev = upto
-            if recorder.error:
-                raise OSError(recorder.error)
-        pipe.finish(emit)
-        if prev < seg_len:
-            recorder.add_audio(seg[prev:])
-        recorder.close()
-        if recorder.error:
-            raise OSError(recorder.error)
-        elapsed = time.perf_counter() - t0
-    finally:
-        if recorder is not None:
-            recorder.close()
-        engine.close()
-        release_context(ctx)
+            t0 = time.perf_counter()
+            prev = 0
+            for i in range(n_frames):
+                t = i / fps
+                # Each frame sees the audio up to the end of its own display interval.
+                upto = min(int(round((i + 1) / fps * sr)), seg_len)
+                recorder.add_audio(seg[prev:upto])
+                if player is not None:
+                    if player.cuts_at(i):     # a scene change: the frames prepared before it compose with the old scene
+                        pipe.finish(emit)
+                        pipe = OfflinePipeline(engine)
+                    player.apply(i, t)
+                pipe.push(mono[prev:upto], t, 1.0 / fps, emit)
+                prev = upto
+                if recorder.error:
+                    raise OSError(recorder.error)
+            pipe.finish(emit)
+            if prev < seg_len:
+                recorder.add_audio(seg[prev:])
+            finish_writer(recorder)
+            elapsed = time.perf_counter() - t0
     return RenderReport(Path(out), n_frames, n_frames / fps, elapsed)
 
 
