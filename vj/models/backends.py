@@ -16,8 +16,8 @@
   project is tested on): a clear BackendError everywhere else.
 
 Precision: `fp32`, `fp16` or `bf16`: autocast for eager, trace and compile; for onnx and tensorrt the
-module's parameters and floating-point inputs are cast to that type. The output is float32 always. fp16 is for CUDA (many CPU kernels have no half version); bf16 runs
-on both. `fidelity` measures the error of a fast path against eager fp32, which `vj bench model` prints.
+module's parameters and floating-point inputs are cast to that type. The output is float32 always. fp16 is
+for CUDA (many CPU kernels have no half version); bf16 runs on both. `fidelity` measures the error of a fast path against eager fp32, which `vj bench model` prints.
 """
 
 from __future__ import annotations

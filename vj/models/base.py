@@ -98,6 +98,20 @@ def read_params(frame: Mapping[str, Value], params: list[Param]) -> dict[str, Va
     return out
 
 
+def output_size_px(width_px: int, height_px: int) -> tuple[int, int]:
+    """A generator's output size as ints; ValueError for a size that is not positive."""
+    if width_px < 1 or height_px < 1:
+        raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
+    return int(width_px), int(height_px)
+
+
+def resolve_device(device: str) -> torch.device:
+    """`device` as a torch.device; "auto" is CUDA where present (CUDA paths are untested on the CPU machines)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
 def assert_image(image: torch.Tensor, width_px: int, height_px: int) -> torch.Tensor:
     """Check a generator output is (1, 3, H, W) floating point; returns it unchanged."""
     assert isinstance(image, torch.Tensor), f"render must return a torch.Tensor, got {type(image).__name__}"

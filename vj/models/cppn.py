@@ -10,7 +10,7 @@ from typing import Mapping
 import torch
 
 from vj.audio.features import Features
-from vj.models.base import Generator, ModelArgs, Value, assert_image, pixel_grid, read_params
+from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, pixel_grid, read_params
 from vj.models.walk import LatentWalk, walk_params
 from vj.params import Param
 
@@ -62,8 +62,7 @@ class CPPNGenerator(Generator):
 
     def __init__(self, width_px: int = 256, height_px: int = 144, seed: int = 0, hidden: int = 24,
                  layers: int = 4, z_dim: int = 12, fourier: int = 6, chunk_px: int = 8192):
-        if width_px < 1 or height_px < 1:
-            raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
+        width_px, height_px = output_size_px(width_px, height_px)
         if hidden < 1 or layers < 1 or z_dim < 1 or fourier < 0 or chunk_px < 1:
             raise ValueError("hidden, layers, z_dim and chunk_px must be >= 1 and fourier >= 0")
         self.width_px, self.height_px = int(width_px), int(height_px)

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vj.models.base import resolve_device
+
 log = logging.getLogger(__name__)
 
 VALUE_RANGES = ("0..1", "-1..1")
@@ -85,9 +87,7 @@ class Img2ImgModel:
         if not self.path.is_file():
             raise Img2ImgError(f"image model not found: {self.path}")
         self.value_range, self.multiple_px, self.scale = value_range, int(multiple_px), float(scale)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"   # CUDA: untested here, CPU is the fallback
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.kind = model_kind(self.path)
         self.in_channels = 3
         self.fixed_size: tuple[int, int] | None = None              # (width_px, height_px) of a fixed input

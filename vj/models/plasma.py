@@ -9,7 +9,7 @@ from typing import Mapping
 import torch
 
 from vj.audio.features import Features
-from vj.models.base import Generator, ModelArgs, Value, assert_image, pixel_grid, read_params
+from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, pixel_grid, read_params
 from vj.models.walk import LatentWalk, walk_params
 from vj.params import Param
 
@@ -31,9 +31,8 @@ class PlasmaGenerator(Generator):
     name = "plasma"
 
     def __init__(self, width_px: int = 256, height_px: int = 144, seed: int = 0):
-        if width_px < 1 or height_px < 1:
-            raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
-        self.width_px, self.height_px, self.seed = int(width_px), int(height_px), int(seed)
+        self.width_px, self.height_px = output_size_px(width_px, height_px)
+        self.seed = int(seed)
         self._params = walk_params(speed=0.1) + [
             Param("/model/zoom", 1.0, 0.25, 4.0, unit="x", smoothing_s=0.3, description="magnification"),
             Param("/model/hue", 0.0, 0.0, 1.0, unit="turn", smoothing_s=0.2, description="turns the palette"),

@@ -34,7 +34,7 @@ from typing import Mapping
 import torch
 
 from vj.audio.features import Features
-from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
+from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, read_params
 from vj.models.img2img import Img2ImgModel
 from vj.params import Param
 from vj.video.clips import CutPlan, find_clips
@@ -97,8 +97,7 @@ class VideoGenerator(Generator):
                  img2img: str | None = None, img2img_range: str = "0..1", img2img_multiple: int = 1,
                  img2img_scale: float = 1.0, fit: str = "cover", seed: int = 0, base_dir: str | None = None,
                  prefetch: bool = True):
-        if width_px < 1 or height_px < 1:
-            raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
+        width_px, height_px = output_size_px(width_px, height_px)
         if fit not in FITS:
             raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
         if (path is None) == (device is None):

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import torch
 
 from vj.audio.features import Features
-from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
+from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, resolve_device, read_params
 from vj.models.deepdream import dream
 from vj.models.deepdream.backbone import Backbone, load_googlenet, load_torchscript, random_googlenet
 from vj.models.walk import _impulse_decay
@@ -99,12 +99,9 @@ class DeepDreamGenerator(Generator):
                  source_settings: Mapping[str, Any] | None = None, weights: str | None = None,
                  torchscript: str | None = None, layer: str | list[str] | None = None, seed: int = 0,
                  net_width: float = 1.0, transform_input: bool = True, device: str = "auto"):
-        if width_px < 1 or height_px < 1:
-            raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
-        self.width_px, self.height_px, self.seed = int(width_px), int(height_px), int(seed)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.width_px, self.height_px = output_size_px(width_px, height_px)
+        self.seed = int(seed)
+        self.device = resolve_device(device)
         wanted = tuple([layer] if isinstance(layer, str) else (layer or ()))
         self.backbone = self._make_backbone(weights, torchscript, wanted, net_width, transform_input)
         unknown = [n for n in wanted if n not in self.backbone.layers]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from vj.audio.features import Features
 from vj.models.backends import BackendError, check_choice, compile_forward, default_backend
-from vj.models.base import Generator, ModelArgs, Value, assert_image, read_params
+from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, resolve_device, read_params
 from vj.models.stylegan import sg2
 from vj.models.stylegan.directions import DEFAULT_COUNT, DEFAULT_SAMPLES, Directions, build_directions
 from vj.models.stylegan.load import LoadedGenerator, load_generator
@@ -139,12 +139,9 @@ class StyleGANGenerator(Generator):
         `[[routes]] source = "bass", target = "/model/dir/0", amount = 3.0` ("bass makes it wilder").
         `bend_layers`: StyleGAN2 block resolutions with /model/bend/<res>/... params (default 16 and 32 px).
         """
-        if width_px < 1 or height_px < 1:
-            raise ValueError(f"output size must be positive, got {width_px}x{height_px}")
-        self.width_px, self.height_px, self.seed = int(width_px), int(height_px), int(seed)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.width_px, self.height_px = output_size_px(width_px, height_px)
+        self.seed = int(seed)
+        self.device = resolve_device(device)
         if backend == "auto":
             backend = default_backend(self.device) if trace else "eager"
         check_choice(backend, precision, self.device)
