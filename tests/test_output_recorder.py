@@ -335,3 +335,32 @@ def test_recording_ticks_take_one_frame_per_tick_and_repeat_at_most_twice():
     assert list(due_ticks(0.02, 30, 1)) == []                       # display faster: this tick is taken
     assert list(due_ticks(0.1, 30, 1)) == [1, 2, 3]                 # display slower: the frame repeats
     assert list(due_ticks(2.0, 30, 4)) == list(range(60 - MAX_REPEATS, 61))   # after a stall: a gap, not a burst
+
+
+def x264_settings(path: Path) -> str:
+    """The option string x264 writes into the stream's first SEI (x264 - core ... options: cabac=1 ...)."""
+    data = path.read_bytes()
+    start = data.index(b"options: ")
+    return data[start:data.index(b"\x00", start)].decode("ascii", "replace")
+
+
+@pytest.mark.parametrize("preset, want, unwanted", [
+    ("quick", ("cabac=1", "deblock=1:", "8x8dct=1", "subme=0"), ("cabac=0",)),
+    ("ultrafast", ("cabac=0", "deblock=0:", "8x8dct=0", "subme=0"), ("cabac=1",)),
+])
+def test_quick_preset_is_ultrafast_with_deblocking_cabac_and_8x8_transforms(tmp_path, preset, want, unwanted):
+    # `quick` (the render default) must keep ultrafast's cheap motion search and turn the three tools back on;
+    # the settings are read from what x264 itself wrote into the file.
+    path = tmp_path / f"{preset}.mp4"
+    rec = record(path, 5, preset=preset)
+    assert rec.error is None
+    settings = x264_settings(path)
+    for option in want:
+        assert option in settings, (option, settings)
+    for option in unwanted:
+        assert option not in settings, (option, settings)
+
+
+def test_unknown_encoder_preset_names_the_choices(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown encoder preset 'fastest': use one of quick, ultrafast"):
+        Recorder(tmp_path / "x.mp4", W, H, FPS, preset="fastest")

@@ -27,9 +27,9 @@ class RenderConfig:
     # The shader chain renders at this fraction of the output size and the master stage scales it up.
     # None: 1.0 on a GPU, 0.4 on a software rasteriser (llvmpipe), where fill rate is the bottleneck.
     render_scale: float | None = None
-    # x264 preset of the recorder: veryfast for `vj render` (quality), ultrafast for live recording
-    # (the show must not share its cores with a slow encoder).
-    encoder_preset: str = "veryfast"
+    # Encoder preset of the recorder (vj.output.recorder.ENCODER_PRESETS): quick for `vj render`, ultrafast
+    # for live recording (the show must not share its cores with a slow encoder).
+    encoder_preset: str = "quick"
 
     def chain_size(self, scale: float) -> tuple[int, int]:
         """Even (width_px, height_px) of the chain for a render scale."""

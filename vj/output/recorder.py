@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
                 "slow", "slower", "veryslow", "placebo")
+# vj's own encoder presets: an x264 preset with some of its tools turned back on. `quick`: ultrafast with the
+# deblocking filter, CABAC and 8x8 transforms. On vj's fast-moving frames (zoom, rotation, feedback) motion
+# search finds little, so veryfast's extra search buys almost nothing: at 1280x720 quick took half veryfast's
+# CPU time per frame (21-28 ms against 39-52 ms) at the same SSIM to within 0.007 and 1.0-1.3x the file size,
+# where plain ultrafast (no deblocking) lost 0.01-0.045 SSIM at 1.3-1.7x the size (three presets' frames).
+VJ_PRESETS = {"quick": ("ultrafast", "deblock=1:cabac=1:8x8dct=1:partitions=i8x8,i4x4")}
+ENCODER_PRESETS = ("quick",) + X264_PRESETS
 
 # empty_moov + frag_keyframe: the header goes first and every keyframe starts a fragment that is
 # complete on disk, so a killed process leaves a file that plays up to the last fragment.
@@ -107,7 +114,7 @@ class Recorder:
         audio_rate_hz: int = 48000,
         audio_channels: int = 2,
         crf: int = 20,
-        preset: str = "veryfast",
+        preset: str = "quick",
         queue_frames: int = 8,
         blocking: bool = False,
         codec: str = "h264",
@@ -118,8 +125,8 @@ class Recorder:
             raise ValueError(f"recorder fps must be positive, got {fps}")
         if codec not in CODECS:
             raise ValueError(f"unknown recording codec {codec!r}: use one of {', '.join(CODECS)}")
-        if preset not in X264_PRESETS:
-            raise ValueError(f"unknown x264 preset {preset!r}: use one of {', '.join(X264_PRESETS)}")
+        if preset not in ENCODER_PRESETS:
+            raise ValueError(f"unknown encoder preset {preset!r}: use one of {', '.join(ENCODER_PRESETS)}")
         if not 0 <= crf <= 51:
             raise ValueError(f"crf must be 0..51, got {crf}")
         if not 0 <= audio_channels <= 8:
@@ -282,8 +289,11 @@ class Recorder:
         # A keyframe every second starts a fragment every second.
         _, vcodec, pix_fmt, acodec = CODECS[self.codec]
         if vcodec == "libx264":
-            v = container.add_stream(vcodec, rate=self.fps, options={
-                "crf": str(self._crf), "preset": self._preset, "bf": "0"})
+            x264_preset, x264_params = VJ_PRESETS.get(self._preset, (self._preset, ""))
+            options = {"crf": str(self._crf), "preset": x264_preset, "bf": "0"}
+            if x264_params:
+                options["x264-params"] = x264_params
+            v = container.add_stream(vcodec, rate=self.fps, options=options)
         else:       # FFV1 version 3 with slices and CRCs: intra-only, every frame a keyframe, damage stays local
             v = container.add_stream(vcodec, rate=self.fps, options={"level": "3", "slicecrc": "1", "g": "1"})
         v.width, v.height = self.encoded_size
