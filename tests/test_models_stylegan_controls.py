@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from test_models_stylegan import tiny_random
+from test_models_stylegan import SG3_KWARGS, seeded, shake, tiny_random
 from vj.audio.features import Features
-from vj.models.stylegan import sg2
+from vj.models.stylegan import sg2, sg3
 from vj.models.stylegan.directions import build_directions
 from vj.models.stylegan.generator import StyleGANArgs, StyleGANGenerator, _Bend, _Forward, random_generator
 from vj.params import Registry
@@ -140,6 +140,48 @@ def test_bending_at_identity_is_bit_exact_and_rotating_the_last_block_changes_th
     assert differ(turned, gen.render(args)) > 1e-3
     with pytest.raises(ValueError, match=r"bend_layers: \[64\] not among"):
         tiny(bend_layers=[64])
+
+
+@pytest.fixture
+def tiny_sg3(monkeypatch):
+    """StyleGANGenerator on a 16 px StyleGAN3-T net with non-trivial weights: layers L0..L3 at rate 16, L4 ToRGB."""
+    import vj.models.stylegan.generator as gen_mod
+
+    def make(**kw):
+        net = shake(seeded(0, sg3.Generator, **SG3_KWARGS), 2)
+        monkeypatch.setattr(gen_mod, "random_generator", lambda seed=0: net)
+        return StyleGANGenerator(**{"width_px": W, "height_px": H, **kw})
+    return make
+
+
+def test_stylegan3_layers_bend_by_index_and_a_half_turn_before_torgb_turns_the_image(tiny_sg3):
+    gen = tiny_sg3(backend="eager")
+    assert isinstance(gen.G.synthesis, sg3.SynthesisNetwork)
+    assert gen.bend_names == ("L3",) and gen.noise_res == ()   # the last layer sampled at 16; no noise inputs
+    assert {f"/model/bend/L3/{k}" for k in ("scale", "rotate", "tx", "ty")} <= {p.path for p in gen.params()}
+    args = args_of(gen)
+    with torch.inference_mode():
+        plain = _Forward(gen.G)(*gen._inputs(args)[:5])
+    assert torch.equal(gen.synthesize(args), plain)                    # identity: bit for bit
+    # ToRGB is a 1x1 modulated conv: features turned half a turn give the image turned half a turn.
+    turned = gen.synthesize(args_of(gen, {"/model/bend/L3/rotate": 180.0}))
+    torch.testing.assert_close(turned, plain.flip(-1, -2), atol=1e-4, rtol=0)
+    shifted = gen.synthesize(args_of(gen, {"/model/bend/L3/tx": 0.5}))
+    assert differ(shifted, plain) > 1e-3 and not torch.allclose(shifted, plain.flip(-1, -2), atol=1e-3)
+    # Layers are named by index, with or without the L; a layer the network lacks names the ones it has.
+    assert tiny_sg3(bend_layers=["L1", 2]).bend_names == ("L1", "L2")
+    with pytest.raises(ValueError, match=r"bend_layers: \[7\] not among the network's layers 0..3 .*L0_24_16"):
+        tiny_sg3(bend_layers=[7])
+
+
+def test_stylegan3_bending_traces_like_eager(tiny_sg3):
+    traced, eager = tiny_sg3(bend_layers=[1, 3]), tiny_sg3(bend_layers=[1, 3], backend="eager")
+    assert traced.backend == "trace"
+    frame = {"/model/bend/L1/scale": 1.4, "/model/bend/L1/ty": -0.2, "/model/bend/L3/rotate": 25.0}
+    for f in ({}, frame):
+        args = args_of(traced, f)
+        torch.testing.assert_close(traced.render(args), eager.render(args), atol=1e-5, rtol=0)
+    assert differ(traced.render(args_of(traced, frame)), traced.render(args_of(traced))) > 1e-3
 
 
 def test_trace_backend_takes_the_new_inputs_as_graph_inputs(tiny):

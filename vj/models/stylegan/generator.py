@@ -32,6 +32,7 @@ RANDOM_NET = dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=256, img_channels=
 RANDOM_NOISE_STRENGTH = 0.1           # learned noise strengths start at 0; give the random net some grain
 W_AVG_SAMPLES = 1024                  # mapped latents averaged for the random net's truncation centre
 BEND_RESOLUTIONS = (16, 32)           # blocks whose features get bend params unless `bend_layers` says otherwise
+# (StyleGAN3: the last layer sampled at each of these rates.)
 BEND_KEYS = ("scale", "rotate", "tx", "ty")
 BEND_IDENTITY = (1.0, 0.0, 0.0, 0.0)  # scale, rotate_deg, tx, ty that leave the features as they are
 CHROMA_TEMPERATURE = 0.1              # softmax temperature of chroma (0..1) -> class weights: one strong bin wins
@@ -51,8 +52,9 @@ class StyleGANArgs(ModelArgs):
     bend: tuple[tuple[float, float, float, float], ...] = ()  # per bent block: scale, rotate_deg, tx, ty
 
 
-def stylegan_params(c_dim: int, noise_res: Sequence[int] = (), bend_res: Sequence[int] = ()) -> list[Param]:
-    """The generator's params; `noise_res` / `bend_res`: block resolutions with their own noise / bend params."""
+def stylegan_params(c_dim: int, noise_res: Sequence[int] = (), bend_names: Sequence[str] = ()) -> list[Param]:
+    """The generator's params; `noise_res`: block resolutions with their own noise params; `bend_names`: the
+    bent blocks or layers as their params name them ("16": StyleGAN2's 16 px block, "L3": StyleGAN3's layer 3)."""
     params = walk_params(speed=0.1) + [
         Param("/model/psi", 0.7, 0.0, 1.5, smoothing_s=0.3,
               description="truncation: 0 = the average image, 1 = the full variety (less tidy)"),
@@ -73,16 +75,17 @@ def stylegan_params(c_dim: int, noise_res: Sequence[int] = (), bend_res: Sequenc
     for res in noise_res:
         params.append(Param(f"/model/noise/{res}", 1.0, 0.0, 3.0, smoothing_s=0.2,
                             description=f"noise of the {res} px block, times /model/noise"))
-    for res in bend_res:
+    for name in bend_names:
+        what = f"layer {name}" if name.startswith("L") else f"the {name} px block"
         params += [
-            Param(f"/model/bend/{res}/scale", 1.0, 0.1, 4.0, smoothing_s=0.1,
-                  description=f"zoom of the {res} px block's features (network bending)"),
-            Param(f"/model/bend/{res}/rotate", 0.0, -180.0, 180.0, unit="deg", smoothing_s=0.1,
-                  description=f"rotation of the {res} px block's features"),
-            Param(f"/model/bend/{res}/tx", 0.0, -1.0, 1.0, smoothing_s=0.1,
-                  description=f"horizontal shift of the {res} px block's features (1 = half the width)"),
-            Param(f"/model/bend/{res}/ty", 0.0, -1.0, 1.0, smoothing_s=0.1,
-                  description=f"vertical shift of the {res} px block's features (1 = half the height)"),
+            Param(f"/model/bend/{name}/scale", 1.0, 0.1, 4.0, smoothing_s=0.1,
+                  description=f"zoom of {what}'s features (network bending)"),
+            Param(f"/model/bend/{name}/rotate", 0.0, -180.0, 180.0, unit="deg", smoothing_s=0.1,
+                  description=f"rotation of {what}'s features"),
+            Param(f"/model/bend/{name}/tx", 0.0, -1.0, 1.0, smoothing_s=0.1,
+                  description=f"horizontal shift of {what}'s features (1 = half the width)"),
+            Param(f"/model/bend/{name}/ty", 0.0, -1.0, 1.0, smoothing_s=0.1,
+                  description=f"vertical shift of {what}'s features (1 = half the height)"),
         ]
     return params
 
@@ -137,7 +140,9 @@ class StyleGANGenerator(Generator):
         `direction_names`), in standard deviations of W, applied after truncation to all ws or to
         `direction_layers` = [start, end). Audio pushes them with ordinary routes, e.g. in a scene:
         `[[routes]] source = "bass", target = "/model/dir/0", amount = 3.0` ("bass makes it wilder").
-        `bend_layers`: StyleGAN2 block resolutions with /model/bend/<res>/... params (default 16 and 32 px).
+        `bend_layers`: StyleGAN2 block resolutions with /model/bend/<res>/... params (default 16 and 32 px);
+        for StyleGAN3, layer indices (3 or "L3") with /model/bend/L<i>/... params (default: the last layer
+        sampled at 16 and the last at 32, the coarse structure, as the default StyleGAN2 blocks).
         """
         self.width_px, self.height_px = output_size_px(width_px, height_px)
         self.seed = int(seed)
@@ -170,20 +175,14 @@ class StyleGANGenerator(Generator):
             self.directions = build_directions(self.G, str(directions), count=direction_count,
                                                samples=direction_samples, seed=self.seed, names=direction_names,
                                                layers=direction_layers)
-        # Per-block noise and bending need sg2's blocks; StyleGAN3 has no noise and its layers are not
-        # resolution blocks (bending it is not done).
+        # Per-block noise needs sg2's blocks (StyleGAN3 has no noise). Bending takes sg2's blocks by resolution
+        # and sg3's layers by index (its layers are not resolution blocks).
         is_sg2 = isinstance(self.G.synthesis, sg2.SynthesisNetwork)
-        blocks = tuple(self.G.synthesis.block_resolutions) if is_sg2 else ()
-        if bend_layers is None:
-            bend_layers = [r for r in BEND_RESOLUTIONS if r in blocks]
-        bad = [r for r in bend_layers if int(r) not in blocks]
-        if bad:
-            raise ValueError(f"bend_layers: {bad} not among the network's blocks {list(blocks)}"
-                             + ("" if is_sg2 else " (bending is StyleGAN2 only)"))
-        self.noise_res = blocks
-        self.bend_res = tuple(sorted({int(r) for r in bend_layers}))
+        self.noise_res = tuple(self.G.synthesis.block_resolutions) if is_sg2 else ()
+        self.bend_res = _bend_targets(self.G.synthesis, bend_layers)
+        self.bend_names = tuple(str(r) if is_sg2 else f"L{r}" for r in self.bend_res)
         self._net = _Forward(self.G, self.directions, self.noise_res, self.bend_res)
-        self._params = stylegan_params(self.c_dim, self.noise_res, self.bend_res)
+        self._params = stylegan_params(self.c_dim, self.noise_res, self.bend_names)
         if self.directions is not None:
             self._params += self.directions.params()
         self.walk = LatentWalk(self.z_dim, base_seed=self.seed)
@@ -222,8 +221,8 @@ class StyleGANGenerator(Generator):
                             pulse=float(self._pulse_env), noise=v["/model/noise"], class_idx=class_idx,
                             class_vector=class_vector, directions=dirs,
                             layer_noise=tuple(float(v[f"/model/noise/{r}"]) for r in self.noise_res),
-                            bend=tuple(tuple(float(v[f"/model/bend/{r}/{k}"]) for k in BEND_KEYS)
-                                       for r in self.bend_res))
+                            bend=tuple(tuple(float(v[f"/model/bend/{name}/{k}"]) for k in BEND_KEYS)
+                                       for name in self.bend_names))
 
     def render(self, args: ModelArgs) -> torch.Tensor:
         assert isinstance(args, StyleGANArgs), f"StyleGANGenerator.render needs StyleGANArgs, got {type(args).__name__}"
@@ -358,6 +357,34 @@ class _Bend:
         bent = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         identity = (self.p == torch.tensor(BEND_IDENTITY, dtype=self.p.dtype, device=self.p.device)).all()
         return torch.where(identity, x, bent)
+
+
+def _bend_targets(synthesis: torch.nn.Module, bend_layers: Sequence[int | str] | None) -> tuple[int, ...]:
+    """Sorted keys of the bent blocks (StyleGAN2: resolutions) or layers (StyleGAN3: indices, ToRGB excluded)."""
+    if isinstance(synthesis, sg2.SynthesisNetwork):
+        blocks = tuple(synthesis.block_resolutions)
+        wanted = [r for r in BEND_RESOLUTIONS if r in blocks] if bend_layers is None else bend_layers
+        bad = [r for r in wanted if not str(r).isdigit() or int(r) not in blocks]
+        if bad:
+            raise ValueError(f"bend_layers: {bad} not among the network's blocks {list(blocks)}")
+        return tuple(sorted({int(r) for r in wanted}))
+    rates = [int(getattr(synthesis, name).out_sampling_rate) for name in synthesis.layer_names[:-1]]
+    if bend_layers is None:
+        wanted = [max(i for i, r in enumerate(rates) if r == rate) for rate in BEND_RESOLUTIONS if rate in rates]
+    else:
+        wanted = [_layer_index(r) for r in bend_layers]
+    bad = [r for r in wanted if not isinstance(r, int) or not 0 <= r < len(rates)]
+    if bad:
+        raise ValueError(f"bend_layers: {bad} not among the network's layers 0..{len(rates) - 1} "
+                         f"(StyleGAN3 layers by index: {', '.join(synthesis.layer_names[:-1])})")
+    return tuple(sorted(set(wanted)))
+
+
+def _layer_index(key: int | str) -> int | str:
+    """A StyleGAN3 layer as a preset names it (3, "3", "L3") -> 3; anything else comes back as it was."""
+    text = str(key)
+    text = text[1:] if text[:1] in "lL" else text
+    return int(text) if text.isdigit() else key
 
 
 def seed_latent(seed: int, z_dim: int) -> np.ndarray:

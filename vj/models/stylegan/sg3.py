@@ -7,7 +7,7 @@ brings its own; they are only designed here for a freshly initialised network.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -267,15 +267,22 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, name, layer)
             self.layer_names.append(name)
 
-    def forward(self, ws: torch.Tensor, **layer_kwargs) -> torch.Tensor:
-        """ws: (N, num_ws, w_dim) -> (N, img_channels, R, R) float32, about -1..1."""
+    def forward(self, ws: torch.Tensor, bends: Mapping[int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                **layer_kwargs) -> torch.Tensor:
+        """ws: (N, num_ws, w_dim) -> (N, img_channels, R, R) float32, about -1..1.
+
+        vj addition: `bends` {layer index: fn} applies fn to that layer's output features, margins included,
+        before the next layer (network bending; see vj.models.stylegan.generator._Bend)."""
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
             f"ws {tuple(ws.shape)}, expected (N, {self.num_ws}, {self.w_dim})"
         layer_kwargs.pop("noise_scale", None)             # StyleGAN3 has no noise inputs
+        layer_kwargs.pop("noise_scales", None)
         ws = ws.to(torch.float32).unbind(dim=1)
         x = self.input(ws[0])
-        for name, w in zip(self.layer_names, ws[1:]):
+        for idx, (name, w) in enumerate(zip(self.layer_names, ws[1:])):
             x = getattr(self, name)(x, w, **layer_kwargs)
+            if bends is not None and idx in bends:
+                x = bends[idx](x)
         if self.output_scale != 1:
             x = x * self.output_scale
         assert x.shape[1:] == (self.img_channels, self.img_resolution, self.img_resolution)
