@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vj.audio.analyzer import Analyzer
 from vj.audio.demo import demo_track
@@ -30,6 +31,31 @@ def _scene_frames(engine: Engine, track: np.ndarray, sr: int, fps: float, n: int
         pipe.push(track[a:b], i / fps, 1.0 / fps, lambda tex: movie.append(engine.read_rgb(tex)))
     pipe.finish(lambda tex: movie.append(engine.read_rgb(tex)))
     return movie
+
+
+def _frame_paths(engine: Engine, raw, frames: int, out) -> dict[str, float]:
+    """CUDA only: model output (on the GPU) -> GL texture, finished, per frame path, side by side."""
+    from vj.gfx.upload import TextureUploader
+    from vj.models.worker import ModelWorker
+    rates = {}
+    for path in ("host", "pinned", "interop"):
+        worker = ModelWorker(engine.worker.generator, name=f"vj-bench-{path}", frame_path=path)
+        uploader = TextureUploader(engine.ctx)
+        try:
+            def step():
+                with torch.inference_mode():
+                    image, gl_rgba = worker.to_frame(raw)
+                uploader.upload(image, gl_rgba)
+                engine.ctx.finish()
+            times = _time(step, frames)
+            out(f"  to texture {path:8s} {_stats(times)}")
+            rates[f"frame_path_{path}_fps"] = 1.0 / float(np.median(times))
+        except Exception as exc:     # noqa: BLE001 - interop is refused where GL is not on the GPU; say so
+            out(f"  to texture {path:8s} failed: {exc}")
+        finally:
+            uploader.release()
+            worker.close()
+    return rates
 
 
 def _stats(samples_s: list[float]) -> str:
@@ -80,8 +106,12 @@ def run_bench(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, frames: int =
         model = _time(lambda: engine.worker.render_now(args), frames)
         out(f"  model alone     {_stats(model)}")
         results["model_fps"] = 1.0 / float(np.median(model))
-        upload = _time(lambda: (engine.uploader.upload(res.image), ctx.finish()), frames)
-        out(f"  upload          {_stats(upload)}")
+        upload = _time(lambda: (engine.uploader.upload(res.image, res.gl_rgba), ctx.finish()), frames)
+        out(f"  upload          {_stats(upload)}  (frame path {engine.worker.frame_path if res.gl_rgba else 'host'})")
+        with torch.inference_mode():
+            raw = engine.worker.generator.render(args)
+        if raw.device.type == "cuda":        # CUDA only: each way from the model's output tensor to the texture
+            results.update(_frame_paths(engine, raw, frames, out))
         engine.take_model_result(res)
 
         def chain_only():

@@ -68,6 +68,7 @@ def _render_cfg(args) -> RenderConfig:
     w, h = args.size
     return RenderConfig(width_px=w, height_px=h, fps=getattr(args, "fps", 30.0),
                         render_scale=getattr(args, "render_scale", None),
+                        frame_path=getattr(args, "frame_path", None) or "auto",
                         encoder_preset=getattr(args, "encoder_preset", "quick"))
 
 
@@ -76,6 +77,9 @@ ENCODER_PRESETS = ("quick", "ultrafast", "superfast", "veryfast", "faster", "fas
                    "veryslow")
 
 
+FRAME_PATH_HELP = ("how frames a model renders on a GPU reach the shaders: interop (CUDA-GL, never through host "
+                   "memory), pinned (8-bit through page-locked host memory), host (float through host memory); "
+                   "auto (default): interop where GL runs on an NVIDIA driver, else pinned. CUDA only")
 SCALE_HELP = ("shader chain resolution as a fraction of --size; 'auto' (default): 1 on a GPU, "
               "0.4 on a software rasteriser")
 
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
     run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
     run.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    run.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
+                        help=FRAME_PATH_HELP)
     run.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="ultrafast",
                      help="x264 preset for --record (default ultrafast: the show keeps the cores)")
     run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file (MKV with ffv1)")
@@ -149,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
     ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
     ren.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    ren.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
+                        help=FRAME_PATH_HELP)
     ren.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="quick",
                      help="quick (default: x264 ultrafast with deblocking and CABAC, about half veryfast's CPU) or "
                           "an x264 preset (veryfast and slower: smaller files on slow-moving scenes)")
@@ -210,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                        help="latency: audio block and JACK period (default 256)")
     bench.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    bench.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
+                          help=FRAME_PATH_HELP)
 
     sh = sub.add_parser("shaders", help="shader tools")
     shsub = sh.add_subparsers(dest="shaders_command", metavar="ACTION")

@@ -30,6 +30,8 @@ class RenderConfig:
     # Encoder preset of the recorder (vj.output.recorder.ENCODER_PRESETS): quick for `vj render`, ultrafast
     # for live recording (the show must not share its cores with a slow encoder).
     encoder_preset: str = "quick"
+    # How frames a model renders on a GPU reach GL (vj.models.worker.FRAME_PATHS): auto, host, pinned, interop.
+    frame_path: str = "auto"
 
     def chain_size(self, scale: float) -> tuple[int, int]:
         """Even (width_px, height_px) of the chain for a render scale."""

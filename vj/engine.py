@@ -22,7 +22,8 @@ from vj.audio.features import SILENT, Features
 from vj.config import AudioConfig, RenderConfig
 from vj.control.state import FEATURE_KEYS, ControlHub, ControlSnapshot, is_command
 from vj.gfx.chain import Chain
-from vj.gfx.context import auto_render_scale, is_software
+from vj.gfx.context import auto_render_scale, is_software, resolve_frame_path
+from vj.gfx.cudagl import CudaGLError
 from vj.gfx.crossfade import ModelFader, TextureMixer
 from vj.gfx.isf import ISFError, ISFShader, load_isf
 from vj.gfx.master import MasterPass
@@ -141,6 +142,7 @@ class Engine:
         # On a software rasteriser llvmpipe's threads already fill the cores; a second pool of torch
         # threads only fights them (offline 720p render: 15.9 -> 18.5 fps with one torch thread).
         self.torch_threads = 1 if is_software(ctx) else None
+        self.frame_path = resolve_frame_path(ctx, render_cfg.frame_path)
         self.chain_size = render_cfg.chain_size(self.render_scale)
         self.chain = Chain(ctx, *self.chain_size)
         # The master renders at the chain's size: the window's blit and the recorder's swscale scale it
@@ -267,7 +269,8 @@ class Engine:
         if generator is not self.generator:
             old, old_generator = self.worker, self.generator
             self.generator = generator
-            self.worker = worker or ModelWorker(generator, torch_threads=self.torch_threads)
+            self.worker = worker or ModelWorker(generator, torch_threads=self.torch_threads,
+                                                frame_path=self.frame_path)
             self._model_key = key
             if old is not None:
                 # Live, never wait for the old model's render in progress: its thread ends after it.
@@ -426,14 +429,14 @@ class Engine:
         self._cancel_model_load()
         if self._loader is None:
             self._loader = ThreadPoolExecutor(1, thread_name_prefix="vj-model-loader")
-        features, threads = self.features, self.torch_threads
+        features, threads, frame_path = self.features, self.torch_threads, self.frame_path
 
         def build():
             generator = self._make_generator(preset)
             registry = self._scene_registry(preset, shaders, generator)
             for path, v in preset.values.items():
                 registry.set(path, v, "preset")
-            worker = ModelWorker(generator, torch_threads=threads)
+            worker = ModelWorker(generator, torch_threads=threads, frame_path=frame_path)
             # The first render compiles or traces the network: it happens here, not in front of the audience.
             first = worker.render_now(generator.advance(registry.values(), features, 0.0))
             return generator, worker, first, registry
@@ -651,7 +654,13 @@ class Engine:
         self.model_error = None
         self.model_frames += 1
         t0 = time.perf_counter()
-        self._model_tex = self.fader.push(result.image, self._frame_t_s)
+        try:
+            self._model_tex = self.fader.push(result.image, self._frame_t_s, result.gl_rgba)
+        except CudaGLError as exc:        # CUDA only: the GL context cannot share with CUDA; go through the host
+            log.error("%s; model frames now go through pinned host memory", exc)
+            self.frame_path = "pinned"
+            self.worker.frame_path = "pinned"
+            self._model_tex = self.fader.push(result.image.cpu().numpy(), self._frame_t_s, True)
         self.times.add("upload", time.perf_counter() - t0)
 
     def compose(self, frame: ParamFrame) -> moderngl.Texture:

@@ -99,6 +99,14 @@ def auto_render_scale(ctx: moderngl.Context) -> float:
     return 0.4 if is_software(ctx) else 1.0
 
 
+def resolve_frame_path(ctx: moderngl.Context, wanted: str) -> str:
+    """The frame path (vj.models.worker.FRAME_PATHS) for `wanted`: "auto" is interop where GL runs on an NVIDIA
+    driver (where CUDA can write GL textures), else pinned. Either matters only for frames rendered on CUDA."""
+    if wanted != "auto":
+        return wanted
+    return "interop" if "nvidia" in str(ctx.info.get("GL_VENDOR", "")).lower() else "pinned"
+
+
 def describe(ctx: moderngl.Context) -> str:
     """One line naming the GL version and renderer, for logs and `vj devices`."""
     info = ctx.info

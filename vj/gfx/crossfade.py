@@ -84,10 +84,11 @@ class ModelFader:
         self.interval_s = 0.0                  # time between the two newest arrivals
         self._mixer = TextureMixer(ctx)
 
-    def push(self, image: np.ndarray, t_s: float) -> moderngl.Texture:
-        """A new model frame arrived at clock time t_s; returns its texture."""
+    def push(self, image, t_s: float, gl_rgba: bool = False) -> moderngl.Texture:
+        """A new model frame arrived at clock time t_s; returns its texture (`gl_rgba`: see TextureUploader)."""
+        uploader = self._uploaders[(self._newest + 1) % 2]
+        tex = uploader.upload(image, gl_rgba)        # raises before the newest index moves
         self._newest = (self._newest + 1) % 2
-        tex = self._uploaders[self._newest].upload(image)
         if self._frames:
             self.interval_s = min(max(t_s - self._arrived_s, 0.0), MAX_INTERVAL_S)
         self._arrived_s = t_s

@@ -1,4 +1,5 @@
-"""Model frames (numpy images) to GL textures, reusing the texture while the size stays the same."""
+"""Model frames to GL textures, reusing the texture while the size stays the same: numpy images from host
+memory, or (CUDA only) 8-bit RGBA frames still on the GPU through CUDA-GL interop (vj.gfx.cudagl)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,13 @@ class TextureUploader:
         self.texture: moderngl.Texture | None = None
         self._staging: np.ndarray | None = None      # (H, W, 4), flipped, alpha preset
         self._key: tuple | None = None
+        self._interop = None                         # vj.gfx.cudagl.CudaGLTexture on self.texture, CUDA only
 
-    def upload(self, image: np.ndarray) -> moderngl.Texture:
+    def upload(self, image, gl_rgba: bool = False) -> moderngl.Texture:
+        """`image`: (H, W, 3) float 0..1 or uint8, row 0 at the top; or with `gl_rgba`, (H, W, 4) uint8 RGBA
+        with row 0 at the bottom (vj.models.worker.gl_rgba8), as a host array or a CUDA tensor."""
+        if gl_rgba:
+            return self._upload_gl_rgba(image)
         a = np.asarray(image)
         if a.ndim != 3 or a.shape[2] not in (3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
             raise ValueError(f"expected an (H, W, 3) image, got shape {a.shape}")  # (H, W, 3|4)
@@ -32,16 +38,7 @@ class TextureUploader:
         else:
             raise ValueError(f"expected float32 0..1 or uint8 pixels, got {a.dtype}")
         h, w, c = a.shape
-        key = (w, h, dtype)
-        if key != self._key:
-            if self.texture is not None:
-                self.texture.release()
-            self.texture = self.ctx.texture((w, h), 4, dtype=dtype)
-            self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
-            self.texture.repeat_x = False
-            self.texture.repeat_y = False
-            self._staging = np.empty((h, w, 4), dtype=np_dtype)
-            self._key = key
+        self._ensure((w, h, dtype), np_dtype)
         staging = self._staging
         flipped = a[::-1]
         if c == 3:
@@ -54,7 +51,43 @@ class TextureUploader:
         self.texture.write(staging)
         return self.texture
 
+    def _upload_gl_rgba(self, image) -> moderngl.Texture:
+        h, w, c = image.shape
+        if c != 4 or str(image.dtype) not in ("uint8", "torch.uint8"):
+            raise ValueError(f"expected (H, W, 4) uint8 RGBA, got {tuple(image.shape)} {image.dtype}")
+        self._ensure((w, h, "f1"), np.uint8)
+        if isinstance(image, np.ndarray):
+            self.texture.write(np.ascontiguousarray(image))
+        else:                                     # a CUDA tensor: device to device, no host copy (CUDA only)
+            if self._interop is None or self._interop.texture is not self.texture:
+                from vj.gfx.cudagl import CudaGLTexture
+                if self._interop is not None:
+                    self._interop.release()
+                self._interop = CudaGLTexture(self.texture)
+            self._interop.write(image)
+        return self.texture
+
+    def _ensure(self, key: tuple, np_dtype) -> None:
+        """The (w, h, dtype) RGBA texture and its staging array, made anew when the key changes."""
+        if key == self._key:
+            return
+        w, h, dtype = key
+        if self._interop is not None:
+            self._interop.release()
+            self._interop = None
+        if self.texture is not None:
+            self.texture.release()
+        self.texture = self.ctx.texture((w, h), 4, dtype=dtype)
+        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self.texture.repeat_x = False
+        self.texture.repeat_y = False
+        self._staging = np.empty((h, w, 4), dtype=np_dtype)
+        self._key = key
+
     def release(self) -> None:
+        if self._interop is not None:
+            self._interop.release()
+            self._interop = None
         if self.texture is not None:
             self.texture.release()
             self.texture = None

@@ -156,7 +156,8 @@ class Img2ImgModel:
         return (max(m, int(width_px * self.scale / m + 0.5) * m), max(m, int(height_px * self.scale / m + 0.5) * m))
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) float 0..1 -> (1, 3, H, W) float32 0..1 (on the CPU). Img2ImgError on a misfit."""
+        """(1, 3, H, W) float 0..1 -> (1, 3, H, W) float32 0..1 on the model's device (a CUDA frame stays on
+        the GPU for the engine's frame path). Img2ImgError on a misfit."""
         assert image.dim() == 4 and image.shape[:2] == (1, 3), f"expected (1, 3, H, W), got {tuple(image.shape)}"
         height_px, width_px = int(image.shape[2]), int(image.shape[3])
         in_w, in_h = self.input_size(width_px, height_px)
@@ -172,7 +173,7 @@ class Img2ImgModel:
             hint = " (2 channels: a chroma-only model, not supported)" if y.dim() == 4 and y.shape[1] == 2 else ""
             raise Img2ImgError(f"{self.path}: output shape {tuple(y.shape)} does not fit; expected "
                                f"(1, 3, h, w) or (1, 1, h, w) for input {tuple(x.shape)}{hint}")
-        y = y.to("cpu", torch.float32)
+        y = y.to(torch.float32)
         if self.value_range == "-1..1":
             y = (y + 1.0) * 0.5
         if y.shape[1] == 1:

@@ -225,7 +225,7 @@ class VideoGenerator(Generator):
             image = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(torch.float32) / 255.0  # (1, 3, H, W)
             if self.model is not None and args.mix > 0.0:
                 styled = self.model(image)                                               # (1, 3, H, W) 0..1
-                image = torch.lerp(image, styled, float(args.mix)) if args.mix < 1.0 else styled
+                image = torch.lerp(image.to(styled.device), styled, float(args.mix)) if args.mix < 1.0 else styled
             image = assert_image(image.contiguous(), self.width_px, self.height_px)
             self._cache = (args.clip, frame, args.fit, args.mix, image)
             return image.clone()

@@ -16,6 +16,15 @@ from vj.models.base import Generator, ModelArgs, assert_image
 log = logging.getLogger(__name__)
 
 _FPS_WINDOW = 30                      # completed frames the fps counter averages over
+# How a frame rendered on a GPU reaches the GL texture (vj.gfx.upload). "host": as float32 (H, W, 3) through
+# host memory, like CPU frames. "pinned": converted on the GPU to 8-bit RGBA, rows bottom-first as GL wants
+# them, then copied into a page-locked host buffer (a quarter of the bytes, DMA without a staging copy) and
+# written to the texture from there. "interop": the same 8-bit RGBA stays on the GPU and is copied into the
+# GL texture through CUDA-GL interop, never touching host memory. "auto": interop where the GL context runs
+# on an NVIDIA GPU, else pinned. Frames rendered on the CPU always take the host path.
+# CUDA only: the pinned and interop paths run on CUDA machines alone (tests there: tests/test_cuda_frames.py).
+FRAME_PATHS = ("auto", "host", "pinned", "interop")
+_PINNED_RING = 4                      # pinned buffers in turn: the one uploading, the newest, two in flight
 
 
 @dataclass(frozen=True)
@@ -23,9 +32,12 @@ class ModelResult:
     """One rendered frame. On error `image` is black and `error` says why in one line."""
 
     stamp: int                        # the stamp `submit` returned for these args
-    image: np.ndarray                 # (H, W, 3) float32 0..1, C-contiguous, read-only
+    image: np.ndarray | torch.Tensor  # (H, W, 3) float32 0..1, C-contiguous, read-only; or see `gl_rgba`
     error: str | None
     elapsed_s: float                  # time spent rendering
+    # True: `image` is (H, W, 4) uint8 RGBA with row 0 at the bottom, GL's layout: a pinned host array
+    # (frame path "pinned") or a CUDA tensor (frame path "interop").
+    gl_rgba: bool = False
 
 
 class ModelWorker:
@@ -36,14 +48,21 @@ class ModelWorker:
     AsyncRenderer pattern), so the frame loop never sees them and the worker keeps going.
     """
 
-    def __init__(self, generator: Generator, name: str = "vj-model-worker", torch_threads: int | None = None):
+    def __init__(self, generator: Generator, name: str = "vj-model-worker", torch_threads: int | None = None,
+                 frame_path: str = "host"):
         """`torch_threads`, when given, calls torch.set_num_threads, which is process-wide.
+        `frame_path`: how GPU frames reach GL, one of FRAME_PATHS less "auto" (the engine resolves that).
 
         Why offer it: on a 2-core CPU shared with another busy process (llvmpipe, an encoder), torch's
         default of one OpenMP thread per core collapsed (CPPN 256x144: median ~600 ms a frame at 2
         threads against ~30 ms at 1 thread); with the cores to itself 2 threads are ~1.5x faster.
         """
         self.generator = generator
+        if frame_path not in FRAME_PATHS[1:]:
+            raise ValueError(f"frame_path must be one of {', '.join(FRAME_PATHS[1:])}, got {frame_path!r}")
+        self.frame_path = frame_path  # the engine sets "pinned" here when interop fails on the GL side
+        self._pinned: list[torch.Tensor] = []
+        self._pinned_next = 0
         if torch_threads is not None:
             torch.set_num_threads(max(1, int(torch_threads)))
         self.frames_done = 0          # renders finished on the thread, errors included
@@ -152,29 +171,63 @@ class ModelWorker:
         """Run the generator on `args`; any exception becomes the result's one-line error."""
         width_px, height_px = self.generator.output_size
         t0 = time.perf_counter()
+        gl_rgba = False
         try:
             with torch.inference_mode():
                 out = assert_image(self.generator.render(args), width_px, height_px)   # (1, 3, H, W)
-                hwc = out[0].detach().permute(1, 2, 0).to("cpu", torch.float32)        # (H, W, 3)
-                hwc = torch.nan_to_num(hwc, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
-                image = np.ascontiguousarray(hwc.numpy())
+                image, gl_rgba = self.to_frame(out)
             error = None
         except Exception as exc:  # the frame loop must never see a model's exception
             image = np.zeros((height_px, width_px, 3), dtype=np.float32)
+            gl_rgba = False
             error = _one_line(exc)
             self._report(error)
         elapsed_s = time.perf_counter() - t0
-        image.setflags(write=False)
+        if isinstance(image, np.ndarray):
+            image.setflags(write=False)
         self.last_elapsed_s = elapsed_s
         if error is not None:
             self.errors += 1
             self.last_error = error
-        return ModelResult(stamp=stamp, image=image, error=error, elapsed_s=elapsed_s)
+        return ModelResult(stamp=stamp, image=image, error=error, elapsed_s=elapsed_s, gl_rgba=gl_rgba)
+
+    def to_frame(self, out: torch.Tensor) -> tuple[np.ndarray | torch.Tensor, bool]:
+        """A generator's (1, 3, H, W) output as ModelResult's (image, gl_rgba), by this worker's frame path."""
+        if out.device.type == "cuda" and self.frame_path != "host":
+            return self._gpu_frame(out), True
+        hwc = out[0].detach().permute(1, 2, 0).to("cpu", torch.float32)        # (H, W, 3)
+        hwc = torch.nan_to_num(hwc, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+        return np.ascontiguousarray(hwc.numpy()), False
+
+    def _gpu_frame(self, out: torch.Tensor) -> np.ndarray | torch.Tensor:
+        """CUDA only. A finished (H, W, 4) uint8 GL-layout frame: a CUDA tensor ("interop") or a pinned host
+        array ("pinned"). The worker waits for the GPU here, so whatever the main thread receives is complete."""
+        rgba = gl_rgba8(out)
+        if self.frame_path == "interop":
+            torch.cuda.current_stream(out.device).synchronize()
+            return rgba
+        if not self._pinned or self._pinned[0].shape != rgba.shape:
+            self._pinned = [torch.empty(rgba.shape, dtype=torch.uint8, pin_memory=True) for _ in range(_PINNED_RING)]
+        host = self._pinned[self._pinned_next]
+        self._pinned_next = (self._pinned_next + 1) % len(self._pinned)
+        host.copy_(rgba, non_blocking=True)
+        torch.cuda.current_stream(out.device).synchronize()
+        return host.numpy()
 
     def _report(self, error: str) -> None:
         if error not in self._reported:
             self._reported.add(error)
             log.warning("model %s: render failed: %s", self.generator.name or "?", error)
+
+
+def gl_rgba8(out: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) float 0..1 (any device) -> (H, W, 4) uint8 RGBA on the same device, rows bottom-first
+    (GL's layout, as TextureUploader writes host frames), NaN as 0, rounded to nearest, alpha 255."""
+    rgb = torch.nan_to_num(out[0].detach().float(), nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+    rgba = torch.empty((rgb.shape[1], rgb.shape[2], 4), dtype=torch.uint8, device=out.device)
+    rgba[:, :, :3] = rgb.permute(1, 2, 0).flip(0).mul(255.0).add_(0.5).to(torch.uint8)
+    rgba[:, :, 3] = 255
+    return rgba
 
 
 def _one_line(exc: BaseException) -> str:

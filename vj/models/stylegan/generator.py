@@ -231,7 +231,7 @@ class StyleGANGenerator(Generator):
         with torch.inference_mode():
             img = self._compiled()(*inputs)                                                        # (1, C, R, R)
             img = self._to_output(img)                                                    # (1, 3, H, W)
-        return assert_image(img.cpu(), self.width_px, self.height_px)
+        return assert_image(img, self.width_px, self.height_px)     # on the model's device: see FRAME_PATHS
 
     def synthesize(self, args: StyleGANArgs) -> torch.Tensor:
         """The raw network output for args, eager: (1, img_channels, R, R), about -1..1."""
