@@ -67,6 +67,29 @@ def test_a_bad_preset_changes_nothing(engine, tmp_path):
     assert dict(engine.registry.values()) == before
 
 
+def test_a_scene_sets_its_model_size_and_a_bad_size_names_its_line(engine, tmp_path):
+    # Without a size the model renders at the config's (--model-size); a scene's [model] size wins.
+    engine.load_preset("default")
+    assert engine.generator.output_size == (96, 54)
+    big = tmp_path / "big.toml"
+    big.write_text('name = "big"\n[model]\nname = "cppn"\nsize = [128, 72]\n')
+    engine.load_preset(str(big))
+    assert engine.generator.output_size == (128, 72)
+    engine.step_offline(None, 0.0, 1 / 30)
+    assert engine.fader.newest.size == (128, 72)
+    text = tmp_path / "text.toml"
+    text.write_text('name = "text"\n[model]\nname = "cppn"\nsize = "64x36"\n')
+    engine.load_preset(str(text))
+    assert engine.generator.output_size == (64, 36)
+    for value, reason in (('"wide"', "size must be"), ("[64]", "size must be"), ("[4, 4]", "size 4x4 is out of range"),
+                          ("[64.5, 36]", "size must be")):
+        bad = tmp_path / "bad-size.toml"
+        bad.write_text(f'name = "bad"\n[model]\nname = "cppn"\nsize = {value}\n')
+        with pytest.raises(PresetError, match=rf"bad-size.toml:\d+: model 'cppn': {reason}"):
+            engine.load_preset(str(bad))
+    assert engine.generator.output_size == (64, 36)              # the last good scene goes on
+
+
 @pytest.mark.skipif(shutil.which("oscsend") is None, reason="liblo-tools missing")
 def test_oscsend_changes_the_rendered_frame(engine):
     engine.load_preset("default")

@@ -66,7 +66,9 @@ def _channels(text: str) -> tuple[int, ...]:
 
 def _render_cfg(args) -> RenderConfig:
     w, h = args.size
+    mw, mh = getattr(args, "model_size", None) or (RenderConfig.model_width_px, RenderConfig.model_height_px)
     return RenderConfig(width_px=w, height_px=h, fps=getattr(args, "fps", 30.0),
+                        model_width_px=mw, model_height_px=mh,
                         render_scale=getattr(args, "render_scale", None),
                         frame_path=getattr(args, "frame_path", None) or "auto",
                         encoder_preset=getattr(args, "encoder_preset", "quick"))
@@ -80,6 +82,8 @@ ENCODER_PRESETS = ("quick", "ultrafast", "superfast", "veryfast", "faster", "fas
 FRAME_PATH_HELP = ("how frames a model renders on a GPU reach the shaders: interop (CUDA-GL, never through host "
                    "memory), pinned (8-bit through page-locked host memory), host (float through host memory); "
                    "auto (default): interop where GL runs on an NVIDIA driver, else pinned. CUDA only")
+MODEL_SIZE_HELP = ("size of the model's frames for scenes whose [model] table gives no size (default 256x144; "
+                   "larger is for a GPU: StyleGAN 1024x576, DeepDream 1280x720)")
 SCALE_HELP = ("shader chain resolution as a fraction of --size; 'auto' (default): 1 on a GPU, "
               "0.4 on a software rasteriser")
 
@@ -112,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
     run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
     run.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    run.add_argument("--model-size", type=_size, default=None, metavar="WxH", help=MODEL_SIZE_HELP)
     run.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
                         help=FRAME_PATH_HELP)
     run.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="ultrafast",
@@ -155,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
     ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
     ren.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    ren.add_argument("--model-size", type=_size, default=None, metavar="WxH", help=MODEL_SIZE_HELP)
     ren.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
                         help=FRAME_PATH_HELP)
     ren.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="quick",
@@ -218,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                        help="latency: audio block and JACK period (default 256)")
     bench.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    bench.add_argument("--model-size", type=_size, default=None, metavar="WxH", help=MODEL_SIZE_HELP)
     bench.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
                           help=FRAME_PATH_HELP)
 
@@ -324,9 +331,9 @@ def _dispatch(args) -> int:
             return 0
         if args.what == "model":
             from vj.models.bench_model import run as bench_model
-            size = args.size[0] if args.size else 256
-            return bench_model(args.model, size, args.backends, args.precision, max(1, min(args.frames, 1000)),
-                               checkpoint=args.checkpoint, threads=args.threads, settings=args.set)
+            w, h = args.size if args.size else (256, 256)
+            return bench_model(args.model, w, args.backends, args.precision, max(1, min(args.frames, 1000)),
+                               checkpoint=args.checkpoint, threads=args.threads, settings=args.set, height=h)
         if args.what == "osc":
             from vj.bench_osc import print_osc_bench
             return print_osc_bench(max(1, args.datagrams))

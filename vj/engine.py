@@ -236,8 +236,8 @@ class Engine:
                 if beside.exists():
                     settings[k] = str(beside)
         try:
-            return create_generator(preset.model, width_px=self.render_cfg.model_width_px,
-                                    height_px=self.render_cfg.model_height_px, **settings)
+            width_px, height_px = model_size(settings.pop("size", None), self.render_cfg)
+            return create_generator(preset.model, width_px=width_px, height_px=height_px, **settings)
         except (TypeError, ValueError, OSError) as exc:
             raise preset.error(f"model {preset.model!r}: {exc}", "model") from None
 
@@ -766,6 +766,23 @@ def _file_stamp(path: Path | None) -> tuple | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
+
+
+def model_size(size: object, render_cfg: RenderConfig) -> tuple[int, int]:
+    """The model's output size: a scene's `[model] size` ([W, H] or "WxH"), else the render config's
+    (--model-size; 256x144 by default). Larger sizes are for GPUs: StyleGAN at 1024, DeepDream at 1280x720."""
+    if size is None:
+        return render_cfg.model_width_px, render_cfg.model_height_px
+    parts = size.lower().split("x") if isinstance(size, str) else size
+    try:
+        w, h = (int(v) for v in parts)
+        if isinstance(size, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be [width, height] or \"WxH\", got {size!r}") from None
+    if not (8 <= w <= 8192 and 8 <= h <= 8192):
+        raise ValueError(f"size {w}x{h} is out of range (8..8192 px a side)")
+    return w, h
 
 
 class OfflinePipeline:

@@ -17,7 +17,7 @@ def bench_generator(name: str = DEFAULT_GENERATOR, width_px: int = 256, height_p
                     frames: int = 40, warmup: int = 3, **settings) -> dict[str, float]:
     """Render `frames` frames of a loud walk through the worker's code path; times in milliseconds."""
     gen = create_generator(name, width_px=width_px, height_px=height_px, **settings)
-    worker = ModelWorker(gen)
+    worker = ModelWorker(gen, frame_path="pinned")       # on the CPU the host path: the frame path is for CUDA
     times_ms = []
     first_ms = 0.0
     try:

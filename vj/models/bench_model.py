@@ -113,10 +113,12 @@ def _time(net, inputs, reference, backend: str, precision: str, frames: int, dev
                     max_abs=fid["max_abs"], psnr_db=fid["psnr_db"])
 
 
-def bench_generator_rows(name: str, size: int, frames: int, settings: dict | None = None) -> list[BenchRow]:
-    """Any registered generator at size x size through the worker's code path (its own backend)."""
+def bench_generator_rows(name: str, size: int, frames: int, settings: dict | None = None,
+                         height: int | None = None) -> list[BenchRow]:
+    """Any registered generator at size x height (default square) through the worker's code path (its own
+    backend); on CUDA the frame is handed over as 8-bit RGBA in pinned memory (frame path "pinned")."""
     from vj.models.bench import bench_generator
-    r = bench_generator(name, size, size, frames=frames, **(settings or {}))
+    r = bench_generator(name, size, size if height is None else height, frames=frames, **(settings or {}))
     return [BenchRow("engine", "fp32", r["median_ms"], r["p99_ms"], r["first_ms"])]
 
 
@@ -136,8 +138,9 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def run(model: str, size: int, backends: str, precisions: str, frames: int, checkpoint: str | None = None,
-        threads: int | None = None, settings: list[str] = ()) -> int:
-    """Print the table; returns the exit code."""
+        threads: int | None = None, settings: list[str] = (), height: int | None = None) -> int:
+    """Print the table; returns the exit code. `size` x `height` (default square) for generators other than
+    StyleGAN; StyleGAN networks are square, `size` px."""
     if threads:
         torch.set_num_threads(threads)
     b = [x.strip() for x in backends.split(",") if x.strip()]
@@ -146,9 +149,14 @@ def run(model: str, size: int, backends: str, precisions: str, frames: int, chec
         if x not in BACKENDS:
             raise ValueError(f"unknown backend {x!r}; choose from {', '.join(BACKENDS)}")
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"vj bench model: {checkpoint or model}, {size} px, batch 1, {frames} frames, device {dev}, "
+    height = size if height is None else height
+    stylegan = bool(checkpoint) or model in STYLEGAN_MODELS
+    if stylegan and height != size:
+        raise ValueError(f"StyleGAN networks are square: give --size N, not {size}x{height}")
+    shown = f"{size} px" if height == size else f"{size}x{height}"
+    print(f"vj bench model: {checkpoint or model}, {shown}, batch 1, {frames} frames, device {dev}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    if checkpoint or model in STYLEGAN_MODELS:
+    if stylegan:
         if checkpoint:
             from vj.models.stylegan.load import load_generator
             G = load_generator(checkpoint).G
@@ -157,7 +165,7 @@ def run(model: str, size: int, backends: str, precisions: str, frames: int, chec
             G = random_network(model, size)
         rows = bench_stylegan(G, b, p, frames)
     else:
-        rows = bench_generator_rows(model, size, frames, parse_settings(list(settings)))
+        rows = bench_generator_rows(model, size, frames, parse_settings(list(settings)), height=height)
     for row in rows:
         print("  " + row.line())
     return 0 if any(r.error is None for r in rows) else 1
