@@ -264,6 +264,37 @@ def test_ascent_increases_the_chosen_activation(layer, channel):
     assert score(out2) > score(image)
 
 
+@pytest.mark.parametrize("scale, channel, steps", [(1.0, -1, 2), (0.6, 5, 3), (1.0, 2, 0)])
+def test_scripted_ascent_is_the_eager_ascent(scale, channel, steps):
+    # The generator climbs with ScriptedAscent (TorchScript, no GIL held); it must be ascend to float rounding.
+    bb = random_googlenet(seed=3, width=0.25)
+    image = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    offsets = dream.jitter_offsets(0, 7, steps, 3)
+
+    def activation(x):
+        return bb.activation(x, "inception4a")
+    scripted = dream.ScriptedAscent(activation)
+    with torch.enable_grad():
+        want = dream.ascend(activation, image, steps=steps, step=0.03, scale=scale, offsets=offsets, channel=channel)
+        for _ in range(2):         # and again: the compiled module gives the same on every call
+            got = scripted(image, steps=steps, step=0.03, scale=scale, offsets=offsets, channel=channel)
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert steps == 0 or float((want - image).abs().max()) > 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # torch 2.13 marks torch.jit deprecated
+def test_a_torchscript_backbone_climbs_eagerly_and_googlenet_compiled(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.script(TinyClassifier().eval()), str(path))
+    ts = create_generator("deepdream", width_px=40, height_px=32, torchscript=str(path), layer="features.2",
+                          source="self")
+    own = create_generator("deepdream", width_px=40, height_px=32, source="self", net_width=0.25)
+    assert not isinstance(ts._ascent("features.2"), dream.ScriptedAscent)
+    assert isinstance(own._ascent("inception4c"), dream.ScriptedAscent)
+    assert own._ascent("inception4c") is own._ascent("inception4c")       # compiled once per layer
+
+
 def test_random_backbone_says_so(caplog, monkeypatch):
     monkeypatch.setattr(dd_generator, "_warned_random", False)
     with caplog.at_level(logging.WARNING, logger="vj.models.deepdream.generator"):

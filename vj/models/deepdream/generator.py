@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -111,6 +112,7 @@ class DeepDreamGenerator(Generator):
         self.layers = wanted if (torchscript or len(wanted) > 1) else self.backbone.layers
         default_layer = wanted[0] if wanted else DEFAULT_LAYER
         self._own_params = deepdream_params(self.layers, default_layer)
+        self._ascents: dict[str, Callable[..., torch.Tensor]] = {}
         self.source_name = source
         self.inner = self._make_source(source, dict(source_settings or {}))
         self._inner_params = self.inner.params() if self.inner is not None else []
@@ -139,6 +141,18 @@ class DeepDreamGenerator(Generator):
                             "(seed %d): textures, not dogs; set `weights` to a torchvision googlenet .pth", self.seed)
         log.info("deepdream: backbone %s on %s", bb.source, self.device)
         return bb
+
+    def _ascent(self, layer: str) -> Callable[..., torch.Tensor]:
+        """The gradient ascent on `layer`: compiled on first use (a layer switch compiles on the worker) for our
+        GoogLeNet; a TorchScript backbone's cut graph already runs as one call and takes the eager ascent."""
+        if layer not in self._ascents:
+            def activation(img: torch.Tensor) -> torch.Tensor:
+                return self.backbone.activation(img, layer)
+            if isinstance(self.backbone.module, torch.jit.ScriptModule):
+                self._ascents[layer] = functools.partial(dream.ascend, activation)
+            else:
+                self._ascents[layer] = dream.ScriptedAscent(activation)
+        return self._ascents[layer]
 
     def _make_source(self, source: str, settings: dict[str, Any]) -> Generator | None:
         if source == "self":
@@ -219,8 +233,8 @@ class DeepDreamGenerator(Generator):
             octave = args.frame_index % max(args.octaves, 1)
             scale = args.octave_scale ** -(max(args.octaves, 1) - 1 - octave)     # coarsest first, finest last
             offsets = dream.jitter_offsets(self.seed, args.frame_index, args.steps, args.jitter_px)
-            x = dream.ascend(lambda img: self.backbone.activation(img, args.layer), x, steps=args.steps,
-                             step=args.step, scale=scale, offsets=offsets, channel=args.channel)
+            x = self._ascent(args.layer)(x, steps=args.steps, step=args.step, scale=scale, offsets=offsets,
+                                         channel=args.channel)
             x = dream.balance(x, fed_back * (1.0 - math.exp(-dt_s / BALANCE_S)))
             self._state = x.detach()
             self._state_view = view
