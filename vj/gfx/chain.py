@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import moderngl
 
@@ -70,6 +70,9 @@ class Chain:
         self._buffers = self._make_buffers()
         self.errors: dict[str, str] = {}
         self.frame_index = 0
+        # Called after every effect pass; the engine sets a GIL-free glFinish on software rasterisers
+        # (vj.gfx.context.gil_free_finish).
+        self.after_pass: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------------------------ set-up
 
@@ -195,6 +198,7 @@ class Chain:
                 current = out.texture
                 continue
             try:
+                slot.effect.after_pass = self.after_pass
                 current = slot.effect.render(current, source, out.fbo, frame, g, self.audio)
             except (moderngl.Error, ValueError, TypeError, KeyError) as exc:
                 # The frame boundary for one effect: report once, pass its input through, keep going.

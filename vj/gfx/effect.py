@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import moderngl
 import numpy as np
@@ -219,6 +219,7 @@ class Effect:
         # feedback it just adopted.
         self.frame_index = inherit.frame_index if inherit is not None else 0
         self.output_texture: moderngl.Texture | None = None
+        self.after_pass: Callable[[], None] | None = None   # called after each pass (Chain.after_pass)
 
     def _load_imported(self, name: str, path) -> moderngl.Texture:
         try:
@@ -331,6 +332,8 @@ class Effect:
             if prog.u_size is not None:
                 prog.u_size.value = tuple(float(s) for s in fbo.size)
             prog.vao.render(moderngl.TRIANGLE_STRIP)
+            if self.after_pass is not None:
+                self.after_pass()
             if target is not None:
                 target.swap()
                 if index == last:
