@@ -364,3 +364,15 @@ def test_quick_preset_is_ultrafast_with_deblocking_cabac_and_8x8_transforms(tmp_
 def test_unknown_encoder_preset_names_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"unknown encoder preset 'fastest': use one of quick, ultrafast"):
         Recorder(tmp_path / "x.mp4", W, H, FPS, preset="fastest")
+
+
+@pytest.mark.parametrize("cores, one_thread", [(2, True), (16, False)])
+def test_x264_encodes_on_one_thread_on_a_two_core_machine(tmp_path, monkeypatch, cores, one_thread):
+    # With two cores the rest of the pipeline keeps them busy and x264's frame threads cost more than they
+    # give; with more, x264 chooses (from the real core count: 3 threads here).
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    for preset in ("quick", "veryfast"):
+        path = tmp_path / f"{preset}-{cores}.mp4"
+        assert record(path, 3, preset=preset).error is None
+        settings = x264_settings(path)
+        assert (" threads=1 " in settings) == one_thread, settings
