@@ -367,12 +367,13 @@ def test_unknown_encoder_preset_names_the_choices(tmp_path):
 
 
 @pytest.mark.parametrize("cores, one_thread", [(2, True), (16, False)])
-def test_x264_encodes_on_one_thread_on_a_two_core_machine(tmp_path, monkeypatch, cores, one_thread):
+def test_x264_encodes_fast_presets_on_one_thread_on_a_two_core_machine(tmp_path, monkeypatch, cores, one_thread):
     # With two cores the rest of the pipeline keeps them busy and x264's frame threads cost more than they
     # give; with more, x264 chooses (from the real core count: 3 threads here).
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    for preset in ("quick", "veryfast"):
+    for preset in ("quick", "ultrafast", "veryfast"):
         path = tmp_path / f"{preset}-{cores}.mp4"
         assert record(path, 3, preset=preset).error is None
         settings = x264_settings(path)
-        assert (" threads=1 " in settings) == one_thread, settings
+        # veryfast keeps x264's threads: on one it manages 26 fps at 720p, below what the pipeline needs.
+        assert (" threads=1 " in settings) == (one_thread and preset != "veryfast"), (preset, settings)

@@ -29,12 +29,14 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 # where plain ultrafast (no deblocking) lost 0.01-0.045 SSIM at 1.3-1.7x the size (three presets' frames).
 VJ_PRESETS = {"quick": ("ultrafast", "deblock=1:cabac=1:8x8dct=1:partitions=i8x8,i4x4")}
 ENCODER_PRESETS = ("quick",) + X264_PRESETS
-# On a machine with this many cores or fewer x264 encodes on one thread. The other stages (model, shaders,
+# On a machine with this many cores or fewer x264 encodes its fast presets on one thread. The other stages (model, shaders,
 # the rest of the pipeline) already keep the cores busy, and x264's frame threads then cost more than they
 # give: 1280x720 renders of the default scene on 2 cores, eight paired 8 s runs with quick: -6 to +32 %,
 # median +13 % (29.2-30.9 fps against 22.6-26.9 in the quietest three). One x264 thread still encodes 720p
 # quick at about 70 fps. Live recordings dropped as many frames either way (57-84 against 62-141 of 600).
+# Only the fast presets: one thread of veryfast manages 26 fps at 720p, below what the pipeline needs.
 FEW_CORES = 2
+ONE_THREAD_PRESETS = ("quick", "ultrafast", "superfast")
 
 # empty_moov + frag_keyframe: the header goes first and every keyframe starts a fragment that is
 # complete on disk, so a killed process leaves a file that plays up to the last fragment.
@@ -297,7 +299,7 @@ class Recorder:
         if vcodec == "libx264":
             x264_preset, x264_params = VJ_PRESETS.get(self._preset, (self._preset, ""))
             options = {"crf": str(self._crf), "preset": x264_preset, "bf": "0"}
-            if (os.cpu_count() or 1) <= FEW_CORES:
+            if (os.cpu_count() or 1) <= FEW_CORES and self._preset in ONE_THREAD_PRESETS:
                 x264_params = ":".join(p for p in (x264_params, "threads=1") if p)
             if x264_params:
                 options["x264-params"] = x264_params
