@@ -145,10 +145,11 @@ class Engine:
         self.frame_path = resolve_frame_path(ctx, render_cfg.frame_path)
         self.chain_size = render_cfg.chain_size(self.render_scale)
         self.chain = Chain(ctx, *self.chain_size)
-        if is_software(ctx) and not live:
-            # Offline, wait for each pass without the GIL so the model and encoder threads run meanwhile
-            # (see gil_free_finish). Live, the waits keep the GIL: on two cores the model thread would
-            # otherwise take the display's share (CPPN live: display 48 -> 32-36 fps, model 18 -> 29-32).
+        if is_software(ctx):
+            # Wait for each pass without the GIL, so the other threads run meanwhile (see gil_free_finish):
+            # offline the model and the encoder; live also the audio callback, which otherwise waited so
+            # long that a JACK input at 256-frame blocks overflowed in 611-642 callbacks of 2800 (15 s of
+            # the default scene in a 1280x720 window), against 26-66 with these waits.
             self.chain.after_pass = gil_free_finish(ctx)
         # The master renders at the chain's size: the window's blit and the recorder's swscale scale it
         # to the output size, which is cheaper than another full-size pass on a software rasteriser.

@@ -113,9 +113,9 @@ def gil_free_finish(ctx: moderngl.Context):
     Why: moderngl keeps the GIL inside every call, also while it waits for the rasteriser, and every other
     thread (the model worker, the encoder's Python side, audio) then waits too. On a software rasteriser
     each pass waits for the one before anyway; finishing it here, GIL-free, lets the others run meanwhile
-    (offline 1280x720: 0-10 %, mean 7 %, more frames per second in seven paired runs). On a GPU a finish
-    per pass would stall the pipeline, so the engine asks for this on software rasterisers only, and
-    offline only (live, the display keeps its priority). The loader is GLVND's (libOpenGL), which serves the current context.
+    (offline 1280x720: 0-10 %, mean 7 %, more frames per second in seven paired runs; live, a JACK input's
+    callback overflowed 10-25 times less often). On a GPU a finish per pass would stall the pipeline, so
+    the engine asks for this on software rasterisers only. The loader is GLVND's (libOpenGL), which serves the current context.
     """
     for name in ("libOpenGL.so.0", "libGL.so.1"):
         try:

@@ -1,0 +1,59 @@
+"""A live show reading a JACK input (the dummy driver) at small blocks loses (almost) no audio.
+
+The audio callback is Python: it needs the GIL, and moderngl keeps the GIL while it waits for the
+rasteriser. Before the engine waited for its passes through a GIL-free glFinish, 14 % of the callbacks of
+this show reported an input overflow (samples lost); with it, 0.25 %.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from vj.audio.servers import AudioServerError, JackServer
+from vj.audio.sources import portaudio_released, rescan_devices
+from vj.config import AudioConfig, ControlConfig, RenderConfig
+from xvfb import xvfb_display  # noqa: F401  (fixture)
+
+BLOCK = 256                           # frames per callback: 5.3 ms at 48 kHz
+
+
+@pytest.fixture(scope="module")
+def jack():
+    if not JackServer.installed():
+        pytest.skip("JACK is not installed (apt install jackd2)")
+    if JackServer().running():
+        pytest.skip("a JACK server is already running here; the test wants its own at a known period")
+    server = JackServer(period_frames=BLOCK)
+    try:
+        server.start()
+    except AudioServerError as exc:
+        pytest.skip(f"no JACK server: {exc}")
+    rescan_devices()                  # PortAudio may have been initialised before the server was up
+    yield server
+    with portaudio_released():        # PortAudio's JACK backend aborts the process if its server went first
+        server.stop()
+
+
+def test_a_live_show_keeps_its_jack_input_whole(jack, xvfb_display, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    from vj.show import LiveShow
+    show = LiveShow("system", "default", RenderConfig(width_px=640, height_px=360), AudioConfig(block_frames=BLOCK),
+                    ControlConfig(osc_port=0))
+    try:
+        def run(seconds: float) -> None:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < seconds:
+                show.frame()
+        run(2.0)
+        assert show.source.status.startswith("listening"), show.source.status
+        frames, flagged = show.frames, show.source.callback_flags
+        t0 = time.monotonic()
+        run(6.0)
+        callbacks = (time.monotonic() - t0) * 48000 / BLOCK
+        lost = show.source.callback_flags - flagged
+        assert show.frames - frames > 60, "the show hardly rendered"
+        assert lost < 0.03 * callbacks, f"{lost} of ~{callbacks:.0f} callbacks overflowed"
+    finally:
+        show.close()
