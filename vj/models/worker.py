@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -149,6 +150,7 @@ class ModelWorker:
         self.close()
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             with self._cond:
                 while self._pending is None and not self._closed:
@@ -218,6 +220,20 @@ class ModelWorker:
         if error not in self._reported:
             self._reported.add(error)
             log.warning("model %s: render failed: %s", self.generator.name or "?", error)
+
+
+WORKER_NICE = 10                      # how much lower the live worker thread runs than the frame loop (Linux)
+
+
+def _lower_priority() -> None:
+    """Run the calling thread WORKER_NICE steps nicer: latest wins, so the frame loop and the audio callback
+    come first and the model takes the CPU left over. Linux only (there a thread is a task with its own
+    nice value); elsewhere, or where refused, it stays as it was."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                       min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE))
+    except (AttributeError, OSError):
+        pass
 
 
 def gl_rgba8(out: torch.Tensor) -> torch.Tensor:
