@@ -141,3 +141,16 @@ def test_close_is_idempotent_and_submit_after_close_raises():
     with pytest.raises(RuntimeError):
         worker.submit(args(0.1))
     assert worker.render_now(args(0.3)).error is None     # offline rendering needs no thread
+
+
+def test_the_live_worker_thread_runs_nicer_than_the_frame_loop():
+    # Latest wins, so the model takes the CPU left over: the frame loop and the audio callback come first.
+    import os
+    from vj.models.worker import WORKER_NICE
+    gen = FakeGenerator()
+    with ModelWorker(gen) as worker:
+        worker.wait(worker.submit(args(0.5)), timeout_s=5)
+        tid = worker._thread.native_id
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, base + WORKER_NICE)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base     # the caller keeps its own
