@@ -8,7 +8,7 @@ import pytest
 from gl_helpers import gl  # noqa: F401  (the fixture)
 
 from vj.gfx.context import bind_default_framebuffer
-from vj.gfx.hud import (BLOCK, CELL_H, CELL_W, LINE_H, METER_COLS, PAD, RED, TEXT_COLS, Hud, HudLine,
+from vj.gfx.hud import (AMBER, BLOCK, CELL_H, CELL_W, LINE_H, METER_COLS, PAD, RED, TEXT_COLS, Hud, HudLine,
                         format_stats, glyph_bitmap, glyph_index)
 
 WHITE_TEXT = (1.0, 1.0, 1.0)
@@ -231,7 +231,7 @@ def test_blend_state_viewport_and_bound_framebuffer_are_restored(gl, hud, target
 
 FULL = {
     "display_fps": 60.0, "model_fps": 12.5, "frame_ms_p50": 16.7, "frame_ms_p99": 33.4,
-    "dropped_frames": 3, "audio_level_dbfs": -12.0, "clipped": True, "onset": True, "beat": False,
+    "dropped_frames": 3, "audio_level_dbfs": -12.0, "clipped": True, "audio_lost": 17, "onset": True, "beat": False,
     "bpm": 128.0, "latency_ms": 84.6, "preset": "deep sea", "audio_status": "device lost",
     "errors": ["kaleido: ERROR: 0:12: 'foo' : undeclared identifier\n  more log", "model: boom"],
 }
@@ -255,6 +255,8 @@ def test_format_stats_full_dict():
     audio = by_prefix(lines, "audio ")
     assert "-12.0 dBFS" in audio.text and "CLIP" in audio.text and audio.color == RED
     assert audio.meter == pytest.approx(0.8)
+    lost = by_prefix(lines, "lost")
+    assert "17 audio blocks" in lost.text and lost.color == AMBER
     beats = by_prefix(lines, "onset").text
     assert beats.startswith(f"onset {BLOCK}") and "beat -" in beats and "128.0 bpm" in beats
     assert "85 ms" in by_prefix(lines, "latency").text
@@ -276,6 +278,7 @@ def test_format_stats_skips_missing_and_none_keys():
     assert silent.meter == 0.0 and "inf" in silent.text
     assert BLOCK not in format_stats({"onset": False, "beat": False})[0].text
     assert format_stats({"frame_ms_p99": 20.0})[0].text.count("ms") == 1
+    assert format_stats({"audio_lost": 0}) == []                 # nothing lost, no line
 
 
 def test_format_stats_keeps_errors_to_three_short_lines():

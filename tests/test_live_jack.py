@@ -55,5 +55,6 @@ def test_a_live_show_keeps_its_jack_input_whole(jack, xvfb_display, monkeypatch)
         lost = show.source.callback_flags - flagged
         assert show.frames - frames > 60, "the show hardly rendered"
         assert lost < 0.03 * callbacks, f"{lost} of ~{callbacks:.0f} callbacks overflowed"
+        assert show.hud_stats()["audio_lost"] == show.source.lost_blocks >= show.source.callback_flags
     finally:
         show.close()

@@ -428,6 +428,7 @@ class LiveShow:
             "model_fps": engine.worker.fps,
             "dropped_frames": self.recorder.dropped_frames if self.recorder is not None else None,
             "audio_level_dbfs": self.source.level_dbfs,
+            "audio_lost": getattr(self.source, "lost_blocks", None),
             "clipped": self.source.clipped,
             "onset": f.onset,
             "beat": f.beat,

@@ -396,6 +396,12 @@ class DeviceSource(AudioSource):
         if status:
             self.callback_flags += 1
 
+    @property
+    def lost_blocks(self) -> int:
+        """Blocks of input lost so far: callbacks that reported an overflow, plus reads of the ring that found
+        the callback had lapped them (the frame loop fell more than the ring behind). For the HUD."""
+        return self.callback_flags + self._ring.overruns
+
     def _finished(self, gen: int) -> None:
         self._ended_gen = gen            # PortAudio's thread: one assignment, judged by _check
 

@@ -279,6 +279,7 @@ def format_stats(stats: Mapping[str, object]) -> list[HudLine]:
       dropped_frames    int     frames the recorder dropped (amber when > 0)
       audio_level_dbfs  float   input level in dBFS; a meter spans -60..0
       clipped           bool    input clipped recently: the audio line turns red and says CLIP
+      audio_lost        int     input blocks lost (overflows); a line in amber once it is above 0
       onset             bool    an onset this frame (lit marker)
       beat              bool    a beat this frame (lit marker)
       bpm               float   tempo estimate
@@ -310,6 +311,8 @@ def format_stats(stats: Mapping[str, object]) -> list[HudLine]:
         lines.append(HudLine(text, RED if clipped else WHITE, level, meter_color))
     elif clipped:
         lines.append(HudLine("audio   CLIP", RED))
+    if num.get("audio_lost", 0) > 0:
+        lines.append(HudLine(f"lost    {int(num['audio_lost']):6d} audio blocks", AMBER))
     marks = [f"{name} {BLOCK if stats[name] else '-'}" for name in ("onset", "beat")
              if stats.get(name) is not None]
     if "bpm" in num:
@@ -338,7 +341,7 @@ def format_stats(stats: Mapping[str, object]) -> list[HudLine]:
 def _numbers(stats: Mapping[str, object]) -> dict[str, float]:
     """The numeric keys as floats; None, NaN and values that are not numbers are left out."""
     out = {}
-    for key in ("display_fps", "model_fps", "frame_ms_p50", "frame_ms_p99", "dropped_frames",
+    for key in ("display_fps", "model_fps", "frame_ms_p50", "frame_ms_p99", "dropped_frames", "audio_lost",
                 "audio_level_dbfs", "bpm", "latency_ms", "model_latency_ms"):
         value = stats.get(key)
         if value is None or isinstance(value, (str, bytes)):
