@@ -33,7 +33,7 @@ from vj.output.recorder import Recorder, due_ticks
 from vj.params import Change
 from vj.presets import PresetError
 from vj.session import Session, SessionError
-from vj.show import Progress, RenderReport, finish_writer, headless_engine
+from vj.show import FrameEmitter, Progress, RenderReport, finish_writer, headless_engine
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,7 @@ def _replay_fixed(session: Session, engine: Engine, events: _Events, recorder: R
     n_frames = max(1, math.ceil(total / sr * fps))
     pending = list(session.events)
     pipe = OfflinePipeline(engine)
-    bar = Progress(n_frames, progress, label="replay")
-    written = 0
-
-    def emit(tex) -> None:
-        nonlocal written
-        recorder.add_video(engine.read_rgb(tex), written)
-        written += 1
-        bar.update(written)
+    emit = FrameEmitter(engine, recorder, Progress(n_frames, progress, label="replay"))
 
     prev = 0
     for j in range(n_frames):
@@ -197,4 +190,4 @@ def _replay_fixed(session: Session, engine: Engine, events: _Events, recorder: R
         if recorder.error:
             raise OSError(recorder.error)
     pipe.finish(emit)
-    return written
+    return emit.written

@@ -72,6 +72,20 @@ class RenderReport:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+class FrameEmitter:
+    """OfflinePipeline's `emit` for a writer: reads each composed frame back and hands it over in order,
+    counting `written` and moving the progress bar."""
+
+    def __init__(self, engine: Engine, writer, bar: Progress):
+        self.engine, self.writer, self.bar = engine, writer, bar
+        self.written = 0
+
+    def __call__(self, tex) -> None:
+        self.writer.add_video(self.engine.read_rgb(tex), self.written)
+        self.written += 1
+        self.bar.update(self.written)
+
+
 @contextlib.contextmanager
 def headless_engine(render_cfg: RenderConfig, audio_cfg: AudioConfig, **kwargs) -> Iterator[Engine]:
     """An Engine on its own EGL context (offline renders, replays); closed and the context released after."""
@@ -130,14 +144,7 @@ def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderC
                                 preset=render_cfg.encoder_preset)
         with contextlib.closing(recorder):
             pipe = OfflinePipeline(engine)
-            bar = Progress(n_frames, progress)
-            written = 0
-
-            def emit(tex) -> None:
-                nonlocal written
-                recorder.add_video(engine.read_rgb(tex), written)
-                written += 1
-                bar.update(written)
+            emit = FrameEmitter(engine, recorder, Progress(n_frames, progress))
 
             t0 = time.perf_counter()
             prev = 0
