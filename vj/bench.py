@@ -27,10 +27,13 @@ def _scene_frames(engine: Engine, track: np.ndarray, sr: int, fps: float, n: int
     """`n` consecutive frames of the loaded scene on the demo track from `start_s`, as the recorder receives them."""
     movie: list[np.ndarray] = []
     pipe = OfflinePipeline(engine)
+
+    def emit(tex) -> None:
+        movie.append(engine.read_rgb(tex))
     for i in range(n):
         a, b = (int(round((start_s + k / fps) * sr)) for k in (i, i + 1))
-        pipe.push(track[a:b], i / fps, 1.0 / fps, lambda tex: movie.append(engine.read_rgb(tex)))
-    pipe.finish(lambda tex: movie.append(engine.read_rgb(tex)))
+        pipe.push(track[a:b], i / fps, 1.0 / fps, emit)
+    pipe.finish(emit)
     return movie
 
 

@@ -84,8 +84,16 @@ FRAME_PATH_HELP = ("how frames a model renders on a GPU reach the shaders: inter
                    "auto (default): interop where GL runs on an NVIDIA driver, else pinned. CUDA only")
 MODEL_SIZE_HELP = ("size of the model's frames for scenes whose [model] table gives no size (default 256x144; "
                    "larger is for a GPU: StyleGAN 1024x576, DeepDream 1280x720)")
+FRAME_PATHS = ("auto", "host", "pinned", "interop")   # vj.models.worker.FRAME_PATHS, without importing torch
 SCALE_HELP = ("shader chain resolution as a fraction of --size; 'auto' (default): 1 on a GPU, "
               "0.4 on a software rasteriser")
+
+
+def _render_options(parser: argparse.ArgumentParser) -> None:
+    """--render-scale, --model-size and --frame-path, the same for run, render and bench."""
+    parser.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
+    parser.add_argument("--model-size", type=_size, default=None, metavar="WxH", help=MODEL_SIZE_HELP)
+    parser.add_argument("--frame-path", choices=FRAME_PATHS, default="auto", help=FRAME_PATH_HELP)
 
 
 def _control_cfg(args) -> ControlConfig:
@@ -115,10 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fullscreen on a monitor (index from `vj devices`, default 0)")
     run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
     run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
-    run.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
-    run.add_argument("--model-size", type=_size, default=None, metavar="WxH", help=MODEL_SIZE_HELP)
-    run.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
-                        help=FRAME_PATH_HELP)
+    _render_options(run)
     run.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="ultrafast",
                      help="x264 preset for --record (default ultrafast: the show keeps the cores)")
     run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file (MKV with ffv1)")
@@ -159,10 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--preset", default="default", help="preset name (in presets/) or a .toml file")
     ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
     ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
-    ren.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
-    ren.add_argument("--model-size", type=_size, default=None, metavar="WxH", help=MODEL_SIZE_HELP)
-    ren.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
-                        help=FRAME_PATH_HELP)
+    _render_options(ren)
     ren.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="quick",
                      help="quick (default: x264 ultrafast with deblocking and CABAC, about half veryfast's CPU) or "
                           "an x264 preset (veryfast and slower: smaller files on slow-moving scenes)")
@@ -223,10 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "a running JACK server is used as it is")
     bench.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                        help="latency: audio block and JACK period (default 256)")
-    bench.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
-    bench.add_argument("--model-size", type=_size, default=None, metavar="WxH", help=MODEL_SIZE_HELP)
-    bench.add_argument("--frame-path", choices=("auto", "host", "pinned", "interop"), default="auto",
-                          help=FRAME_PATH_HELP)
+    _render_options(bench)
 
     sh = sub.add_parser("shaders", help="shader tools")
     shsub = sh.add_subparsers(dest="shaders_command", metavar="ACTION")

@@ -150,7 +150,7 @@ class Engine:
             # offline the model and the encoder; live also the audio callback, which otherwise waited so
             # long that a JACK input at 256-frame blocks overflowed in 611-642 callbacks of 2800 (15 s of
             # the default scene in a 1280x720 window), against 26-66 with these waits.
-            self.chain.after_pass = gil_free_finish(ctx)
+            self.chain.after_pass = gil_free_finish()
         # The master renders at the chain's size: the window's blit and the recorder's swscale scale it
         # to the output size, which is cheaper than another full-size pass on a software rasteriser.
         self.master = MasterPass(ctx, *self.chain_size)

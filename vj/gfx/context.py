@@ -107,7 +107,7 @@ def resolve_frame_path(ctx: moderngl.Context, wanted: str) -> str:
     return "interop" if "nvidia" in str(ctx.info.get("GL_VENDOR", "")).lower() else "pinned"
 
 
-def gil_free_finish(ctx: moderngl.Context):
+def gil_free_finish():
     """glFinish called through ctypes, which lets go of Python's GIL while GL works; None where there is none.
 
     Why: moderngl keeps the GIL inside every call, also while it waits for the rasteriser, and every other
@@ -115,7 +115,8 @@ def gil_free_finish(ctx: moderngl.Context):
     each pass waits for the one before anyway; finishing it here, GIL-free, lets the others run meanwhile
     (offline 1280x720: 0-10 %, mean 7 %, more frames per second in seven paired runs; live, a JACK input's
     callback overflowed 10-25 times less often). On a GPU a finish per pass would stall the pipeline, so
-    the engine asks for this on software rasterisers only. The loader is GLVND's (libOpenGL), which serves the current context.
+    the engine asks for this on software rasterisers only. The loader is GLVND's (libOpenGL), which serves
+    whichever context is current.
     """
     for name in ("libOpenGL.so.0", "libGL.so.1"):
         try:

@@ -181,7 +181,6 @@ class ModelWorker:
             error = None
         except Exception as exc:  # the frame loop must never see a model's exception
             image = np.zeros((height_px, width_px, 3), dtype=np.float32)
-            gl_rgba = False
             error = _one_line(exc)
             self._report(error)
         elapsed_s = time.perf_counter() - t0

@@ -102,10 +102,7 @@ class _Ascent(torch.nn.Module):
             if oh != h or ow != w:
                 small = F.interpolate(x, size=[oh, ow], mode="bilinear", align_corners=False, antialias=True)
             small = torch.roll(small, [dy, dx], [2, 3]).detach().requires_grad_(True)
-            act = self.activation(small)
-            if channel >= 0 and act.dim() >= 2:
-                act = act[:, channel % act.shape[1]]
-            grads = torch.autograd.grad([act.float().pow(2).mean()], [small])
+            grads = torch.autograd.grad([objective(self.activation(small), channel)], [small])
             grad = grads[0]
             assert grad is not None
             grad = torch.roll(grad, [-dy, -dx], [2, 3])
