@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Checks vj's StyleGAN networks against the original code, given checkouts of the original repositories.
+"""Checks vj's StyleGAN networks and DeepDream GoogLeNet against the original code they reimplement.
 
     python scripts/compare-original.py --stylegan3 ~/src/stylegan3 \
         --stylegan2-ada ~/src/stylegan2-ada-pytorch --rosinality ~/src/stylegan2-pytorch
     python scripts/compare-original.py --stylegan3 ~/src/stylegan3 --checkpoint ffhq.pkl --seeds 0,1 --psi 1,0.7
+    python scripts/compare-original.py --torchvision        # with torchvision installed beside vj
 
 Each repository is optional. For each one given, a child process that imports the original code builds
 small networks in several configurations with every weight and buffer moved off its initial value (so a
@@ -15,6 +16,10 @@ pickle's own code, as NVlabs' loader does; use it on files you trust). Then this
 original code is not importable, loads every file through vj (vj.models.sample, the code behind `vj
 model sample`) and compares. One line per case; exits 1 when any case differs by more than --tol times
 the reference output's RMS.
+
+--torchvision does the same for torchvision's googlenet (weights and batch-norm statistics shaken, both
+transform_input settings): its state dict, loaded as the DeepDream backbone, must give every dreamable
+layer's output and the logits.
 
 The original repositories are not part of vj and nothing of them is copied here: they are read from the
 directories given. No GPU is needed; the original ops fall back to their reference paths on the CPU.
@@ -206,6 +211,44 @@ def _make_rosinality(work: Path, seeds: list[int], psis: list[float]) -> list[di
     return cases
 
 
+def _make_torchvision(work: Path) -> list[dict]:
+    """torchvision's googlenet, weights and batch-norm statistics shaken, and every dreamable layer's output."""
+    import numpy as np
+    import torch
+    torch.library.register_fake = lambda *a, **k: (lambda f: f)   # its compiled ops (nms...) are not needed
+    from torchvision.models import googlenet
+    cases = []
+    for transform in (True, False):
+        torch.manual_seed(0)
+        net = googlenet(weights=None, aux_logits=True, init_weights=True, transform_input=transform).eval()
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+            for name, b in net.named_buffers():
+                if name.endswith("running_mean"):
+                    b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+                elif name.endswith("running_var"):
+                    b.copy_(0.5 + torch.rand(b.shape, generator=g))
+        name = f"googlenet-transform-{str(transform).lower()}"
+        path = work / f"{name}.pth"
+        torch.save(net.state_dict(), path)
+        x = torch.randn(1, 3, 224, 224, generator=g)
+        outputs = {}
+        for layer in ("conv2", "conv3", "inception3a", "inception3b", "inception4a", "inception4b",
+                      "inception4c", "inception4d", "inception4e", "inception5a", "inception5b"):
+            getattr(net, layer).register_forward_hook(lambda m, i, o, layer=layer: outputs.__setitem__(layer, o))
+        with torch.no_grad():
+            outputs["logits"] = net(x)
+        np.save(work / f"{name}-input.npy", x.numpy())
+        for layer, out in outputs.items():
+            ref = work / f"{name}-{layer}.npy"
+            np.save(ref, out.numpy())
+            cases.append(dict(name=name, file=str(path), layer=layer, transform=transform,
+                              input=str(work / f"{name}-input.npy"), ref=str(ref)))
+    return cases
+
+
 def child_main(kind: str, repo: str, work: str, seeds: list[int], psis: list[float], checkpoint: str | None) -> None:
     sys.path.insert(0, repo)
     work_dir = Path(work)
@@ -213,6 +256,8 @@ def child_main(kind: str, repo: str, work: str, seeds: list[int], psis: list[flo
         cases = _make_checkpoint(Path(checkpoint), work_dir, seeds, psis)
     elif kind == "rosinality":
         cases = _make_rosinality(work_dir, seeds, psis)
+    elif kind == "torchvision":
+        cases = _make_torchvision(work_dir)
     else:
         cases = _make_nvlabs(kind, work_dir, seeds, psis)
     print(json.dumps(cases))
@@ -228,18 +273,35 @@ def compare(cases: list[dict], tol: float) -> bool:
     ok = True
     for case in cases:
         want = np.load(case["ref"])
-        got = sample(case["file"], seed=case["seed"], psi=case["psi"], class_idx=case["cls"], noise=case["noise"])
+        if "layer" in case:
+            got, what = _googlenet_output(case), f"layer {case['layer']:<12}"
+        else:
+            got = sample(case["file"], seed=case["seed"], psi=case["psi"], class_idx=case["cls"],
+                         noise=case["noise"])
+            cls = "" if case["cls"] is None else f" class {case['cls']}"
+            what = f"seed {case['seed']} psi {case['psi']}{cls} noise {case['noise']:<5}"
         err = float(np.abs(got - want).max()) if got.shape == want.shape else math.inf
         rms = float(np.sqrt(np.mean(want.astype(np.float64) ** 2)))
         good = err <= tol * max(rms, 1e-12)
         ok &= good
-        cls = "" if case["cls"] is None else f" class {case['cls']}"
-        print(f"{'ok  ' if good else 'FAIL'} {case['name']:<22} seed {case['seed']} psi {case['psi']}{cls} "
-              f"noise {case['noise']:<5}  max|diff| {err:.2e}  output rms {rms:.3f}  shape {list(want.shape)}")
-    if any(m.startswith(("torch_utils", "training", "dnnlib", "legacy")) for m in sys.modules):
+        print(f"{'ok  ' if good else 'FAIL'} {case['name']:<22} {what}  max|diff| {err:.2e}  output rms {rms:.3f}  "
+              f"shape {list(want.shape)}")
+    if any(m.startswith(("torch_utils", "training", "dnnlib", "legacy", "torchvision")) for m in sys.modules):
         print("FAIL: the original code was imported into the comparing process")
         ok = False
     return ok
+
+
+def _googlenet_output(case: dict):
+    """vj's DeepDream backbone loading the torchvision state dict: a layer's output, or the logits."""
+    import numpy as np
+    import torch
+    from vj.models.deepdream.backbone import load_googlenet
+    net = load_googlenet(case["file"], transform_input=case["transform"]).module
+    x = torch.from_numpy(np.load(case["input"]))
+    with torch.no_grad():
+        out = net(x) if case["layer"] == "logits" else net.features(x, case["layer"])
+    return out.numpy()
 
 
 def main() -> int:
@@ -247,6 +309,8 @@ def main() -> int:
     ap.add_argument("--stylegan3", metavar="DIR", help="a checkout of NVlabs/stylegan3")
     ap.add_argument("--stylegan2-ada", metavar="DIR", help="a checkout of NVlabs/stylegan2-ada-pytorch")
     ap.add_argument("--rosinality", metavar="DIR", help="a checkout of rosinality/stylegan2-pytorch")
+    ap.add_argument("--torchvision", action="store_true",
+                    help="compare the DeepDream GoogLeNet with the installed torchvision's googlenet")
     ap.add_argument("--checkpoint", metavar="PKL", action="append", default=[],
                     help="a real NVlabs network pickle to compare (needs --stylegan3 or --stylegan2-ada); repeatable")
     ap.add_argument("--seeds", default="0,1,7", help="comma-separated seeds (default 0,1,7)")
@@ -264,15 +328,17 @@ def main() -> int:
 
     repos = [(k, d) for k, d in (("stylegan3", args.stylegan3), ("stylegan2-ada", args.stylegan2_ada),
                                  ("rosinality", args.rosinality)) if d]
+    if args.torchvision:
+        repos.append(("torchvision", "."))
     if not repos:
-        ap.error("give at least one of --stylegan3, --stylegan2-ada, --rosinality")
-    if args.checkpoint and not any(k != "rosinality" for k, _ in repos):
+        ap.error("give at least one of --stylegan3, --stylegan2-ada, --rosinality, --torchvision")
+    if args.checkpoint and not any(k in ("stylegan3", "stylegan2-ada") for k, _ in repos):
         ap.error("--checkpoint needs --stylegan3 or --stylegan2-ada (the code that reads the pickle)")
     work = Path(args.work or tempfile.mkdtemp(prefix="vj-compare-"))
     work.mkdir(parents=True, exist_ok=True)
     jobs = []
     if args.checkpoint:
-        kind, repo = next((k, d) for k, d in repos if k != "rosinality")
+        kind, repo = next((k, d) for k, d in repos if k in ("stylegan3", "stylegan2-ada"))
         jobs += [(kind, repo, ["--_checkpoint", ck]) for ck in args.checkpoint]
     else:
         jobs += [(kind, repo, []) for kind, repo in repos]
