@@ -114,9 +114,15 @@ def _make_nvlabs(repo_kind: str, work: Path, seeds: list[int], psis: list[float]
             a = 0.3
             m = torch.tensor([[math.cos(a), -math.sin(a), 0.1], [math.sin(a), math.cos(a), -0.2], [0, 0, 1]])
             G.synthesis.input.transform.copy_(m)
+        # A training snapshot's layout: the discriminator too (the loader must skip it), G beside G_ema.
+        nets = __import__(f"training.{'networks' if repo_kind == 'stylegan2-ada' else 'networks_stylegan2'}",
+                          fromlist=["Discriminator"])
+        D = nets.Discriminator(c_dim=kw["c_dim"], img_resolution=kw["img_resolution"], img_channels=3,
+                               channel_base=1024, channel_max=32)
+        G_train = net.Generator(**kw).train()
         path = work / f"{name}.pkl"
         with open(path, "wb") as f:
-            pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None,
+            pickle.dump(dict(G=G_train, D=D, G_ema=G, augment_pipe=None,
                              training_set_kwargs=dnnlib.EasyDict(resolution=kw["img_resolution"])), f)
         cases += _reference_cases(name, path, G, work, seeds, psis)
     return cases
