@@ -17,6 +17,10 @@ original code is not importable, loads every file through vj (vj.models.sample, 
 model sample`) and compares. One line per case; exits 1 when any case differs by more than --tol times
 the reference output's RMS.
 
+--fixtures --work tests/fixtures/original writes the tiny networks and references that
+tests/test_models_stylegan_original.py checks in every test run, with each pickled module's source
+replaced by a placeholder line, so that no NVlabs code is committed.
+
 --torchvision does the same for torchvision's googlenet (weights and batch-norm statistics shaken, both
 transform_input settings): its state dict, loaded as the DeepDream backbone, must give every dreamable
 layer's output and the logits.
@@ -59,6 +63,23 @@ def _shake(G, seed: int) -> None:
                 b.copy_(0.5 + torch.rand(b.shape, generator=g) * 1.5)
 
 
+def _fixture_configs(repo_kind: str) -> list[tuple[str, str, dict]]:
+    """Tiny versions for tests/fixtures/original (kept small: they are committed)."""
+    if repo_kind == "stylegan2-ada":
+        return [("sg2ada-cond-skip-16", "networks", dict(
+            z_dim=8, c_dim=3, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+            synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=1, conv_clamp=256)))]
+    return [
+        ("sg3-t-16", "networks_stylegan3", dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                                                mapping_kwargs=dict(num_layers=2), channel_base=256,
+                                                channel_max=16, magnitude_ema_beta=0.999, conv_clamp=256)),
+        ("sg3-r-16", "networks_stylegan3", dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                                                mapping_kwargs=dict(num_layers=2), channel_base=512,
+                                                channel_max=32, magnitude_ema_beta=0.999, conv_kernel=1,
+                                                use_radial_filters=True)),
+    ]
+
+
 def _nvlabs_configs(repo_kind: str) -> list[tuple[str, str, dict]]:
     """(case name, network module attribute, Generator kwargs) for the repository kind."""
     sg2_small = dict(channel_base=1024, channel_max=32)
@@ -94,14 +115,13 @@ def _nvlabs_configs(repo_kind: str) -> list[tuple[str, str, dict]]:
     ]
 
 
-def _make_nvlabs(repo_kind: str, work: Path, seeds: list[int], psis: list[float]) -> list[dict]:
+def _make_nvlabs(repo_kind: str, work: Path, seeds: list[int], psis: list[float], fixtures: bool = False) -> list[dict]:
     import pickle
 
-    import numpy as np
     import torch
     import dnnlib
     cases = []
-    for name, module, kwargs in _nvlabs_configs(repo_kind):
+    for name, module, kwargs in (_fixture_configs if fixtures else _nvlabs_configs)(repo_kind):
         net = __import__(f"training.{module}", fromlist=["Generator"])
         kw = dict(kwargs)
         kw["mapping_kwargs"] = dnnlib.EasyDict(kw["mapping_kwargs"])
@@ -118,14 +138,28 @@ def _make_nvlabs(repo_kind: str, work: Path, seeds: list[int], psis: list[float]
         nets = __import__(f"training.{'networks' if repo_kind == 'stylegan2-ada' else 'networks_stylegan2'}",
                           fromlist=["Discriminator"])
         D = nets.Discriminator(c_dim=kw["c_dim"], img_resolution=kw["img_resolution"], img_channels=3,
-                               channel_base=1024, channel_max=32)
-        G_train = net.Generator(**kw).train()
+                               channel_base=128 if fixtures else 1024, channel_max=16 if fixtures else 32)
+        G_train = None if fixtures else net.Generator(**kw).train()
+        if fixtures:
+            _strip_sources()
         path = work / f"{name}.pkl"
         with open(path, "wb") as f:
             pickle.dump(dict(G=G_train, D=D, G_ema=G, augment_pipe=None,
                              training_set_kwargs=dnnlib.EasyDict(resolution=kw["img_resolution"])), f)
         cases += _reference_cases(name, path, G, work, seeds, psis)
     return cases
+
+
+STRIPPED_SOURCE = "# NVlabs module source removed: this fixture keeps the pickle's structure and tensors only\n"
+
+
+def _strip_sources() -> None:
+    """Pickle persistent classes with a placeholder for their module source: committed fixtures hold no NVlabs code."""
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("training."):
+            for obj in vars(mod).values():
+                if isinstance(obj, type) and hasattr(obj, "_orig_module_src"):
+                    obj._orig_module_src = STRIPPED_SOURCE
 
 
 def _load_nvlabs_pickle(path: Path, network: str):
@@ -255,10 +289,13 @@ def _make_torchvision(work: Path) -> list[dict]:
     return cases
 
 
-def child_main(kind: str, repo: str, work: str, seeds: list[int], psis: list[float], checkpoint: str | None) -> None:
+def child_main(kind: str, repo: str, work: str, seeds: list[int], psis: list[float], checkpoint: str | None,
+               fixtures: bool) -> None:
     sys.path.insert(0, repo)
     work_dir = Path(work)
-    if checkpoint:
+    if fixtures:
+        cases = _make_nvlabs(kind, work_dir, seeds, psis, fixtures=True)
+    elif checkpoint:
         cases = _make_checkpoint(Path(checkpoint), work_dir, seeds, psis)
     elif kind == "rosinality":
         cases = _make_rosinality(work_dir, seeds, psis)
@@ -323,14 +360,19 @@ def main() -> int:
     ap.add_argument("--psi", default="1,0.5", help="comma-separated truncation values (default 1,0.5)")
     ap.add_argument("--tol", type=float, default=1e-4, help="allowed max |diff| / output RMS (default 1e-4)")
     ap.add_argument("--work", metavar="DIR", help="where to write the networks and references (default: a temp dir)")
+    ap.add_argument("--fixtures", action="store_true",
+                    help="write tiny networks (module source stripped) and their references to --work, as "
+                         "tests/fixtures/original, instead of comparing")
     ap.add_argument("--_child", nargs=2, metavar=("KIND", "REPO"), help=argparse.SUPPRESS)
     ap.add_argument("--_checkpoint", help=argparse.SUPPRESS)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     psis = [float(p) for p in args.psi.split(",")]
     if args._child:
-        child_main(args._child[0], args._child[1], args.work, seeds, psis, args._checkpoint)
+        child_main(args._child[0], args._child[1], args.work, seeds, psis, args._checkpoint, args.fixtures)
         return 0
+    if args.fixtures and (args.rosinality or args.torchvision or args.checkpoint or not args.work):
+        ap.error("--fixtures takes --stylegan3 and/or --stylegan2-ada and --work DIR only")
 
     repos = [(k, d) for k, d in (("stylegan3", args.stylegan3), ("stylegan2-ada", args.stylegan2_ada),
                                  ("rosinality", args.rosinality)) if d]
@@ -340,7 +382,7 @@ def main() -> int:
         ap.error("give at least one of --stylegan3, --stylegan2-ada, --rosinality, --torchvision")
     if args.checkpoint and not any(k in ("stylegan3", "stylegan2-ada") for k, _ in repos):
         ap.error("--checkpoint needs --stylegan3 or --stylegan2-ada (the code that reads the pickle)")
-    work = Path(args.work or tempfile.mkdtemp(prefix="vj-compare-"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="vj-compare-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     jobs = []
     if args.checkpoint:
@@ -351,14 +393,19 @@ def main() -> int:
     cases = []
     for kind, repo, extra in jobs:
         cmd = [sys.executable, __file__, "--_child", kind, str(Path(repo).resolve()), "--work", str(work),
-               "--seeds", args.seeds, "--psi", args.psi, *extra]
+               "--seeds", args.seeds, "--psi", args.psi, *extra, *(["--fixtures"] if args.fixtures else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(work))
         if out.returncode != 0:
             print(f"FAIL: the original code ({kind}) failed:\n{out.stderr.strip()}")
             return 1
         cases += json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{len(cases)} cases; references and networks in {work}")
-    return 0 if compare(cases, args.tol) else 1
+    ok = compare(cases, args.tol)
+    if args.fixtures:
+        for case in cases:
+            case["file"], case["ref"] = Path(case["file"]).name, Path(case["ref"]).name
+        (work / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
