@@ -17,8 +17,14 @@ import numpy as np
 import pytest
 import torch
 
+from vj.audio.features import Features
+from vj.config import AudioConfig, RenderConfig
+from vj.engine import Engine
+from vj.gfx.context import GLUnavailable, create_headless_context, release_context
+from vj.models.registry import create_generator
 from vj.models.sample import sample
 from vj.models.stylegan.load import CheckpointError, load_generator
+from vj.presets import PresetError, parse_preset
 
 FIXTURES = Path(__file__).parent / "fixtures" / "original"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
@@ -82,3 +88,80 @@ def test_loading_imports_no_original_code_and_the_cli_writes_the_same_tensor(tmp
     np.testing.assert_array_equal(np.load(out), sample(FIXTURES / case["file"], seed=case["seed"], psi=0.6,
                                                        class_idx=case["cls"], noise=case["noise"]))
     np.testing.assert_allclose(np.load(out), np.load(FIXTURES / case["ref"]), rtol=0, atol=1e-5)
+
+
+# Keyframes: a preset names NVlabs seeds and the walk shows exactly those images.
+
+def ref_image(name, seed, psi):
+    return torch.from_numpy(np.load(FIXTURES / f"{name}-s{seed}-p{psi}-cNone-const.npy"))
+
+
+def test_keyframe_seeds_show_the_original_codes_images_in_a_closed_loop():
+    gen = create_generator("stylegan", width_px=16, height_px=16, checkpoint=str(FIXTURES / "sg3-t-16.pkl"),
+                           keyframes=[5, 0], backend="eager")
+    gen.reset()
+    frame = {"/model/psi": 0.6, "/model/speed": 1.0, "/model/level_speed": 0.0, "/model/bass_push": 0.0}
+    quiet = Features(t_s=1.0)
+    seen = [gen.synthesize(gen.advance(frame, quiet, 1.0)) for _ in range(3)]    # one keyframe a second
+    for got, seed in zip(seen, (0, 5, 0)):          # positions 1, 2, 3: past the last keyframe, the first again
+        torch.testing.assert_close(got, ref_image("sg3-t-16", seed, 0.6), rtol=0, atol=1e-5)
+    half = gen.synthesize(gen.advance(frame, quiet, 0.5))                        # between keyframes
+    assert float((half - ref_image("sg3-t-16", 5, 0.6)).abs().max()) > 1e-2
+
+
+@pytest.fixture
+def engine():
+    """An offline engine at 64x36 on a headless GL context (skipped without GL)."""
+    try:
+        ctx = create_headless_context()
+    except GLUnavailable as exc:
+        pytest.skip(str(exc))
+    eng = Engine(ctx, RenderConfig(width_px=64, height_px=36, fps=30.0), AudioConfig(), live=False)
+    yield eng
+    eng.close()
+    release_context(ctx)
+
+
+def test_keyframes_in_a_preset_come_from_a_file_beside_it_and_bad_ones_name_the_line(engine, tmp_path):
+    latents = np.random.RandomState(3).randn(4, 8)
+    np.save(tmp_path / "faces.npy", latents)
+    scene = tmp_path / "faces.toml"
+    scene.write_text(f'name = "faces"\n[model]\nname = "stylegan"\ncheckpoint = "{FIXTURES / "sg3-t-16.pkl"}"\n'
+                     'keyframes = "faces.npy"\nloop = false\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'name = "bad"\n[model]\nname = "stylegan"\ncheckpoint = "{FIXTURES / "sg3-t-16.pkl"}"\n'
+                   'keyframes = [1, "two"]\n')
+    engine.load_preset(parse_preset(scene.read_text(), scene))
+    walk = engine.generator.walk
+    np.testing.assert_array_equal(walk.keyframes, latents)
+    assert walk.loop is False
+    with pytest.raises(PresetError, match=r"bad\.toml:5: model 'stylegan': keyframes must be a list of seeds"):
+        engine.load_preset(parse_preset(bad.read_text(), bad))
+    assert engine.preset.name == "faces"                      # the last good scene keeps playing
+
+
+def test_the_faces_example_plays_an_original_code_network_and_bass_moves_it(engine, tmp_path):
+    """presets/examples/faces.toml on the StyleGAN3-T fixture: its seeds, directions and routes load, and
+    a bass-heavy moment gives another picture than a quiet one at the same walk position."""
+    example = Path(__file__).resolve().parent.parent / "presets" / "examples" / "faces.toml"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "faces.pkl").write_bytes((FIXTURES / "sg3-t-16.pkl").read_bytes())
+    scene = tmp_path / "faces.toml"
+    scene.write_text(example.read_text())               # checkpoint = "models/faces.pkl", beside the preset
+    engine.load_preset(parse_preset(scene.read_text(), scene))
+    gen = engine.generator
+    assert gen.name == "stylegan" and gen.loaded.family == "stylegan3-t"
+    assert len(gen.walk.keyframes) == 5 and gen.walk.loop
+    assert "/model/dir/0" in {p.path for p in gen.params()}
+    quiet, loud = Features(t_s=1.0), Features(t_s=1.0, bass=1.0)
+    frame = dict(engine.registry.values())           # the preset's values; the bass route by hand below
+    assert frame["/model/psi"] == pytest.approx(0.65)
+    gen.reset()
+    a = gen.synthesize(gen.advance({**frame, "/model/dir/0": 0.0}, quiet, 1 / 30))
+    gen.reset()
+    b = gen.synthesize(gen.advance({**frame, "/model/dir/0": 2.5}, loud, 1 / 30))
+    assert float((a - b).abs().mean()) > 0.01
+    for i in range(3):
+        engine.step_offline(None, i / 30, 1 / 30)
+    picture = engine.read_rgb(None).astype(np.float32)
+    assert picture.std() > 5                         # a picture, not a flat field

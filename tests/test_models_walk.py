@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from vj.models.walk import LatentWalk, _impulse_decay
 
@@ -126,3 +127,39 @@ def test_a_morph_slerps_from_a_latent_to_the_walk_at_any_frame_rate():
     _, _, done, walk = morphed(1 / 32, 1.0)
     np.testing.assert_allclose(done, walk.path(0, walk.pos), atol=1e-12)
     assert walk.current_z is done
+
+
+def test_keyframes_from_a_preset_make_a_closed_loop():
+    kf = np.random.RandomState(4).randn(3, 8)
+    walk = LatentWalk(8, keyframes=kf)
+    for k in range(7):                               # through each keyframe, round and round
+        np.testing.assert_allclose(walk.path(0, float(k)), kf[k % 3] * math.sqrt(8) / np.linalg.norm(kf[k % 3]),
+                                   atol=1e-12)
+    for pos in (0.3, 1.9, 2.5):                      # periodic, also across the seam 2 -> 0
+        np.testing.assert_allclose(walk.path(0, pos), walk.path(0, pos + 3.0), atol=1e-12)
+    # Smooth across the seam: the step just before keyframe 3 (= 0) is as small as one just after it.
+    h = 1e-4
+    before = np.linalg.norm(walk.path(0, 3.0) - walk.path(0, 3.0 - h))
+    after = np.linalg.norm(walk.path(0, 3.0 + h) - walk.path(0, 3.0))
+    assert math.isclose(before, after, rel_tol=1e-2)
+    assert np.allclose(walk.path(0, 1.5), walk.path(9, 1.5))     # every seed walks the preset's keyframes
+
+
+def test_an_open_path_stops_on_its_last_keyframe():
+    kf = np.random.RandomState(4).randn(3, 8)
+    walk = LatentWalk(8, keyframes=kf, loop=False)
+    last = kf[2] * math.sqrt(8) / np.linalg.norm(kf[2])
+    for pos in (2.0, 2.5, 40.0):
+        np.testing.assert_allclose(walk.path(0, pos), last, atol=1e-12)
+    assert not np.allclose(walk.path(0, 1.5), last)
+    z = None
+    for _ in range(100):                             # 10 s at 0.5 keyframe/s: long past the end
+        z = walk.step(0.1, seed=0, speed=0.5)
+    np.testing.assert_allclose(z, last, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad, match", [(np.zeros((2, 5)), r"\(K, 8\)"), (np.zeros((0, 8)), r"\(K, 8\)"),
+                                        (np.zeros((2, 8)), "non-zero"), (np.full((1, 8), np.nan), "finite")])
+def test_bad_keyframes_are_refused_with_the_shape(bad, match):
+    with pytest.raises(ValueError, match=match):
+        LatentWalk(8, keyframes=bad)

@@ -41,7 +41,8 @@ SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 QUANTIZE = ("off", "beat", "bar")
-MODEL_FILE_SETTINGS = ("checkpoint", "weights", "torchscript", "path", "img2img")   # [model] keys that name files
+# [model] keys that may name files (looked for beside the preset first).
+MODEL_FILE_SETTINGS = ("checkpoint", "weights", "torchscript", "path", "img2img", "directions", "keyframes")
 QUANTIZE_WAIT_S = 4.0          # no beat for this long (silence, no tempo yet): switch anyway
 
 ENGINE_PARAMS = (
@@ -245,7 +246,8 @@ class Engine:
             width_px, height_px = model_size(settings.pop("size", None), self.render_cfg)
             return create_generator(preset.model, width_px=width_px, height_px=height_px, **settings)
         except (TypeError, ValueError, OSError) as exc:
-            raise preset.error(f"model {preset.model!r}: {exc}", "model") from None
+            reason = f"model {preset.model!r}: {exc}"
+            raise preset.error(reason, line=_model_setting_line(preset, str(exc))) from None
 
     def _scene_registry(self, preset: Preset, shaders: list, generator) -> Registry:
         """A new registry with the engine's, the model's and the effects' params; the preset validated against it."""
@@ -825,3 +827,13 @@ class OfflinePipeline:
         while self._pending:
             self._flush_one(emit)
         self._pool.shutdown()
+
+
+def _model_setting_line(preset: Preset, message: str) -> int | None:
+    """The line of the [model] setting an error message names (by key or by its text value), else of [model]."""
+    for key, value in preset.model_settings.items():
+        if key in message or (isinstance(value, str) and value and value in message):
+            line = preset.line_of(f"{key} =") or preset.line_of(f"{key}=")
+            if line:
+                return line
+    return preset.line_of("[model]")

@@ -48,7 +48,12 @@ class Preset:
     text: str = ""                    # the file's text, to point at lines in error messages
 
     def line_of(self, needle: str) -> int | None:
-        for i, line in enumerate(self.text.splitlines(), 1):
+        """The first line with `needle` outside a comment (else anywhere: the needle may hold a '#')."""
+        lines = self.text.splitlines()
+        for i, line in enumerate(lines, 1):
+            if needle in line.split("#", 1)[0]:
+                return i
+        for i, line in enumerate(lines, 1):
             if needle in line:
                 return i
         return None

@@ -93,11 +93,24 @@ class LatentWalk:
     and speeds, envelopes and fades are in seconds so the result does not depend on the frame rate.
     """
 
-    def __init__(self, z_dim: int, base_seed: int = 0):
+    def __init__(self, z_dim: int, base_seed: int = 0, keyframes: np.ndarray | None = None, loop: bool = True):
+        """`keyframes`: (K, z_dim) latents to walk through instead of the seeded sequence (every /model/seed
+        then walks them; the seed still picks the bass and kick directions). With `loop` the path is closed:
+        after the last keyframe it curves back into the first, so keyframe K is keyframe 0 and the spline is
+        smooth across the seam; without, the walk stops on the last keyframe."""
         if z_dim < 1:
             raise ValueError(f"z_dim must be at least 1, got {z_dim}")
         self.z_dim = z_dim
         self.base_seed = int(base_seed)
+        self.keyframes: np.ndarray | None = None
+        if keyframes is not None:
+            kf = np.asarray(keyframes, dtype=np.float64)
+            if kf.ndim != 2 or kf.shape[0] < 1 or kf.shape[1] != z_dim:
+                raise ValueError(f"keyframes must be (K, {z_dim}) latents, got shape {kf.shape}")
+            if not np.all(np.isfinite(kf)) or np.any(np.linalg.norm(kf, axis=1) == 0):
+                raise ValueError("keyframes must be finite, non-zero latents")
+            self.keyframes = kf
+        self.loop = bool(loop)
         self.reset()
 
     def reset(self) -> None:
@@ -130,6 +143,9 @@ class LatentWalk:
         self._morph_from, self._morph_s, self._morph_elapsed_s = z.copy(), float(duration_s), None
 
     def keyframe(self, seed: int, k: int) -> np.ndarray:
+        if self.keyframes is not None:
+            n = len(self.keyframes)
+            return self.keyframes[k % n if self.loop else min(max(k, 0), n - 1)]
         return _unit_normal(self.base_seed, seed, _KEYFRAME, k, self.z_dim)
 
     def bass_direction(self, seed: int) -> np.ndarray:
@@ -137,6 +153,8 @@ class LatentWalk:
 
     def path(self, seed: int, pos: float) -> np.ndarray:
         """(z_dim,) point of the spline through the keyframes of `seed` at `pos`, length sqrt(z_dim)."""
+        if self.keyframes is not None and not self.loop:
+            pos = min(pos, len(self.keyframes) - 1.0)        # an open path ends on its last keyframe
         k = math.floor(pos)
         f = pos - k
         p0, p1, p2, p3 = (self.keyframe(seed, k + i) for i in (-1, 0, 1, 2))

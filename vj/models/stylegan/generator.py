@@ -6,7 +6,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -131,9 +131,16 @@ class StyleGANGenerator(Generator):
                  network: str = "G_ema", device: str = "auto", trace: bool = True, backend: str = "auto",
                  precision: str = "fp32", directions: str | None = None, direction_count: int = DEFAULT_COUNT,
                  direction_samples: int = DEFAULT_SAMPLES, direction_names: Sequence[str] | None = None,
-                 direction_layers: Sequence[int] | None = None, bend_layers: Sequence[int] | None = None):
+                 direction_layers: Sequence[int] | None = None, bend_layers: Sequence[int] | None = None,
+                 keyframes: Sequence[int] | str | None = None, loop: bool = True):
         """`backend` and `precision`: see vj.models.backends ("auto": trace on the CPU, compile on CUDA;
         `trace=False` is the old spelling of backend "eager").
+
+        `keyframes`: the faces to walk through, as NVlabs seeds ([12, 85, 3]: z = RandomState(seed).randn,
+        so keyframe k shows exactly what `vj model sample --seed` and NVlabs' gen_images.py show for that
+        seed) or a .npy file of (K, z_dim) latents. `loop` (default true) closes the path: after the last
+        keyframe the walk curves smoothly back into the first; false stops on the last one. Without
+        keyframes the walk goes through an endless seeded sequence picked by /model/seed.
 
         `directions`: "pca" (the `direction_count` top principal components of `direction_samples` mapped
         W, GANSpace-style) or a (K, w_dim) .npy file; each becomes /model/dir/<i> (or <name> from
@@ -185,7 +192,8 @@ class StyleGANGenerator(Generator):
         self._params = stylegan_params(self.c_dim, self.noise_res, self.bend_names)
         if self.directions is not None:
             self._params += self.directions.params()
-        self.walk = LatentWalk(self.z_dim, base_seed=self.seed)
+        self.walk = LatentWalk(self.z_dim, base_seed=self.seed, keyframes=_keyframe_latents(keyframes, self.z_dim),
+                               loop=_flag(loop, "loop"))
         self._compiled_fn = None
         self.reset()
 
@@ -385,6 +393,38 @@ def _layer_index(key: int | str) -> int | str:
     text = str(key)
     text = text[1:] if text[:1] in "lL" else text
     return int(text) if text.isdigit() else key
+
+
+def _keyframe_latents(keyframes: Sequence[int] | str | None, z_dim: int) -> np.ndarray | None:
+    """(K, z_dim) float64 latents for the `keyframes` setting: NVlabs seeds, or a .npy of latents."""
+    if keyframes is None:
+        return None
+    if isinstance(keyframes, (str, Path)):
+        path = Path(keyframes).expanduser()
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"keyframes {str(path)!r}: not a readable .npy file of latents ({exc})") from None
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim == 1:
+            z = z[None]                                     # one latent
+        elif z.ndim == 3 and z.shape[1] == 1:
+            z = z[:, 0]                                     # (K, 1, z_dim), as seed_latent stacks
+        if z.ndim != 2 or z.shape[0] < 1 or z.shape[1] != z_dim:
+            raise ValueError(f"keyframes {str(path)!r}: expected (K, {z_dim}) latents for this network, "
+                             f"got shape {tuple(np.shape(z))}")
+        return z
+    if (not isinstance(keyframes, (list, tuple)) or not keyframes
+            or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < 2 ** 32 for k in keyframes)):
+        raise ValueError(f"keyframes must be a list of seeds (integers 0..2^32-1) or a .npy file of latents, "
+                         f"got {keyframes!r}")
+    return np.concatenate([seed_latent(k, z_dim) for k in keyframes])
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def seed_latent(seed: int, z_dim: int) -> np.ndarray:
