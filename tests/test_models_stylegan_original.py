@@ -165,3 +165,22 @@ def test_the_faces_example_plays_an_original_code_network_and_bass_moves_it(engi
         engine.step_offline(None, i / 30, 1 / 30)
     picture = engine.read_rgb(None).astype(np.float32)
     assert picture.std() > 5                         # a picture, not a flat field
+
+
+def test_deepdream_over_stylegan_finds_the_sources_checkpoint_beside_the_preset(engine, tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "faces.pkl").write_bytes((FIXTURES / "sg3-t-16.pkl").read_bytes())
+    scene = tmp_path / "dream-faces.toml"
+    scene.write_text('name = "dream-faces"\n[model]\nname = "deepdream"\nsource = "stylegan"\nnet_width = 0.25\n'
+                     'source_settings = { checkpoint = "models/faces.pkl", keyframes = [5], backend = "eager" }\n')
+    engine.load_preset(parse_preset(scene.read_text(), scene))
+    inner = engine.generator.inner
+    assert inner.name == "stylegan" and inner.loaded.family == "stylegan3-t"
+    assert Path(inner.loaded.source.split(":")[0]) == tmp_path / "models" / "faces.pkl"
+    frame = {"/model/source/psi": 0.6, "/model/source/speed": 0.0}
+    args = engine.generator.advance(frame, Features(t_s=1.0), 1 / 30)
+    torch.testing.assert_close(inner.synthesize(args.source), ref_image("sg3-t-16", 5, 0.6), rtol=0, atol=1e-5)
+    missing = tmp_path / "missing.toml"
+    missing.write_text(scene.read_text().replace("models/faces.pkl", "models/nowhere.pkl"))
+    with pytest.raises(PresetError, match=r"missing\.toml:6: model 'deepdream': models/nowhere\.pkl: no such checkpoint"):
+        engine.load_preset(parse_preset(missing.read_text(), missing))

@@ -8,6 +8,7 @@ import queue
 import re
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,14 +235,9 @@ class Engine:
         return preset, shaders, key
 
     def _make_generator(self, preset: Preset):
-        settings = dict(preset.model_settings)
-        # A file named in a preset is looked for beside the preset first, then in the current folder.
-        for k in MODEL_FILE_SETTINGS:
-            v = settings.get(k)
-            if isinstance(v, str) and v and preset.path is not None and not Path(v).expanduser().is_absolute():
-                beside = preset.path.parent / v
-                if beside.exists():
-                    settings[k] = str(beside)
+        settings = _files_beside(dict(preset.model_settings), preset.path)
+        if isinstance(settings.get("source_settings"), Mapping):          # deepdream's source model
+            settings["source_settings"] = _files_beside(dict(settings["source_settings"]), preset.path)
         try:
             width_px, height_px = model_size(settings.pop("size", None), self.render_cfg)
             return create_generator(preset.model, width_px=width_px, height_px=height_px, **settings)
@@ -829,10 +825,26 @@ class OfflinePipeline:
         self._pool.shutdown()
 
 
+def _files_beside(settings: dict, preset_path: Path | None) -> dict:
+    """A file named in a preset is looked for beside the preset first, then in the current folder."""
+    for k in MODEL_FILE_SETTINGS:
+        v = settings.get(k)
+        if isinstance(v, str) and v and preset_path is not None and not Path(v).expanduser().is_absolute():
+            beside = preset_path.parent / v
+            if beside.exists():
+                settings[k] = str(beside)
+    return settings
+
+
 def _model_setting_line(preset: Preset, message: str) -> int | None:
     """The line of the [model] setting an error message names (by key or by its text value), else of [model]."""
+    def named(value) -> bool:
+        if isinstance(value, Mapping):                   # source_settings = { checkpoint = "..." }
+            return any(named(v) for v in value.values())
+        return isinstance(value, str) and bool(value) and value in message
+
     for key, value in preset.model_settings.items():
-        if key in message or (isinstance(value, str) and value and value in message):
+        if key in message or named(value):
             line = preset.line_of(f"{key} =") or preset.line_of(f"{key}=")
             if line:
                 return line
