@@ -80,6 +80,28 @@ def _fixture_configs(repo_kind: str) -> list[tuple[str, str, dict]]:
     ]
 
 
+def _full_size_configs(repo_kind: str) -> list[tuple[str, str, dict]]:
+    """The released networks' shapes (random weights): FFHQ-1024 StyleGAN2 (stylegan2-ada's paper1024), the
+    stylegan3 repo's StyleGAN2 at 512, StyleGAN3-T and -R with full channels at 256 (their CPU reference ops
+    take 20-80 s an image at 256; at 1024 minutes)."""
+    if repo_kind == "stylegan2-ada":
+        return [("sg2ada-ffhq1024-shape", "networks", dict(
+            z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3, mapping_kwargs=dict(num_layers=8),
+            synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)))]
+    return [
+        ("sg3repo-sg2-512-shape", "networks_stylegan2", dict(
+            z_dim=512, c_dim=0, w_dim=512, img_resolution=512, img_channels=3, mapping_kwargs=dict(num_layers=2),
+            channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)),
+        ("sg3-t-256-shape", "networks_stylegan3", dict(
+            z_dim=512, c_dim=0, w_dim=512, img_resolution=256, img_channels=3, mapping_kwargs=dict(num_layers=2),
+            channel_base=32768, channel_max=512, magnitude_ema_beta=0.999, conv_clamp=256)),
+        ("sg3-r-256-shape", "networks_stylegan3", dict(
+            z_dim=512, c_dim=0, w_dim=512, img_resolution=256, img_channels=3, mapping_kwargs=dict(num_layers=2),
+            channel_base=65536, channel_max=1024, magnitude_ema_beta=0.999, conv_kernel=1, use_radial_filters=True,
+            conv_clamp=256)),
+    ]
+
+
 def _nvlabs_configs(repo_kind: str) -> list[tuple[str, str, dict]]:
     """(case name, network module attribute, Generator kwargs) for the repository kind."""
     sg2_small = dict(channel_base=1024, channel_max=32)
@@ -115,13 +137,15 @@ def _nvlabs_configs(repo_kind: str) -> list[tuple[str, str, dict]]:
     ]
 
 
-def _make_nvlabs(repo_kind: str, work: Path, seeds: list[int], psis: list[float], fixtures: bool = False) -> list[dict]:
+def _make_nvlabs(repo_kind: str, work: Path, seeds: list[int], psis: list[float], fixtures: bool = False,
+                 full_size: bool = False) -> list[dict]:
     import pickle
 
     import torch
     import dnnlib
     cases = []
-    for name, module, kwargs in (_fixture_configs if fixtures else _nvlabs_configs)(repo_kind):
+    configs = _fixture_configs if fixtures else _full_size_configs if full_size else _nvlabs_configs
+    for name, module, kwargs in configs(repo_kind):
         net = __import__(f"training.{module}", fromlist=["Generator"])
         kw = dict(kwargs)
         kw["mapping_kwargs"] = dnnlib.EasyDict(kw["mapping_kwargs"])
@@ -139,14 +163,15 @@ def _make_nvlabs(repo_kind: str, work: Path, seeds: list[int], psis: list[float]
                           fromlist=["Discriminator"])
         D = nets.Discriminator(c_dim=kw["c_dim"], img_resolution=kw["img_resolution"], img_channels=3,
                                channel_base=128 if fixtures else 1024, channel_max=16 if fixtures else 32)
-        G_train = None if fixtures else net.Generator(**kw).train()
+        G_train = None if fixtures or full_size else net.Generator(**kw).train()
         if fixtures:
             _strip_sources()
         path = work / f"{name}.pkl"
         with open(path, "wb") as f:
             pickle.dump(dict(G=G_train, D=D, G_ema=G, augment_pipe=None,
                              training_set_kwargs=dnnlib.EasyDict(resolution=kw["img_resolution"])), f)
-        cases += _reference_cases(name, path, G, work, seeds, psis)
+        cases += _reference_cases(name, path, G, work, seeds, psis, noises=("const",) if full_size else
+                                  ("const", "none"))
     return cases
 
 
@@ -178,7 +203,8 @@ def _make_checkpoint(path: Path, work: Path, seeds: list[int], psis: list[float]
     return _reference_cases(path.stem, path, G, work, seeds, psis)
 
 
-def _reference_cases(name: str, path: Path, G, work: Path, seeds: list[int], psis: list[float]) -> list[dict]:
+def _reference_cases(name: str, path: Path, G, work: Path, seeds: list[int], psis: list[float],
+                     noises: tuple[str, ...] = ("const", "none")) -> list[dict]:
     import numpy as np
     import torch
     cases = []
@@ -190,7 +216,7 @@ def _reference_cases(name: str, path: Path, G, work: Path, seeds: list[int], psi
                 c = torch.zeros(1, G.c_dim)
                 if cls is not None:
                     c[0, cls] = 1
-                for noise in ("const", "none"):
+                for noise in noises:
                     with torch.no_grad():
                         img = G(z, c, truncation_psi=psi, noise_mode=noise, force_fp32=True)
                     ref = work / f"{name}-s{seed}-p{psi}-c{cls}-{noise}.npy"
@@ -290,7 +316,7 @@ def _make_torchvision(work: Path) -> list[dict]:
 
 
 def child_main(kind: str, repo: str, work: str, seeds: list[int], psis: list[float], checkpoint: str | None,
-               fixtures: bool) -> None:
+               fixtures: bool, full_size: bool) -> None:
     sys.path.insert(0, repo)
     work_dir = Path(work)
     if fixtures:
@@ -302,7 +328,7 @@ def child_main(kind: str, repo: str, work: str, seeds: list[int], psis: list[flo
     elif kind == "torchvision":
         cases = _make_torchvision(work_dir)
     else:
-        cases = _make_nvlabs(kind, work_dir, seeds, psis)
+        cases = _make_nvlabs(kind, work_dir, seeds, psis, full_size=full_size)
     print(json.dumps(cases))
 
 
@@ -360,6 +386,9 @@ def main() -> int:
     ap.add_argument("--psi", default="1,0.5", help="comma-separated truncation values (default 1,0.5)")
     ap.add_argument("--tol", type=float, default=1e-4, help="allowed max |diff| / output RMS (default 1e-4)")
     ap.add_argument("--work", metavar="DIR", help="where to write the networks and references (default: a temp dir)")
+    ap.add_argument("--full-size", action="store_true",
+                    help="the released networks' shapes (FFHQ-1024 StyleGAN2; StyleGAN3 at 256 with full "
+                         "channels) with random weights, constant noise only; minutes on a CPU")
     ap.add_argument("--fixtures", action="store_true",
                     help="write tiny networks (module source stripped) and their references to --work, as "
                          "tests/fixtures/original, instead of comparing")
@@ -369,7 +398,8 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     psis = [float(p) for p in args.psi.split(",")]
     if args._child:
-        child_main(args._child[0], args._child[1], args.work, seeds, psis, args._checkpoint, args.fixtures)
+        child_main(args._child[0], args._child[1], args.work, seeds, psis, args._checkpoint, args.fixtures,
+                   args.full_size)
         return 0
     if args.fixtures and (args.rosinality or args.torchvision or args.checkpoint or not args.work):
         ap.error("--fixtures takes --stylegan3 and/or --stylegan2-ada and --work DIR only")
@@ -393,7 +423,8 @@ def main() -> int:
     cases = []
     for kind, repo, extra in jobs:
         cmd = [sys.executable, __file__, "--_child", kind, str(Path(repo).resolve()), "--work", str(work),
-               "--seeds", args.seeds, "--psi", args.psi, *extra, *(["--fixtures"] if args.fixtures else [])]
+               "--seeds", args.seeds, "--psi", args.psi, *extra, *(["--fixtures"] if args.fixtures else []),
+               *(["--full-size"] if args.full_size else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(work))
         if out.returncode != 0:
             print(f"FAIL: the original code ({kind}) failed:\n{out.stderr.strip()}")
