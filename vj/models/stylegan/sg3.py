@@ -77,8 +77,9 @@ class SynthesisInput(torch.nn.Module):
     def __init__(self, w_dim: int, channels: int, size, sampling_rate: float, bandwidth: float):
         super().__init__()
         self.w_dim, self.channels = w_dim, channels
-        self.size = np.broadcast_to(np.asarray(size), [2])                               # (width, height)
-        self.sampling_rate, self.bandwidth = sampling_rate, bandwidth
+        # Python ints and floats, not numpy: torch.compile guards on numpy attributes read in forward and failed.
+        self.size = tuple(int(v) for v in np.broadcast_to(np.asarray(size), [2]))           # (width, height)
+        self.sampling_rate, self.bandwidth = float(sampling_rate), float(bandwidth)
         # Random frequencies from a uniform 2-D disc, random phases.
         freqs = torch.randn([channels, 2])
         radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
@@ -140,14 +141,16 @@ class SynthesisLayer(torch.nn.Module):
                  out_half_width: float, conv_kernel: int = 3, filter_size: int = 6, lrelu_upsampling: int = 2,
                  use_radial_filters: bool = False, conv_clamp: float | None = 256, magnitude_ema_beta: float = 0.999):
         super().__init__()
-        self.w_dim, self.is_torgb, self.is_critically_sampled = w_dim, is_torgb, is_critically_sampled
-        self.use_fp16, self.in_channels, self.out_channels = use_fp16, in_channels, out_channels
-        self.in_size = np.broadcast_to(np.asarray(in_size), [2])
-        self.out_size = np.broadcast_to(np.asarray(out_size), [2])
+        self.w_dim, self.is_torgb, self.is_critically_sampled = w_dim, bool(is_torgb), bool(is_critically_sampled)
+        self.use_fp16, self.in_channels, self.out_channels = bool(use_fp16), int(in_channels), int(out_channels)
+        in_size, out_size = np.broadcast_to(np.asarray(in_size), [2]), np.broadcast_to(np.asarray(out_size), [2])
+        self.in_size = tuple(int(v) for v in in_size)           # (width, height), plain ints (see SynthesisInput)
+        self.out_size = tuple(int(v) for v in out_size)
+        in_sampling_rate, out_sampling_rate = float(in_sampling_rate), float(out_sampling_rate)
         self.in_sampling_rate, self.out_sampling_rate = in_sampling_rate, out_sampling_rate
         self.tmp_sampling_rate = max(in_sampling_rate, out_sampling_rate) * (1 if is_torgb else lrelu_upsampling)
-        self.in_cutoff, self.out_cutoff = in_cutoff, out_cutoff
-        self.in_half_width, self.out_half_width = in_half_width, out_half_width
+        self.in_cutoff, self.out_cutoff = float(in_cutoff), float(out_cutoff)
+        self.in_half_width, self.out_half_width = float(in_half_width), float(out_half_width)
         self.conv_kernel = 1 if is_torgb else conv_kernel
         self.conv_clamp, self.magnitude_ema_beta = conv_clamp, magnitude_ema_beta
 
@@ -171,8 +174,8 @@ class SynthesisLayer(torch.nn.Module):
             radial=self.down_radial))
 
         # Padding so the output lands on the symmetric sample grid (paper, appendix C.3).
-        pad_total = (self.out_size - 1) * self.down_factor + 1
-        pad_total -= (self.in_size + self.conv_kernel - 1) * self.up_factor
+        pad_total = (out_size - 1) * self.down_factor + 1
+        pad_total -= (in_size + self.conv_kernel - 1) * self.up_factor
         pad_total += self.up_taps + self.down_taps - 2
         pad_lo = (pad_total + self.up_factor) // 2
         pad_hi = pad_total - pad_lo

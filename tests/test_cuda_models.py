@@ -1,0 +1,76 @@
+"""CUDA only: the models on the GPU against their CPU references; skipped on machines without CUDA.
+
+The checks a GPU machine should pass before its speed figures mean anything: the StyleGAN fixtures that the
+original NVlabs code rendered (tests/fixtures/original) come out the same on the GPU, every backend and
+half precision stays close to eager fp32, and the DeepDream loop runs there and stays finite.
+VJ_TEST_DEVICE=cpu runs the same checks on the CPU, which is how they were checked on a machine without CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vj.audio.features import Features
+from vj.models.registry import create_generator
+from vj.models.sample import sample
+
+DEVICE = os.environ.get("VJ_TEST_DEVICE", "cuda")
+pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(),
+                                reason="CUDA only: no CUDA device here")
+FIXTURES = Path(__file__).parent / "fixtures" / "original"
+CASES = [c for c in json.loads((FIXTURES / "cases.json").read_text()) if c["seed"] == 5 and c["noise"] == "const"]
+
+
+def rel_err(got, want) -> float:
+    """max |got - want| over the RMS of want."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.abs(got - want).max() / np.sqrt(np.mean(want ** 2)))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['name']}-p{c['psi']}-c{c['cls']}")
+def test_the_original_codes_images_on_the_device(case):
+    got = sample(FIXTURES / case["file"], seed=case["seed"], psi=case["psi"], class_idx=case["cls"],
+                 noise=case["noise"], device=DEVICE)
+    # cuDNN may run fp32 convolutions in TF32 (10-bit mantissa) on Ampere and later: about 1e-3.
+    assert rel_err(got, np.load(FIXTURES / case["ref"])) < 1e-2
+
+
+@pytest.mark.parametrize("backend, precision", [("trace", "fp32"), ("compile", "fp32"), ("eager", "bf16"),
+                                                ("eager", "fp16"), ("compile", "fp16")])
+def test_backends_and_half_precision_stay_close_to_eager_fp32(backend, precision):
+    if precision == "fp16" and DEVICE != "cuda":
+        pytest.skip("fp16 is CUDA only")
+    make = lambda **kw: create_generator("stylegan", width_px=16, height_px=16, device=DEVICE,     # noqa: E731
+                                         checkpoint=str(FIXTURES / "sg3-t-16.pkl"), keyframes=[5, 0], **kw)
+    ref, fast = make(backend="eager", precision="fp32"), make(backend=backend, precision=precision)
+    frame = {"/model/psi": 0.6, "/model/speed": 0.7}
+    for gen in (ref, fast):
+        gen.reset()
+    for i in range(3):                                   # the compiled paths' first calls and replays
+        features = Features(t_s=i / 30)
+        want = ref.render(ref.advance(frame, features, 1 / 30)).float().cpu()
+        got = fast.render(fast.advance(frame, features, 1 / 30)).float().cpu()
+        assert got.shape == want.shape == (1, 3, 16, 16)
+        limit = 1e-3 if precision == "fp32" else 5e-2
+        assert rel_err(got, want) < limit, (i, rel_err(got, want))
+
+
+def test_the_deepdream_loop_runs_on_the_device_and_stays_finite():
+    gen = create_generator("deepdream", width_px=64, height_px=36, device=DEVICE, net_width=0.25, source="cppn")
+    gen.reset()
+    frame = {"/model/steps": 2, "/model/step": 0.02}
+    images = []
+    for i in range(4):
+        out = gen.render(gen.advance(frame, Features(t_s=i / 30, onset=i == 1), 1 / 30))
+        assert out.device.type == torch.device(DEVICE).type
+        images.append(out.float().cpu())
+    last = images[-1]
+    assert torch.isfinite(last).all() and 0.0 <= float(last.min()) and float(last.max()) <= 1.0
+    assert float(last.std()) > 0.02                      # a picture, not a flat field
+    assert float((images[-1] - images[0]).abs().mean()) > 1e-3   # the loop moves
