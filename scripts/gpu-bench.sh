@@ -3,7 +3,7 @@
 # asserts nothing: the targets are StyleGAN2 1024 px >= 120 fps, 512 px >= 300 fps, the DeepDream loop at
 # 1280x720 with 2 steps >= 30 fps, and the whole engine at 1920x1080 at 60 fps with p99 frame time < 16.7 ms.
 #
-#   scripts/gpu-bench.sh [models|engine|all]     (default all)
+#   scripts/gpu-bench.sh [tests|models|engine|all]     (default all)
 #
 # VJ is the command that runs vj (default: vj; e.g. VJ="python3 -m vj.cli" from a checkout). FRAMES scales
 # the timed frames. DRY=1 prints the commands instead of running them. Everything here needs CUDA except
@@ -26,6 +26,15 @@ if [ "${DRY:-0}" != 1 ]; then
     python3 -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda,
           torch.cuda.get_device_name() if torch.cuda.is_available() else "(no CUDA device)")' 2>&1 || true
 fi
+
+case $WHAT in tests|all)
+    # Correctness first: the CUDA frame paths and the models on the GPU against the original code's images.
+    echo
+    echo "\$ python3 -m pytest -q tests/test_cuda_frames.py tests/test_models_devices.py"
+    [ "${DRY:-0}" = 1 ] || python3 -m pytest -q -p no:cacheprovider tests/test_cuda_frames.py \
+        tests/test_models_devices.py 2>&1 | tail -15
+    ;;
+esac
 
 case $WHAT in models|all)
     # StyleGAN2 at the published 1024 and 512 px architectures (random weights cost what trained ones do),
