@@ -41,17 +41,18 @@ def test_the_original_codes_images_on_the_device(case):
     assert rel_err(got, np.load(FIXTURES / case["ref"])) < 1e-2
 
 
+@pytest.mark.parametrize("net", ["sg3-t-16", "sg2ada-cond-skip-16"])
 @pytest.mark.parametrize("backend, precision", [("trace", "fp32"), ("compile", "fp32"), ("eager", "bf16"),
                                                 ("eager", "fp16"), ("compile", "fp16")])
-def test_backends_and_half_precision_stay_close_to_eager_fp32(backend, precision):
+def test_backends_and_half_precision_stay_close_to_eager_fp32(net, backend, precision):
     if precision == "fp16" and DEVICE != "cuda":
         pytest.skip("fp16 is CUDA only")
     if backend == "compile" and DEVICE == "cpu" and not (shutil.which("c++") or shutil.which("g++")):
         pytest.skip("torch.compile on the CPU needs a C++ compiler")
     make = lambda **kw: create_generator("stylegan", width_px=16, height_px=16, device=DEVICE,     # noqa: E731
-                                         checkpoint=str(FIXTURES / "sg3-t-16.pkl"), keyframes=[5, 0], **kw)
+                                         checkpoint=str(FIXTURES / f"{net}.pkl"), keyframes=[5, 0], **kw)
     ref, fast = make(backend="eager", precision="fp32"), make(backend=backend, precision=precision)
-    frame = {"/model/psi": 0.6, "/model/speed": 0.7}
+    frame = {"/model/psi": 0.6, "/model/speed": 0.7, "/model/class": 2}       # class: for the conditional net
     for gen in (ref, fast):
         gen.reset()
     for i in range(3):                                   # the compiled paths' first calls and replays
