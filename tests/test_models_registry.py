@@ -29,3 +29,14 @@ def test_unknown_setting_is_a_value_error():
         create_generator("cppn", colour="red")
     with pytest.raises(ValueError):
         create_generator("cppn", width_px=0)
+
+
+@pytest.mark.parametrize("name", ["stylegan", "deepdream"])
+def test_a_device_this_machine_lacks_is_named_in_words(name):
+    import torch
+    with pytest.raises(ValueError, match=r"device must be auto, cpu or cuda \(or cuda:N\), got 'gpu'"):
+        create_generator(name, width_px=32, height_px=20, device="gpu")
+    if not torch.cuda.is_available():                 # a preset written on a GPU machine, played on a laptop
+        with pytest.raises(ValueError, match=r"device 'cuda': no CUDA device here .*use device = \"auto\""):
+            create_generator(name, width_px=32, height_px=20, device="cuda")
+    assert create_generator(name, width_px=32, height_px=20, device="auto").device.type in ("cpu", "cuda")

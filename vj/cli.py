@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--class", dest="class_idx", type=int, default=None, help="class of a conditional model")
     ms.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise mode")
     ms.add_argument("--network", default="G_ema", help="network inside an NVlabs pickle (default G_ema)")
+    ms.add_argument("--device", default="cpu", help="cpu (default: float32 throughout) or cuda (as NVlabs' code "
+                                                    "runs there: the num_fp16_res highest-resolution blocks in fp16)")
     ms.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.npy|OUT.png",
                     help=".npy: the NCHW float32 tensor as the network returns it; .png: NVlabs' 8-bit conversion")
 
@@ -351,7 +353,7 @@ def _dispatch(args) -> int:
             raise UsageError("usage: vj model sample CHECKPOINT --seed N -o OUT.npy|OUT.png")
         from vj.models.sample import sample, write_sample
         image = sample(args.checkpoint, seed=args.seed, psi=args.psi, class_idx=args.class_idx, noise=args.noise,
-                       network=args.network)
+                       network=args.network, device=args.device)
         out = write_sample(image, args.output)
         print(f"vj model sample: {out} ({'x'.join(str(d) for d in image.shape)} float32, seed {args.seed}, "
               f"psi {args.psi:g}, noise {args.noise})")

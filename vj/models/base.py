@@ -106,10 +106,24 @@ def output_size_px(width_px: int, height_px: int) -> tuple[int, int]:
 
 
 def resolve_device(device: str) -> torch.device:
-    """`device` as a torch.device; "auto" is CUDA where present (CUDA paths are untested on the CPU machines)."""
+    """`device` as a torch.device; "auto" is CUDA where present. ValueError, in words, for a name torch does not
+    know or a CUDA device this machine does not have (a preset written on a GPU machine, played on a laptop)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be auto, cpu or cuda (or cuda:N), got {device!r}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: no CUDA device here (torch {torch.__version__}); "
+                             "use device = \"auto\" or \"cpu\"")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"device must be auto, cpu or cuda (or cuda:N), got {device!r}")
+    return dev
 
 
 def assert_image(image: torch.Tensor, width_px: int, height_px: int) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """`vj model sample`: one raw generator output for a checkpoint, to check it against the original code.
 
 Seed N means z = numpy `RandomState(N).randn(1, z_dim)` (NVlabs' convention in gen_images.py); the class
-is a one-hot c; the network runs in float32, eager, on the CPU unless asked, exactly as
-`G(z, c, truncation_psi=psi, noise_mode=noise)` in NVlabs' code. `.npy` gets the NCHW float32 tensor
+is a one-hot c; the network runs eager, on the CPU unless asked, exactly as
+`G(z, c, truncation_psi=psi, noise_mode=noise)` in NVlabs' code: float32 on the CPU; on CUDA, like
+NVlabs' code there, the num_fp16_res highest-resolution blocks in fp16. `.npy` gets the NCHW float32 tensor
 as it leaves the network (about -1..1); `.png` gets NVlabs' conversion (x * 127.5 + 128, clamped to 0..255).
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vj.models.base import resolve_device
 from vj.models.stylegan.load import load_generator
 
 NOISE_MODES = ("const", "random", "none")
@@ -23,6 +25,7 @@ def sample(checkpoint: str | Path, seed: int = 0, psi: float = 1.0, class_idx: i
     """(1, C, R, R) float32: the network's output for this seed, truncation, class and noise mode."""
     if noise not in NOISE_MODES:
         raise ValueError(f"--noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
+    device = resolve_device(device)
     loaded = load_generator(checkpoint, network=network)
     G = loaded.G.to(device).eval().requires_grad_(False)
     z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
