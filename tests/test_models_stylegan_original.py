@@ -129,13 +129,13 @@ def test_keyframes_in_a_preset_come_from_a_file_beside_it_and_bad_ones_name_the_
     scene.write_text(f'name = "faces"\n[model]\nname = "stylegan"\ncheckpoint = "{FIXTURES / "sg3-t-16.pkl"}"\n'
                      'keyframes = "faces.npy"\nloop = false\n')
     bad = tmp_path / "bad.toml"
-    bad.write_text(f'name = "bad"\n[model]\nname = "stylegan"\ncheckpoint = "{FIXTURES / "sg3-t-16.pkl"}"\n'
+    bad.write_text(f'name = "bad"\n[model]\nname = "stylegan"\nseed = 3\ncheckpoint = "{FIXTURES / "sg3-t-16.pkl"}"\n'
                    'keyframes = [1, "two"]\n')
     engine.load_preset(parse_preset(scene.read_text(), scene))
     walk = engine.generator.walk
     np.testing.assert_array_equal(walk.keyframes, latents)
     assert walk.loop is False
-    with pytest.raises(PresetError, match=r"bad\.toml:5: model 'stylegan': keyframes must be a list of seeds"):
+    with pytest.raises(PresetError, match=r"bad\.toml:6: model 'stylegan': keyframes must be a list of seeds"):
         engine.load_preset(parse_preset(bad.read_text(), bad))
     assert engine.preset.name == "faces"                      # the last good scene keeps playing
 

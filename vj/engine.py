@@ -843,9 +843,13 @@ def _model_setting_line(preset: Preset, message: str) -> int | None:
             return any(named(v) for v in value.values())
         return isinstance(value, str) and bool(value) and value in message
 
-    for key, value in preset.model_settings.items():
-        if key in message or named(value):
-            line = preset.line_of(f"{key} =") or preset.line_of(f"{key}=")
-            if line:
-                return line
+    items = list(preset.model_settings.items())
+    # Most specific first: the message starts with the key ("keyframes must be ..."), names the setting's
+    # text (a missing file), or has the key anywhere ("seed" is also in "a list of seeds").
+    for match in (lambda k, v: message.startswith(k), lambda k, v: named(v), lambda k, v: k in message):
+        for key, value in items:
+            if match(key, value):
+                line = preset.line_of(f"{key} =") or preset.line_of(f"{key}=")
+                if line:
+                    return line
     return preset.line_of("[model]")
