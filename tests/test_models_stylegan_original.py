@@ -182,5 +182,6 @@ def test_deepdream_over_stylegan_finds_the_sources_checkpoint_beside_the_preset(
     torch.testing.assert_close(inner.synthesize(args.source), ref_image("sg3-t-16", 5, 0.6), rtol=0, atol=1e-5)
     missing = tmp_path / "missing.toml"
     missing.write_text(scene.read_text().replace("models/faces.pkl", "models/nowhere.pkl"))
-    with pytest.raises(PresetError, match=r"missing\.toml:6: model 'deepdream': models/nowhere\.pkl: no such checkpoint"):
+    with pytest.raises(PresetError,
+                       match=r"missing\.toml:6: model 'deepdream': models/nowhere\.pkl: no such checkpoint"):
         engine.load_preset(parse_preset(missing.read_text(), missing))
