@@ -319,16 +319,14 @@ def child_main(kind: str, repo: str, work: str, seeds: list[int], psis: list[flo
                fixtures: bool, full_size: bool) -> None:
     sys.path.insert(0, repo)
     work_dir = Path(work)
-    if fixtures:
-        cases = _make_nvlabs(kind, work_dir, seeds, psis, fixtures=True)
-    elif checkpoint:
+    if checkpoint:
         cases = _make_checkpoint(Path(checkpoint), work_dir, seeds, psis)
     elif kind == "rosinality":
         cases = _make_rosinality(work_dir, seeds, psis)
     elif kind == "torchvision":
         cases = _make_torchvision(work_dir)
     else:
-        cases = _make_nvlabs(kind, work_dir, seeds, psis, full_size=full_size)
+        cases = _make_nvlabs(kind, work_dir, seeds, psis, fixtures=fixtures, full_size=full_size)
     print(json.dumps(cases))
 
 

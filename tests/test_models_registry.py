@@ -1,6 +1,7 @@
 """Generators by name: the default, switching, and a clear error for unknown names and settings."""
 
 import pytest
+import torch
 
 from vj.models.base import Generator
 from vj.models.registry import available_generators, create_generator
@@ -33,7 +34,6 @@ def test_unknown_setting_is_a_value_error():
 
 @pytest.mark.parametrize("name", ["stylegan", "deepdream"])
 def test_a_device_this_machine_lacks_is_named_in_words(name):
-    import torch
     with pytest.raises(ValueError, match=r"device must be auto, cpu or cuda \(or cuda:N\), got 'gpu'"):
         create_generator(name, width_px=32, height_px=20, device="gpu")
     if not torch.cuda.is_available():                 # a preset written on a GPU machine, played on a laptop

@@ -17,10 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from test_engine import ctx, engine  # noqa: F401  (fixtures: an offline engine on Mesa EGL)
 from vj.audio.features import Features
-from vj.config import AudioConfig, RenderConfig
-from vj.engine import Engine
-from vj.gfx.context import GLUnavailable, create_headless_context, release_context
 from vj.models.registry import create_generator
 from vj.models.sample import sample
 from vj.models.stylegan.load import CheckpointError, load_generator
@@ -107,19 +105,6 @@ def test_keyframe_seeds_show_the_original_codes_images_in_a_closed_loop():
         torch.testing.assert_close(got, ref_image("sg3-t-16", seed, 0.6), rtol=0, atol=1e-5)
     half = gen.synthesize(gen.advance(frame, quiet, 0.5))                        # between keyframes
     assert float((half - ref_image("sg3-t-16", 5, 0.6)).abs().max()) > 1e-2
-
-
-@pytest.fixture
-def engine():
-    """An offline engine at 64x36 on a headless GL context (skipped without GL)."""
-    try:
-        ctx = create_headless_context()
-    except GLUnavailable as exc:
-        pytest.skip(str(exc))
-    eng = Engine(ctx, RenderConfig(width_px=64, height_px=36, fps=30.0), AudioConfig(), live=False)
-    yield eng
-    eng.close()
-    release_context(ctx)
 
 
 def test_keyframes_in_a_preset_come_from_a_file_beside_it_and_bad_ones_name_the_line(engine, tmp_path):
