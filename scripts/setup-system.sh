@@ -4,12 +4,13 @@ set -euo pipefail
 
 # GL through Mesa (EGL headless, GLX under Xvfb), a virtual display for window tests, audio servers and
 # PortAudio for live input, liblo's oscsend/oscdump and ffprobe for the tests, xwd for screenshots,
-# chromium and its driver for the web page test.
+# chromium and its driver for the web page test, iproute2 for the tests' loopback-only network namespace.
 PKGS=(
   libegl1 libegl-mesa0 libgl1 libglx-mesa0 libgl1-mesa-dri
   xvfb xauth x11-apps
   libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils jackd2
   liblo-tools ffmpeg sox
+  iproute2
   chromium chromium-driver
 )
 

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from netns import only_loopback
 from test_render import ffprobe
 
 from vj.gfx.png import read_png
@@ -40,7 +41,7 @@ def test_live_window_renders_and_obeys_osc(xvfb_display, tmp_path):
     rec = tmp_path / "show.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "vj.cli", "run", "--audio", "demo", "--size", "640x360",
                              "--osc-port", str(port), "--duration", "16", "--screenshot", str(shot),
-                             "--record", str(rec)],
+                             "--record", str(rec), *([] if only_loopback() else ["--no-mdns"])],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Start-up (imports, the window, the first model frames) takes seconds, more on a cold, loaded

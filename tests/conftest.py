@@ -1,0 +1,33 @@
+"""Test-session isolation: a loopback-only network and a JACK server name of the session's own.
+
+Both are set up when pytest loads this file, before any test (or thread) starts, so every server and
+child process the tests start inherits them. Two suites can then run side by side on one machine
+without sharing ports, JACK servers or multicast traffic, and nothing a test sends leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from netns import enter_loopback_namespace, only_loopback
+
+NETNS_ERROR = enter_loopback_namespace()
+
+# jackd and libjack read the server name from JACK_DEFAULT_SERVER: the servers this session starts are
+# its own, and a JACK server a user already runs ("default") is never touched or stopped by a test.
+os.environ.setdefault("JACK_DEFAULT_SERVER", f"vjtest{os.getpid()}")
+
+
+def pytest_report_header(config) -> list[str]:
+    if NETNS_ERROR is None:
+        return ["network: a loopback-only namespace (only lo)"]
+    return [f"network: NOT isolated ({NETNS_ERROR}); tests that send multicast are skipped"]
+
+
+@pytest.fixture
+def loopback_only() -> None:
+    """For tests that send multicast (mDNS, Link, NDI): skipped unless only `lo` is visible."""
+    if not only_loopback():
+        pytest.skip(f"multicast stays on loopback only in a loopback-only namespace: {NETNS_ERROR}")
