@@ -8,6 +8,7 @@ without sharing ports, JACK servers or multicast traffic, and nothing a test sen
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
@@ -20,10 +21,36 @@ NETNS_ERROR = enter_loopback_namespace()
 os.environ.setdefault("JACK_DEFAULT_SERVER", f"vjtest{os.getpid()}")
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--order", default="file", metavar="file|reverse|random[:SEED]",
+                     help="test order: as in the files, reversed, or modules and the tests in each shuffled "
+                          "(to find tests that depend on what ran before them)")
+
+
 def pytest_report_header(config) -> list[str]:
-    if NETNS_ERROR is None:
-        return ["network: a loopback-only namespace (only lo)"]
-    return [f"network: NOT isolated ({NETNS_ERROR}); tests that send multicast are skipped"]
+    lines = ["network: a loopback-only namespace (only lo)" if NETNS_ERROR is None else
+             f"network: NOT isolated ({NETNS_ERROR}); tests that send multicast are skipped"]
+    if config.getoption("order") != "file":
+        lines.append(f"order: {config.getoption('order')}")
+    return lines
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    order = config.getoption("order")
+    if order == "reverse":
+        items.reverse()
+    elif order.startswith("random"):
+        rng = random.Random(int(order.partition(":")[2] or 0))
+        modules: dict[str, list] = {}
+        for item in items:
+            modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+        groups = list(modules.values())
+        rng.shuffle(groups)               # whole modules, so module fixtures (Xvfb, JACK) start once each
+        for group in groups:
+            rng.shuffle(group)
+        items[:] = [item for group in groups for item in group]
+    elif order != "file":
+        raise pytest.UsageError(f"--order {order}: expected file, reverse or random[:SEED]")
 
 
 @pytest.fixture

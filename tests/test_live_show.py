@@ -1,6 +1,7 @@
 """The live loop under Xvfb: display frames never wait for a slow model; the HUD draws over the picture."""
 
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -23,25 +24,38 @@ def show(xvfb_display, monkeypatch):  # noqa: F811
     s.close()
 
 
-def test_display_keeps_its_rate_with_a_model_slowed_to_5_fps(show):
+def test_display_frames_go_on_while_the_model_is_stuck(show):
+    # The model is held inside render() until the test lets it go: a frame loop that waited for the model,
+    # for any time, would run no frames here until the gate's 30 s ran out. No wall-clock bound, so a busy
+    # machine only makes this slower.
     render = show.engine.generator.render
-    model_period_s = 0.2
+    entered, gate, released_by_test = threading.Event(), threading.Event(), []
 
-    def slow_render(args):
-        time.sleep(model_period_s)
+    def stuck_render(args):
+        entered.set()
+        released_by_test.append(gate.wait(30.0))
         return render(args)
-    show.engine.generator.render = slow_render
-    frame_times = []
-    t_end = time.perf_counter() + 3.0
-    while time.perf_counter() < t_end:
-        t0 = time.perf_counter()
+    show.engine.generator.render = stuck_render
+    try:
+        for _ in range(2000):
+            show.frame()
+            if entered.is_set():
+                break
+        assert entered.is_set(), "the model worker never started a frame"
+        model_frames = show.engine.model_frames
+        for _ in range(30):
+            show.frame()
+        assert not released_by_test, "a display frame waited until the stuck model timed out"
+        assert show.engine.model_frames == model_frames         # nothing new came from the stuck model
+    finally:
+        gate.set()
+    # Once it is released its frames come through again.
+    for _ in range(2000):
         show.frame()
-        frame_times.append(time.perf_counter() - t0)
-    model_frames = show.engine.model_frames
-    assert model_frames <= 3.0 / model_period_s + 1
-    # The loop never waits for the model: many display frames per model frame, none as long as a model frame.
-    assert len(frame_times) >= 3 * max(model_frames, 1), (len(frame_times), model_frames)
-    assert max(frame_times[3:]) < model_period_s, f"a display frame waited {max(frame_times[3:]) * 1e3:.0f} ms"
+        if show.engine.model_frames > model_frames:
+            break
+    assert show.engine.model_frames > model_frames
+    assert released_by_test[0] is True
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg (x11grab) missing")
