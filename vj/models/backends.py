@@ -110,6 +110,11 @@ def compile_forward(module: torch.nn.Module, example: Sequence[torch.Tensor], ba
     elif backend == "compile":
         # "reduce-overhead" is CUDA graphs: CUDA only. On the CPU the default mode (inductor C++ kernels).
         fn = torch.compile(module, mode="reduce-overhead" if device.type == "cuda" else None, fullgraph=False)
+        # torch.compile is lazy: build the kernels now, under the same modes forward() runs them in, so a
+        # compiler failure (inductor's C++ on a CPU without AVX2, for one) is raised here, on the caller's
+        # loader thread where it can fall back, and not in the first frame.
+        with torch.inference_mode(), autocast:
+            fn(*example)
     elif backend == "onnx":
         fn = _onnx_forward(module, example, device)
     else:  # tensorrt (CUDA only; check_choice made sure it is importable)
