@@ -1,8 +1,10 @@
-"""Test-session isolation: a loopback-only network and a JACK server name of the session's own.
+"""Test-session isolation: a loopback-only network, a JACK server name of its own, torch threads per test.
 
-Both are set up when pytest loads this file, before any test (or thread) starts, so every server and
-child process the tests start inherits them. Two suites can then run side by side on one machine
-without sharing ports, JACK servers or multicast traffic, and nothing a test sends leaves 127.0.0.1.
+The network and the JACK name are set up when pytest loads this file, before any test (or thread) starts,
+so every server and child process the tests start inherits them. Two suites can then run side by side on
+one machine without sharing ports, JACK servers or multicast traffic, and nothing a test sends leaves
+127.0.0.1. `--order reverse|random[:SEED]` runs the tests in another order, to find tests that depend on
+what ran before them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ NETNS_ERROR = enter_loopback_namespace()
 # jackd and libjack read the server name from JACK_DEFAULT_SERVER: the servers this session starts are
 # its own, and a JACK server a user already runs ("default") is never touched or stopped by a test.
 os.environ.setdefault("JACK_DEFAULT_SERVER", f"vjtest{os.getpid()}")
+
+import torch  # noqa: E402  (after the namespace: unshare wants a process with one thread)
+
+SESSION_TORCH_THREADS = torch.get_num_threads()      # OMP_NUM_THREADS, else one per core
 
 
 def pytest_addoption(parser) -> None:
@@ -51,6 +57,14 @@ def pytest_collection_modifyitems(config, items) -> None:
         items[:] = [item for group in groups for item in group]
     elif order != "file":
         raise pytest.UsageError(f"--order {order}: expected file, reverse or random[:SEED]")
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """torch.set_num_threads is process-wide (the model worker's torch_threads sets it): whatever a test
+    sets, the next test starts with the thread count the session started with."""
+    yield
+    torch.set_num_threads(SESSION_TORCH_THREADS)
 
 
 @pytest.fixture
