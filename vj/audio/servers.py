@@ -26,7 +26,11 @@ def _run(args: list[str], env: dict | None = None, timeout_s: float = 5.0) -> su
 
 
 class JackServer:
-    """A JACK server: the one running, or `jackd --no-realtime -d dummy` started here.
+    """A JACK server: the one running, or `jackd -R -d dummy` started here.
+
+    Started here it asks for realtime scheduling, as a JACK setup on stage runs: then another busy process
+    cannot stall its cycles (under the normal scheduler, a loaded machine bunched and dropped MIDI clock
+    ticks). Where the system refuses realtime, jackd says so in its log and runs without it.
 
     PortAudio's JACK host API shows it as the input device `system`. Ports of this process appear as
     `PortAudio:in_N` / `PortAudio:out_N` (numbered per stream); `connect` wires them with jack_connect.
@@ -57,7 +61,7 @@ class JackServer:
             return self
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            ["jackd", "--no-realtime", "-d", "dummy", "-r", str(self.sample_rate_hz), "-p", str(self.period_frames),
+            ["jackd", "-R", "-d", "dummy", "-r", str(self.sample_rate_hz), "-p", str(self.period_frames),
              "-C", str(self.channels), "-P", str(self.channels)],
             env=self.env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         self.started_here = True
