@@ -9,13 +9,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from vj.output import recorder
 from vj.output.recorder import Recorder, RecorderError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +94,11 @@ def test_decoded_frames_have_the_colours_written(two_seconds):
     assert len(frames) == 2 * FPS
     for i in (0, 17, 59):
         patch = frames[i][H // 2 - 20:H // 2 + 20, W - 60:W - 20].reshape(-1, 3).astype(float)
-        assert np.abs(patch.mean(axis=0) - background(i)).max() <= 5, i  # codec tolerance
+        # Codec tolerance, in levels: RGB -> limited-range YUV -> RGB rounds Y (1.16 levels a step) and Cb/Cr (up
+        # to 1.86 x 1.14 a step) once each way, ~2.1 in all (swscale's SIMD may flip a step), plus H.264 moving a
+        # flat patch's mean by a level or two. Measured worst over all 60 frames: 3.0. The neighbouring frames'
+        # colours are 7..11 levels away.
+        assert np.abs(patch.mean(axis=0) - background(i)).max() <= 5, i
 
 
 def test_audio_and_video_stay_in_sync(tmp_path):
@@ -132,15 +137,12 @@ KILLED_RECORDER = """
 import sys, numpy as np
 from vj.output.recorder import Recorder
 rec = Recorder(sys.argv[1], 320, 240, 30, preset="ultrafast", blocking=True, codec=sys.argv[2])
-told = 0
 for i in range(100_000):
     img = np.empty((240, 320, 3), np.uint8)
     img[:] = (i * 7 % 256, 80, 160)
     rec.add_video(img, i)
     rec.add_audio(np.zeros((1600, 2), np.float32))
-    if rec.frames_written >= told + 30:
-        told = rec.frames_written
-        print(told, flush=True)
+    print(i + 1, rec.frames_written, flush=True)    # frames added, frames encoded; one write, whole or not at all
 """
 
 
@@ -150,49 +152,57 @@ def test_killed_recording_plays_to_within_two_seconds_of_the_kill(tmp_path, code
     path = tmp_path / f"killed.{suffix}"
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RECORDER, str(path), codec], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    written = 0
+    added = written = 0
     try:
-        while written < 6 * FPS:       # the child says how many frames it has encoded, every second of video
+        while written < 6 * FPS:       # the child reports after every frame
             line = proc.stdout.readline()
-            assert line.strip().isdigit(), proc.stderr.read()
-            written = int(line)
+            assert len(line.split()) == 2, proc.stderr.read()
+            added, written = map(int, line.split())
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    # The child ran on until the kill, however late that came on a busy machine: its last report counts.
+    for line in proc.stdout.read().splitlines():
+        added, written = map(int, line.split())
     info = ffprobe(path)
     frames = int(streams(info, "video")[0]["nb_read_frames"])
-    # At least everything up to 2 s before the kill plays (the encoder is a frame or two ahead of the print).
-    assert written - 2 * FPS <= frames <= written + FPS, (written, frames)
+    # At least everything up to 2 s before the kill plays (the last 1 s fragment may be lost); at most what was
+    # added, plus the one frame that may have been added after the last report.
+    assert written - 2 * FPS <= frames <= added + 1, (written, added, frames)
     assert int(streams(info, "audio")[0]["nb_read_frames"]) > 0
 
 
-def slow_down(rec: Recorder, seconds_per_frame: float) -> None:
-    """Make the encoder thread take at least `seconds_per_frame` per video frame."""
-    encode = rec._encode_video
+def stall(rec: Recorder) -> threading.Event:
+    """Make the encoder thread wait before each video frame until the returned event is set."""
+    encode, release = rec._encode_video, threading.Event()
 
-    def slow(*args):
-        time.sleep(seconds_per_frame)
+    def stalled(*args):
+        release.wait()
         encode(*args)
 
-    rec._encode_video = slow
+    rec._encode_video = stalled
+    return release
 
 
 def test_slow_encoder_drops_frames_and_never_blocks(tmp_path):
-    encode_s = 0.2
     rec = Recorder(tmp_path / "slow.mp4", W, H, FPS, queue_frames=2)
-    slow_down(rec, encode_s)
-    accepted, call_s = [], []
-    for i in range(20):
-        t0 = time.perf_counter()
-        if rec.add_video(make_frame(i), i):
-            accepted.append(i)
-        call_s.append(time.perf_counter() - t0)
+    release = stall(rec)
+    accepted = []
+
+    def offer():
+        accepted.extend(i for i in range(20) if rec.add_video(make_frame(i), i))
+
+    # The encoder stays stuck until every frame has been offered: a call that waited for it would never return.
+    producer = threading.Thread(target=offer, daemon=True)
+    producer.start()
+    producer.join(timeout=60)           # only bounds a hang; the 20 calls take milliseconds
+    release.set()
+    assert not producer.is_alive(), "add_video waited for the encoder"
     rec.close()
     assert rec.error is None
-    assert rec.dropped_frames > 0
-    assert rec.dropped_frames + len(accepted) == 20
+    assert accepted == [0, 1]           # the two queue slots; the stuck encoder frees neither
+    assert rec.dropped_frames == 18
     assert rec.frames_written == len(accepted)
-    assert max(call_s) < encode_s   # no call ever waited for the encoder
     # Dropped frames leave gaps in time instead of shifting the frames after them.
     with av.open(str(tmp_path / "slow.mp4")) as container:
         times = [round(float(f.pts * f.time_base) * FPS) for f in container.decode(video=0)]
@@ -201,7 +211,8 @@ def test_slow_encoder_drops_frames_and_never_blocks(tmp_path):
 
 def test_blocking_mode_waits_instead_of_dropping(tmp_path):
     rec = Recorder(tmp_path / "offline.mp4", W, H, FPS, queue_frames=2, blocking=True)
-    slow_down(rec, 0.02)
+    release = stall(rec)
+    threading.Timer(0.2, release.set).start()   # the third frame waits for a slot until the encoder moves
     assert all(rec.add_video(make_frame(i), i) for i in range(15))
     rec.close()
     assert (rec.dropped_frames, rec.frames_written, rec.error) == (0, 15, None)
@@ -303,7 +314,9 @@ def test_smaller_frames_are_scaled_to_the_recording_size(tmp_path):
         first = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int)
     assert first.shape == (H, W, 3)
     corner = first[H // 2 + 20:H // 2 + 40, W - 60:W - 20].reshape(-1, 3).mean(axis=0)  # away from the bar
-    assert np.abs(corner - np.array(background(0))).max() < 12
+    # Scaling a flat area keeps it flat: the codec tolerance of test_decoded_frames_have_the_colours_written.
+    # Measured worst 1.0; the next frame's colour is 7..11 levels away.
+    assert np.abs(corner - np.array(background(0))).max() <= 5
 
 
 @needs_ffprobe
@@ -370,10 +383,13 @@ def test_unknown_encoder_preset_names_the_choices(tmp_path):
 def test_x264_encodes_fast_presets_on_one_thread_on_a_two_core_machine(tmp_path, monkeypatch, cores, one_thread):
     # With two cores the rest of the pipeline keeps them busy and x264's frame threads cost more than they
     # give; with more, x264 chooses (from the real core count: 3 threads here).
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    real_cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(recorder, "usable_cores", lambda: cores)
     for preset in ("quick", "ultrafast", "veryfast"):
         path = tmp_path / f"{preset}-{cores}.mp4"
         assert record(path, 3, preset=preset).error is None
         settings = x264_settings(path)
         # veryfast keeps x264's threads: on one it manages 26 fps at 720p, below what the pipeline needs.
-        assert (" threads=1 " in settings) == (one_thread and preset != "veryfast"), (preset, settings)
+        ours = one_thread and preset != "veryfast"
+        if ours or real_cores > 1:                       # on one real core x264 picks one thread by itself
+            assert (" threads=1 " in settings) == ours, (preset, settings)

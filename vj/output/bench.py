@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from vj.output.recorder import Recorder
+from vj.output.recorder import Recorder, usable_cores
 
 
 def sample_frames(width_px: int, height_px: int, n: int = 24, grain: float = 6.0) -> list[np.ndarray]:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grain", type=float, default=6.0, help="noise sigma of the test frames (0: smooth)")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))
-    print(f"encoder {w}x{h}, {args.frames} frames, grain {args.grain:g}, {os.cpu_count()} cores")
+    print(f"encoder {w}x{h}, {args.frames} frames, grain {args.grain:g}, {usable_cores()} cores")
     for preset in args.presets.split(","):
         print(f"  {preset:10s} {encoder_fps(w, h, preset, args.frames, grain=args.grain):7.1f} fps")
 

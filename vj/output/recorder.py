@@ -77,6 +77,11 @@ def check_audio(samples: np.ndarray, channels: int) -> np.ndarray:
     return samples
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: a container or taskset limits them, os.cpu_count() shows the host's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class RecorderError(Exception):
     """The recording cannot start; the message is one line saying why."""
 
@@ -299,7 +304,7 @@ class Recorder:
         if vcodec == "libx264":
             x264_preset, x264_params = VJ_PRESETS.get(self._preset, (self._preset, ""))
             options = {"crf": str(self._crf), "preset": x264_preset, "bf": "0"}
-            if (os.cpu_count() or 1) <= FEW_CORES and self._preset in ONE_THREAD_PRESETS:
+            if usable_cores() <= FEW_CORES and self._preset in ONE_THREAD_PRESETS:
                 x264_params = ":".join(p for p in (x264_params, "threads=1") if p)
             if x264_params:
                 options["x264-params"] = x264_params
