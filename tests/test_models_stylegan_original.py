@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from test_engine import ctx, engine  # noqa: F401  (fixtures: an offline engine on Mesa EGL)
+from test_models_stylegan import float32_bound, one_torch_thread  # noqa: F401  (one_torch_thread: autouse)
 from vj.audio.features import Features
 from vj.models.registry import create_generator
 from vj.models.sample import sample
@@ -27,7 +28,15 @@ from vj.presets import PresetError, parse_preset
 FIXTURES = Path(__file__).parent / "fixtures" / "original"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
 
-torch.set_num_threads(1)
+
+def assert_like_original(got, want, G):
+    """got is the original code's image but for another CPU's float32 summation order: float32_bound(G) of
+    its RMS (~2e-4 for these nets; a wrong layer, channel, seed or truncation is off by >1e-2)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    rms = float(np.sqrt(np.mean(want ** 2)))
+    assert rms > 0.01                                   # a picture, not a blank the comparison would pass
+    np.testing.assert_allclose(got, want, rtol=0, atol=float32_bound(G) * rms)
 
 
 def case_id(case):
@@ -40,10 +49,7 @@ def test_vj_gives_the_original_codes_image(case):
     want = np.load(FIXTURES / case["ref"])
     got = sample(FIXTURES / case["file"], seed=case["seed"], psi=case["psi"], class_idx=case["cls"],
                  noise=case["noise"])
-    assert got.shape == want.shape
-    rms = float(np.sqrt(np.mean(want.astype(np.float64) ** 2)))
-    assert rms > 0.01                                   # a picture, not a blank the comparison would pass
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * rms)   # bit-identical here; BLAS may round
+    assert_like_original(got, want, load_generator(FIXTURES / case["file"]).G)
 
 
 def test_the_cases_cover_every_family_seed_truncation_class_and_noise_mode():
@@ -83,9 +89,11 @@ def test_loading_imports_no_original_code_and_the_cli_writes_the_same_tensor(tmp
     run = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "imported: []" in run.stdout
-    np.testing.assert_array_equal(np.load(out), sample(FIXTURES / case["file"], seed=case["seed"], psi=0.6,
-                                                       class_idx=case["cls"], noise=case["noise"]))
-    np.testing.assert_allclose(np.load(out), np.load(FIXTURES / case["ref"]), rtol=0, atol=1e-5)
+    # The same code, but another process may get other kernels (thread count, what ran before): float32_bound.
+    G = load_generator(FIXTURES / case["file"]).G
+    here = sample(FIXTURES / case["file"], seed=case["seed"], psi=0.6, class_idx=case["cls"], noise=case["noise"])
+    assert_like_original(np.load(out), here, G)
+    assert_like_original(np.load(out), np.load(FIXTURES / case["ref"]), G)
 
 
 # Keyframes: a preset names NVlabs seeds and the walk shows exactly those images.
@@ -102,7 +110,7 @@ def test_keyframe_seeds_show_the_original_codes_images_in_a_closed_loop():
     quiet = Features(t_s=1.0)
     seen = [gen.synthesize(gen.advance(frame, quiet, 1.0)) for _ in range(3)]    # one keyframe a second
     for got, seed in zip(seen, (0, 5, 0)):          # positions 1, 2, 3: past the last keyframe, the first again
-        torch.testing.assert_close(got, ref_image("sg3-t-16", seed, 0.6), rtol=0, atol=1e-5)
+        assert_like_original(got, ref_image("sg3-t-16", seed, 0.6), gen.loaded.G)
     half = gen.synthesize(gen.advance(frame, quiet, 0.5))                        # between keyframes
     assert float((half - ref_image("sg3-t-16", 5, 0.6)).abs().max()) > 1e-2
 
@@ -164,7 +172,7 @@ def test_deepdream_over_stylegan_finds_the_sources_checkpoint_beside_the_preset(
     assert Path(inner.loaded.source.split(":")[0]) == tmp_path / "models" / "faces.pkl"
     frame = {"/model/source/psi": 0.6, "/model/source/speed": 0.0}
     args = engine.generator.advance(frame, Features(t_s=1.0), 1 / 30)
-    torch.testing.assert_close(inner.synthesize(args.source), ref_image("sg3-t-16", 5, 0.6), rtol=0, atol=1e-5)
+    assert_like_original(inner.synthesize(args.source), ref_image("sg3-t-16", 5, 0.6), inner.loaded.G)
     missing = tmp_path / "missing.toml"
     missing.write_text(scene.read_text().replace("models/faces.pkl", "models/nowhere.pkl"))
     with pytest.raises(PresetError,

@@ -23,6 +23,7 @@ from vj.params import Registry
 W, H = 32, 24
 EXAMPLE = Path(__file__).resolve().parent.parent / "presets" / "examples" / "archive.toml"
 SHOW_FPS = 30
+STOP_WAIT_S = 30.0                    # close() waits 5 s for a decode in flight; a busy machine may take longer
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,10 @@ def index_video(tmp_path_factory):
 def no_prefetch_thread_outlives_its_generator():
     yield
     gc.collect()                      # a dropped generator's finalizer stops its prefetch thread
-    left = [t.name for t in threading.enumerate() if t.name == "vj-video-prefetch" and t.is_alive()]
+    threads = [t for t in threading.enumerate() if t.name == "vj-video-prefetch"]
+    for t in threads:
+        t.join(STOP_WAIT_S)
+    left = [t.name for t in threads if t.is_alive()]
     assert not left, f"prefetch threads still running: {left}"
 
 
@@ -116,7 +120,7 @@ def test_speed_sets_the_media_time_and_the_frame_shown(index_video):
         gen.reset()
         for _ in range(SHOW_FPS):                                     # one second of show time
             a = gen.advance({"/model/speed": speed}, Features(), 1 / SHOW_FPS)
-        assert a.media_t_s == pytest.approx(expected_t % 3.0, abs=1e-9)
+        assert a.media_t_s == pytest.approx(expected_t % 3.0, abs=1e-9)    # float64 sums of 30 dt's: ~1e-15
         img = (gen.render(a)[0].permute(1, 2, 0).numpy() * 255.0)
         assert frame_index(img) == int(expected_t * FPS + 1e-6) % 30
     gen.reset()
@@ -153,6 +157,8 @@ def test_img2img_model_runs_on_every_frame(tmp_path, index_video):
     tinted = create_generator("video", width_px=W, height_px=H, path=str(index_video), img2img=str(model))
     assert "/model/mix" in {p.path for p in tinted.params()} and "/model/mix" not in {p.path for p in plain.params()}
     for t in (0.0, 1.25, 2.5):
+        # Both sides decode the same file the same way; then a bias and a lerp on 0..1 values, a few roundings of
+        # 6e-8 a side, where the green bias alone is 0.1.
         a = VideoArgs(z=(), media_t_s=t)
         ref = plain.render(a)
         torch.testing.assert_close(tinted.render(a), tint_reference(ref).clamp(0, 1), atol=1e-6, rtol=0)
@@ -274,6 +280,7 @@ def test_a_prefetched_cut_neither_seeks_nor_decodes_through_and_shows_the_same_f
     assert np.array_equal(images, ref)
     assert racing.prefetch_hits + racing.prefetch_misses == len(beats)
     racing.close()
+    racing.prefetcher._thread.join(STOP_WAIT_S)
     assert not racing.prefetcher._thread.is_alive()
 
 
@@ -325,10 +332,13 @@ def test_dropping_or_closing_the_generator_stops_its_prefetch_thread(clips):
     assert thread in prefetch_threads()
     del gen                                                           # no close(): garbage collection stops it
     gc.collect()
+    thread.join(STOP_WAIT_S)
     assert not thread.is_alive()
     gen = VideoGenerator(W, H, path=str(clips))
     gen.advance({}, Features(), 1 / SHOW_FPS)
+    thread = gen.prefetcher._thread
     gen.close()
+    thread.join(STOP_WAIT_S)
     assert prefetch_threads() == []
     out = gen.render(gen.advance({"/model/cut_now": True}, Features(), 1 / SHOW_FPS))   # closed: still renders
     assert out.shape == (1, 3, H, W) and gen.prefetch_misses == 1

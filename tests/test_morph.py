@@ -46,9 +46,11 @@ def test_a_morph_crossfades_params_and_picture_over_the_beats(scenes):
     e.switch_preset("lit")
     assert e.preset.name == "Lit"
     mid = _at(e, 0.5)                                       # half-way: smoothstep(0.5) = 0.5
+    # A frame late (1/30 of the 1 s morph, slope 1.5) would be 0.05 off; float64 leaves ~1e-16.
     assert e.registry.get("/fx/solid/gain") == pytest.approx(0.5, abs=0.01)
     assert e.registry.get("/master/model_blend") == pytest.approx(0.5, abs=0.01)
-    # The picture dissolves from the old scene's last frame (black) to the new one (red at gain 0.5).
+    # The picture dissolves from the old scene's last frame (black) to the new one (red at gain 0.5): 8-bit
+    # roundings of the frames and the mix, <= 1.5 levels (measured 0.25); no dissolve or no gain is 64 levels off.
     assert mid[0] == pytest.approx(255 * 0.5 * 0.5, abs=3)
     end = _at(e, 1.05)
     assert e.registry.get("/fx/solid/gain") == 1.0 and end[0] > 252
@@ -137,6 +139,7 @@ def test_a_morph_between_models_of_one_latent_space_slerps_the_latent(cppn_scene
     assert new is not old and new.latent_space() == old.latent_space()
     zs, walks = _walk(e, 1.125, 2.25)
     assert new.walk.seed == 7
+    # float64 latents of length sqrt(12): a few ulp (1e-15) of rounding against bounds of 1e-12 and 1e-9 (angles).
     np.testing.assert_allclose(zs[1.125], old_z, atol=1e-12)    # the first frame starts at the old latent
     # Half-way (smoothstep(0.5) = 0.5): on the great circle from the old latent to the new walk's latent.
     mid_walk = walks[1.625]

@@ -18,7 +18,11 @@ def grey_level(i: int) -> int:
 
 
 def frame_index(rgb: np.ndarray) -> int:
-    """Inverse of grey_level, from the mean of a decoded (H, W, 3) uint8 frame."""
+    """Inverse of grey_level, from the mean of a decoded (H, W, 3) uint8 frame.
+
+    Rounding takes up to 3.99 levels of error; YUV rounding, H.264 at crf 12 and swscale (its C and SIMD paths
+    round apart) measured <= 2 levels, and the next frame is 8 levels away.
+    """
     return int(round((float(rgb.mean()) - 10.0) / 8.0))
 
 
