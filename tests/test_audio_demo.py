@@ -77,7 +77,9 @@ def test_onsets_in_drum_sections_fall_on_the_beat_grid(onsets, name):
     # Detection lags an attack by one or two hops (the newest hop sits in the Hann window's tail): 30 ms.
     late_s = 0.03
     lag = np.array([np.min(np.where(found >= b, found - b, np.inf)) for b in beats])
-    assert np.mean(lag <= late_s) >= 0.95, lag               # every beat (a kick) is found
+    # Every beat (a kick) is found: measured 31/32 (groove) and 51/52 (drop), the same on every kernel tried
+    # and with inputs perturbed by 2 float32 ulps.
+    assert np.mean(lag <= late_s) >= 0.95, lag
     # And what is found sits on the 16th-note grid (kicks, claps, hats, bass), not in between.
     sixteenth = 60 / s.bpm / 4
     off_grid = (found - s.start_s) % sixteenth

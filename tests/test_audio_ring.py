@@ -32,9 +32,14 @@ def test_writer_thread_read_in_time_loses_nothing():
     ring = RingBuffer(48000, 2)
     n_blocks, block = 400, 256
     done = threading.Event()
+    got = []
 
     def writer():
         for i, blk in enumerate(_counter_blocks(n_blocks, block)):
+            # "In time" by construction, not by the scheduler: never more than half the ring ahead of the reader
+            # (a busy machine may starve the reader thread for longer than the whole ring lasts).
+            while i * block - sum(len(g) for g in got) > 48000 // 2:
+                time.sleep(0.001)
             ring.write(blk)
             if i % 8 == 0:
                 time.sleep(0.0005)
@@ -42,7 +47,6 @@ def test_writer_thread_read_in_time_loses_nothing():
 
     th = threading.Thread(target=writer)
     th.start()
-    got = []
     while not done.is_set():
         got.append(ring.read_new())
         time.sleep(0.001)

@@ -129,7 +129,8 @@ def quiet(hub: ControlHub, wait_s: float = 0.3) -> list[tuple]:
     return take(hub, 1000, 0.0)
 
 
-def wait_for(pred, timeout_s: float = 5.0) -> bool:
+def wait_for(pred, timeout_s: float = 10.0) -> bool:
+    """Poll `pred` until it holds; generous, as it returns as soon as it does (a busy machine is slow)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if pred():
@@ -491,28 +492,45 @@ def test_learn_through_a_port_then_the_knob_moves_the_param(jack, tmp_path):
         ctl.close()
 
 
-def test_clock_through_a_port_gives_the_tempo(jack):
+def test_clock_through_a_port_gives_the_tempo(jack, map_file):
     ctl = Sender(unique("clk"))
     hub = make_hub()
-    m = MidiInput(hub, ctl.name, client_name=unique("vj")).start()
+    m = MidiInput(hub, ctl.name, map_file, client_name=unique("vj")).start()
     try:
         assert m.port_name == ctl.name
+        assert send_until_taken(ctl, hub, cc(21, 0)) == [("/t/float", 2.0, "midi")]   # connected: no tick is lost
         tick = mido.Message("clock")
         interval = 60.0 / (128.0 * 24)
-        ctl.send(mido.Message("start"))
-        t0 = time.perf_counter()
         n = int(3.0 / interval)
-        for i in range(n):                                  # paced to absolute times, so no drift builds up
-            delay = t0 + i * interval - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            ctl.send(tick)
-        time.sleep(0.05)
-        st = m.clock.state()
+        # The ticks are the input: a 128 BPM clock only if this process sent them on time. The tempo is a
+        # least-squares fit over 4 beats (96 ticks); ticks late by up to L bias it by at most 1.5 L / (96 interval)
+        # (a step at mid-window), 0.4 % = 0.5 BPM for L = 5 ms. A busy machine can stall the sender far longer:
+        # such a run is not a 128 BPM clock, so it is sent again (a longer wait), and only a clean run is judged.
+        for attempt in range(10):
+            if attempt:
+                time.sleep(1.0)                             # a gap over the clock's 0.5 s timeout: a new fit
+            ctl.send(mido.Message("start"))
+            t0 = time.perf_counter()
+            late_s = 0.0
+            for i in range(n):                              # paced to absolute times, so no drift builds up
+                delay = t0 + i * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                late_s = max(late_s, time.perf_counter() - (t0 + i * interval))
+                ctl.send(tick)
+            # Messages arrive in order: once this CC's change is here, the clock has been fed every tick.
+            ctl.send(cc(21, 127))
+            assert take(hub, 1, 10.0) == [("/t/float", 6.0, "midi")]
+            st = m.clock.state()
+            ctl.send(mido.Message("stop"))
+            assert wait_for(lambda: not m.clock.running)
+            if late_s <= 0.005:
+                break
+        assert late_s <= 0.005, f"no run of ticks sent within 5 ms of their times in 10 tries ({late_s * 1e3:.0f} ms)"
+        # 1 BPM: the 0.5 BPM the pacing allows, plus JACK's 5.3 ms periods on the timestamps (~0.04 BPM rms).
         assert st.running and abs(st.bpm - 128.0) < 1.0, st
-        assert st.beats == pytest.approx((n - 1) / 24, abs=1.5 / 24)
-        ctl.send(mido.Message("stop"))
-        assert wait_for(lambda: not m.clock.running)
+        # Every tick counted; the phase moves on by at most one tick after the last one (ClockState.beats).
+        assert (n - 1) / 24 <= st.beats <= n / 24, st
         assert take(hub, 1, 0.0) == []                      # the clock is not a param change
     finally:
         m.close()
@@ -534,9 +552,9 @@ def test_unplugged_controller_is_reopened_when_it_comes_back(jack, map_file):
         assert wait_for(lambda: m.status == f"midi: {client}:knobs lost; retrying")
         ctl.open()                                           # plug back in, same name
         assert wait_for(lambda: m.status == f"midi: listening on {client}:knobs")
-        sent_at = time.monotonic()
+        # Within send_until_taken's tries (1 s each): a count, not a wall-clock bound a busy machine could miss.
         assert send_until_taken(ctl, hub, cc(21, 0)) == [("/t/float", 2.0, "midi")]
-        assert m.reconnects == 1 and time.monotonic() - sent_at < 5.0
+        assert m.reconnects == 1
     finally:
         m.close()
         if ctl is not None:

@@ -181,7 +181,7 @@ def test_analysed_grid_follows_the_kicks():
         assert min(abs(t - k) for k in kicks) < 0.05, t
     assert g.time_of_beat(g.bar_start(2)) - g.time_of_beat(g.bar_start(1)) == pytest.approx(2.0, abs=0.06)
     a = analyze_samples(samples.mean(axis=1))
-    assert np.allclose(g.beats_s, a.beats_s)
+    assert np.allclose(g.beats_s, a.beats_s)          # the same analysis on the same samples: equal in fact
 
 
 # ---- renders --------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ preset = "white.toml"
     f1 = round(t_white * FPS)                          # 13
     f2 = round((0.3 + 4 * 0.5) * FPS)                  # bar 2 at 2.3 s: 23
     f3 = round((0.3 + 6 * 0.5) * FPS)                  # beat 7 at 3.3 s: 33
-    black, white = m < 2.0, m > 250.0
+    black, white = m < 2.0, m > 250.0                   # 8-bit frames: black is 0, white 255; cuts are whole
     assert black[:f1].all() and white[f1:f2].all() and black[f2:f3].all() and white[f3:].all(), np.round(m)
 
 
@@ -223,6 +223,7 @@ transition_s = 1.0
     assert a > 250 and 60 < b < 200 and np.ptp(frames[-1]) < 3        # white, then flat grey
     mid = (a + b) / 2
     assert abs(m[9] - a) < 1 and abs(m[10] - a) < 1                     # the dissolve starts on frame 10
+    # 2 levels of 255: 8-bit rounding of each pixel (0.5) plus GL/torch rounding; a frame early is 10+ off.
     assert abs(m[15] - mid) < 2, np.round(m[8:22])                       # half-way at 1.5 s
     assert m[14] > mid + 10 and m[16] < mid - 10                         # smoothstep on both sides
     assert abs(m[20] - b) < 1 and np.all(np.diff(m[10:21]) < 0.5)
