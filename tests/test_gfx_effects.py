@@ -59,7 +59,7 @@ def test_pixelate_matches_numpy(gl):
     g = h - 1 - np.arange(h)                       # GL row of each numpy row
     rows = h - 1 - (3 * (g // 3) + 1)
     cols = 3 * (np.arange(w) // 3) + 1
-    assert_close(out, img[rows][:, cols], what="pixelate")
+    assert_close(out, img[rows][:, cols], atol=0, what="pixelate")      # exact: texel-centre fetches
 
 
 @pytest.mark.parametrize("mode", [0, 1, 2])
@@ -76,7 +76,7 @@ def test_mirror_matches_numpy(gl, mode, flip):
         expected = expected[:, cols]
     if mode in (1, 2):
         expected = expected[rows]
-    assert_close(out, expected, atol=0, what=f"mirror mode {mode} flip {flip}")
+    assert_close(out, expected, atol=0, what=f"mirror mode {mode} flip {flip}")   # exact: texel-centre fetches
 
 
 def _cosine_palette(t, which):
@@ -120,13 +120,16 @@ def test_colorgrade_matches_numpy(gl, settings):
                  pshift="paletteShift", palette="palette")
     frame = {f"/fx/grade/{names[k]}": v for k, v in settings.items()}
     (out,) = render(gl, [("grade", shipped("colorgrade"))], img, frame)
-    assert_close(out, colorgrade_reference(img, **settings), atol=2, what="colour grade")
+    # Both sides round once; the float32 shader (llvmpipe's polynomial cos and pow, ~1e-5 relative) is within
+    # 0.01 level of the float64 reference, so 1 level. Measured worst 1, on every CPU setting; a wrong hue sign,
+    # palette or channel order is off by tens of levels.
+    assert_close(out, colorgrade_reference(img, **settings), atol=1, what="colour grade")
 
 
 def test_chromatic_aberration_zero_amount_is_identity(gl):
     img = random_image(8, 16, seed=4)
     (out,) = render(gl, [("ca", shipped("chromatic"))], img, {"/fx/ca/amount": 0.0, "/fx/ca/radial": 0.7})
-    assert_close(out, img, atol=0, what="chromatic aberration at amount 0")
+    assert_close(out, img, atol=0, what="chromatic aberration at amount 0")      # exact: texel-centre fetches
 
 
 def test_chromatic_aberration_shifts_red_and_blue_one_pixel(gl):
@@ -138,7 +141,8 @@ def test_chromatic_aberration_shifts_red_and_blue_one_pixel(gl):
     expected = img.copy()
     expected[:, :, 0] = img[:, np.minimum(x + 1, 15), 0]
     expected[:, :, 2] = img[:, np.maximum(x - 1, 0), 2]
-    assert_close(out, expected, atol=1, what="chromatic aberration shift")
+    # Exact: the shifted fetches land on texel centres, up to llvmpipe's cos/sin of angle 0 (~1e-7 of a texel).
+    assert_close(out, expected, atol=0, what="chromatic aberration shift")
 
 
 def test_flash_screens_a_colour_and_the_event_flashes_fully(gl):
@@ -148,6 +152,7 @@ def test_flash_screens_a_colour_and_the_event_flashes_fully(gl):
     half, strobe = render(gl, [("flash", shipped("flash"))], img, frames)
     c = as_float(img)
     k = np.array([0.5, 0.0, 0.0])
+    # Both sides round a screen blend once (float32 vs float64: ~1e-5 level apart): 1 level.
     assert_close(half, np.round((1 - (1 - c) * (1 - k)) * 255).astype(np.uint8), atol=1, what="flash 0.5 red")
     assert (strobe == 255).all()
 
@@ -161,11 +166,12 @@ def test_flash_on_the_beat_follows_the_beat_phase_and_confidence(gl):
         f = Features(beat_phase=phase, beat_confidence=confidence)
         (out,) = render(gl, [("flash", shipped("flash"))], img, red, features=f)
         k = np.array([expected_k, 0.0, 0.0])
+        # As above, and llvmpipe's exp() is within ~1e-5 relative of math.exp: 1 level.
         assert_close(out, np.round((1 - (1 - c) * (1 - k)) * 255).astype(np.uint8), atol=1,
                      what=f"beat flash at phase {phase}, confidence {confidence}")
     # beatFlash defaults to 0: a sure beat changes nothing unless asked for.
     (out,) = render(gl, [("flash", shipped("flash"))], img, {}, features=Features(beat_confidence=1.0))
-    assert_close(out, img, atol=1, what="flash defaults on a beat")
+    assert_close(out, img, atol=1, what="flash defaults on a beat")    # float32 screen blend by 0, rounded once
 
 
 @pytest.mark.parametrize("name, frame", [
@@ -181,6 +187,8 @@ def test_flash_on_the_beat_follows_the_beat_phase_and_confidence(gl):
 def test_identity_settings_leave_the_picture_alone(gl, name, frame):
     img = random_image(8, 16, seed=7)
     (out,) = render(gl, [(name, shipped(name))], img, {f"/fx/{name}/{k}": v for k, v in frame.items()})
+    # One rounding of a float result within 0.4 level of the input (colorgrade's YIQ pair is inverse only to
+    # 1.5e-3; the others are exact to float32): 1 level. Measured worst 0.
     assert_close(out, img, atol=1, what=f"{name} at identity settings")
 
 
@@ -209,12 +217,16 @@ def test_feedback_accumulates_over_frames(gl, lighten):
     outs = _render_sequence(gl, "feedback", [a, b, b, b], frame, dt)
     keep = 0.5 ** dt
     fb = as_float(a)
-    assert_close(outs[0], a, atol=1, what="feedback frame 0 (buffer starts as the input)")
+    # Exact: frame 0 goes through the fp16 buffer, which holds k/255 within 0.06 level.
+    assert_close(outs[0], a, atol=0, what="feedback frame 0 (buffer starts as the input)")
     for n in range(1, 4):
         if lighten:
             fb = np.maximum(as_float(b), fb * keep)      # lighten: the echo shows where it is brighter
         else:
             fb = as_float(b) + (fb - as_float(b)) * keep  # soft: exponential average
+        # The shader's float result is within 0.76 level of fb (its YIQ hue pair, applied at 0 degrees, is inverse
+        # only to 1.5e-3: 0.37 level a frame; fp16 buffer: 0.06 a frame); both sides round: < 1.76, so 1 expected,
+        # and 2 holds for up to 2 levels of that drift. Measured worst 1; a missing echo is off by > 10.
         assert_close(outs[n], np.round(fb * 255).astype(np.uint8), atol=2, what=f"feedback frame {n}")
     assert np.abs(outs[3].astype(int) - b).max() > 10, "the echo of the first frame should still show"
 
@@ -225,7 +237,11 @@ def test_feedback_is_frame_rate_independent(gl):
              "/fx/feedback/decay": 0.3, "/fx/feedback/wet": 1.0}
     at30 = _render_sequence(gl, "feedback", [a] + [b] * 6, frame, 1.0 / 30.0)[-1]
     at60 = _render_sequence(gl, "feedback", [a] + [b] * 12, frame, 1.0 / 60.0)[-1]
-    assert_close(at60, at30, atol=2, what="0.2 s of feedback at 30 and 60 fps")
+    # Not bit-equal even in exact arithmetic: the shader's YIQ hue pair is inverse only to 1.5e-3, and 12 half
+    # steps apply it 6 more times than 6 whole ones: 1.21 levels apart in float64 (plus <= 0.46 from each fp16
+    # buffer) before both sides round: < 3.2, so 3. Measured worst 2. Hue drift or decay per frame instead of per
+    # second puts them 47..55 levels apart.
+    assert_close(at60, at30, atol=3, what="0.2 s of feedback at 30 and 60 fps")
 
 
 def test_trails_keep_the_brightest_and_decay(gl):
@@ -235,7 +251,9 @@ def test_trails_keep_the_brightest_and_decay(gl):
     frame = {"/fx/trails/decay": 0.25, "/fx/trails/amount": 1.0, "/fx/trails/tint": (1.0, 1.0, 1.0, 1.0)}
     outs = _render_sequence(gl, "trails", [bright, dark, dark], frame, dt)
     keep = 0.25 ** dt
-    assert_close(outs[0], bright, atol=1, what="trails frame 0")
-    assert_close(outs[1], np.round(as_float(bright) * keep * 255).astype(np.uint8), atol=2, what="trails frame 1")
-    assert_close(outs[2], np.round(as_float(bright) * keep * keep * 255).astype(np.uint8), atol=2,
+    assert_close(outs[0], bright, atol=0, what="trails frame 0")     # exact: fp16 holds k/255 within 0.06 level
+    # The fp16 trail buffer (0.06 level a frame) and llvmpipe's pow (~1e-5 relative), then one rounding on each
+    # side: 1 level. Measured worst 1; a frame of decay too many or too few is off by 11 levels.
+    assert_close(outs[1], np.round(as_float(bright) * keep * 255).astype(np.uint8), atol=1, what="trails frame 1")
+    assert_close(outs[2], np.round(as_float(bright) * keep * keep * 255).astype(np.uint8), atol=1,
                  what="trails frame 2")

@@ -70,8 +70,10 @@ def test_foreign_host_style_file_runs_unchanged(gl, tmp_path):
     image = np.broadcast_to(colour, (18, 32, 3)).copy()
     outs = render(gl, [("soft", shader)], image, [{}, {}, {"/fx/soft/blurAmount": 4.0}])
     expected = np.broadcast_to(np.round(colour * np.array([1.0, 0.5, 0.25])).astype(np.uint8), (18, 32, 3))
+    # A flat picture: every fetch reads the same level, the fp16 accumulator holds it within 0.06 level and the
+    # products by the tint are whole levels (200, 50, 10): exact. Measured exact on every CPU setting.
     for out in outs:
-        assert_close(out, expected, atol=2, what="foreign shader output")
+        assert_close(out, expected, atol=0, what="foreign shader output")
 
 
 def test_expression_sizes_follow_inputs(gl):
@@ -215,6 +217,7 @@ def test_feature_uniforms_and_inputs_reach_the_shader(gl):
     for features, rgb in cases:
         # A stray frame value for the feature-fed input is ignored.
         (out,) = render(gl, [("t", shader)], BLACK, {"/fx/t/loud": 0.1}, features=features)
+        # 1 level: 127.5 and 25.5 are rounding ties (either neighbour is right); the rest rounds exactly.
         np.testing.assert_allclose(out.reshape(-1, 3), np.tile(rgb, (8, 1)), atol=1)
 
 
@@ -231,7 +234,7 @@ void main() {
     chroma = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 0.05])
     with caplog.at_level("WARNING"):
         (out,) = render(gl, [("t", shader)], np.zeros((1, 12, 3), np.uint8), features=Features(chroma=chroma, mid=0.5))
-    np.testing.assert_allclose(out[0, :, 0], np.round(chroma * 255), atol=1)
+    np.testing.assert_allclose(out[0, :, 0], np.round(chroma * 255), atol=1)     # 25.5, 76.5, ...: ties
     assert (out[0, :, 1] == 0).all()
     assert [r.getMessage() for r in caplog.records if "vj_mid" in r.getMessage()], caplog.text
 

@@ -69,6 +69,8 @@ def test_silence_is_calm_and_sound_moves_the_picture(reactive_render):
     change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))   # (n-1,) per-frame visual change
     quiet = change[15:85]            # 0.5..2.8 s: silence (after the first frames settle)
     loud = change[100:235]           # 3.3..7.8 s: kicks and bass
+    # Thresholds on the picture's behaviour, not on rounding: measured quiet 2.55..2.57 and loud 13.05..13.07
+    # levels with torch's default kernels, one OpenMP thread, llvmpipe at 128 bits or without SSE4.1, x264 threads.
     assert quiet.mean() < 3.0, f"silence should be calm, mean change {quiet.mean():.2f}/255 per frame"
     assert loud.mean() > 4 * quiet.mean(), (quiet.mean(), loud.mean())
 
@@ -87,6 +89,7 @@ def test_visual_change_follows_onsets(reactive_render):
                 envelope[i + k] += np.exp(-k)
     loud = slice(95, len(change))
     corr = np.corrcoef(change[loud], envelope[loud])[0, 1]
+    # Measured r = 0.732 and at_onset / between = 3.0 under each of those settings.
     assert corr > 0.5, f"visual change does not follow the onsets (r = {corr:.2f})"
     at_onset = change[first].mean()
     between = np.delete(change, first)[95:].mean()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 
 import av
@@ -53,8 +54,8 @@ def first_black(frames: dict[int, np.ndarray]) -> int:
 @pytest.fixture(scope="module")
 def live(xvfb_display, tmp_path_factory):  # noqa: F811
     """A live show recorded with --record and --session; a blackout by OSC once the picture is up."""
-    import os
-    os.environ["DISPLAY"] = xvfb_display
+    env = pytest.MonkeyPatch()
+    env.setenv("DISPLAY", xvfb_display)     # undone below: the tests after this module must not see a dead Xvfb
     tmp = tmp_path_factory.mktemp("live")
     port = free_udp_port()
     show = LiveShow("demo", "default", CFG, AudioConfig(), ControlConfig(osc_port=port, oscquery_port=0, mdns=False),
@@ -63,18 +64,23 @@ def live(xvfb_display, tmp_path_factory):  # noqa: F811
     try:
         # No fade: the blackout is black on the frame it is applied (a change logged at frame 0 like any other).
         show.engine.changes.put(Change("/master/blackout_fade_s", 0.0, "test"))
-        t0 = time.perf_counter()
+        t0, lit_frames, lit_since = time.perf_counter(), 0, 0.0
         while not sent or show.frames < sent[0] + 15 or time.perf_counter() - t_sent < 1.0:
             show.frame()
-            # Send once the model's picture has been up for a while (a loaded machine takes seconds for it).
-            if not sent and show.engine.model_frames >= 5 and time.perf_counter() - t0 > 1.5:
+            if not sent and show.engine.read_rgb().mean() > 10:
+                lit_frames += 1
+                lit_since = lit_since or time.perf_counter()
+            # Send once the model's picture has been up for 10 drawn frames and 1 s (a loaded machine takes seconds
+            # for it): the recording then holds lit ticks before the blackout however fast frames are drawn.
+            if not sent and show.engine.model_frames >= 5 and lit_frames >= 10 and time.perf_counter() - lit_since >= 1:
                 sent.append(show.frames)
                 t_sent = time.perf_counter()
                 subprocess.run(["oscsend", "127.0.0.1", str(port), "/cmd/blackout", "T"], check=True)
-            assert time.perf_counter() - t0 < 30, "the live show is too slow to test"
+            assert time.perf_counter() - t0 < 120, "the live show hangs"    # a busy machine takes ~10 s
         frames = show.frames
     finally:
         show.close()
+        env.undo()
     return tmp, frames, sent[0]
 
 
@@ -106,6 +112,9 @@ def test_replay_at_the_live_size_matches_the_live_recording(live):
     lit = [t for t in common if a[t].mean() > 10]
     assert len(lit) >= 5, "the live recording should show the picture before the blackout"
     errors = [float(np.abs(a[t] - b[t]).mean()) for t in common]
+    # Levels per pixel. Both files are rendered and encoded here by the same code (measured identical); the bound
+    # is H.264's error (crf 20) for a frame that comes out different and is encoded anew. Lit frames one tick
+    # apart differ by 12 levels on average.
     assert np.mean(errors) < 3.0 and max(errors) < 8.0, errors
 
 
@@ -126,7 +135,8 @@ def test_replay_at_twice_the_size_lands_the_osc_event_on_the_same_frame(live):
     assert next(iter(b.values())).shape == (360, 640, 3)
     black = first_black(a)
     assert first_black(b) == black == event_tick, (black, first_black(b), event_tick)
-    assert b[black - 1].mean() > 10
+    # The tick before may be missing: a stalled live frame (oscsend runs inside the loop) leaves a gap of ticks.
+    assert b[max(t for t in b if t < black)].mean() > 10
 
 
 def test_fixed_rate_replay_applies_the_event_at_its_audio_time(live):
@@ -149,42 +159,41 @@ def test_slow_encoder_drops_recording_frames_not_display_frames(xvfb_display, tm
     monkeypatch.setenv("DISPLAY", xvfb_display)
     show = LiveShow("demo", "default", CFG, AudioConfig(), ControlConfig(osc_port=0),
                     record_cfg=RecordConfig(width_px=160, height_px=90, fps=15))
-
-    def frame_times(seconds):
-        out, t_end = [], time.perf_counter() + seconds
-        while time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            show.frame()
-            out.append(time.perf_counter() - t0)
-        return out
-
+    release, timed_out = threading.Event(), []
     try:
-        frame_times(1.0)        # warm up: the model's first frames, shader compiles
-        plain = frame_times(1.5)
+        for _ in range(10):     # warm up: the model's first frames, shader compiles
+            show.frame()
         path = tmp_path / "slow.mp4"
         assert show.start_recording(path)
+        slots = show.recorder.queue_frames
         encode = show.recorder._encode_video
 
-        def slow(rgb, index):   # a real encode, made slow: the encoder falls behind the show
-            time.sleep(0.25)
+        def stuck(rgb, index):   # a real encode that cannot start until the show has dropped frames
+            if not release.wait(60):
+                timed_out.append(index)     # only a display that waits for the encoder gets here
             encode(rgb, index)
-        show.recorder._encode_video = slow
-        recording = frame_times(1.5)
+        show.recorder._encode_video = stuck
+        # The recording ticks by the clock, so drops come however slowly frames are drawn; no timing is asserted.
+        while not show.hud_stats()["dropped_frames"] and not timed_out:
+            show.frame()
+        release.set()
         dropped = show.hud_stats()["dropped_frames"]
         show.stop_recording()
     finally:
+        release.set()
         show.close()
+    assert not timed_out, "the display waited for the stuck encoder"
     assert dropped > 0
-    assert np.median(recording) < 2.0 * np.median(plain), (np.median(recording), np.median(plain))
     log_text = (tmp_path / "slow.mp4.log").read_text()
     assert "started: 160x90 at 15 fps" in log_text
     stopped = next(line for line in log_text.splitlines() if "stopped" in line)
-    assert f"{dropped} dropped" in stopped or int(stopped.split(" dropped")[0].split()[-1]) >= dropped
+    written = int(stopped.split(" frames written")[0].split()[-1])
+    assert int(stopped.split(" dropped")[0].split()[-1]) >= dropped
     with av.open(str(path)) as c:
         st = c.streams.video[0]
         assert (st.width, st.height) == (160, 90)
         n = sum(1 for _ in c.decode(video=0))
-    assert 0 < n <= 1.5 * 15 + 2
+    assert n == written == slots        # the queue's frames, encoded once the encoder moved; the rest dropped
 
 
 def test_replay_takes_scene_and_model_changes_from_preset_events_only():
