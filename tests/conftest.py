@@ -24,8 +24,6 @@ os.environ.setdefault("JACK_DEFAULT_SERVER", f"vjtest{os.getpid()}")
 
 import torch  # noqa: E402  (after the namespace: unshare wants a process with one thread)
 
-SESSION_TORCH_THREADS = torch.get_num_threads()      # OMP_NUM_THREADS, else one per core
-
 
 def pytest_addoption(parser) -> None:
     parser.addoption("--order", default="file", metavar="file|reverse|random[:SEED]",
@@ -62,9 +60,10 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(autouse=True)
 def torch_threads_restored():
     """torch.set_num_threads is process-wide (the model worker's torch_threads sets it): whatever a test
-    sets, the next test starts with the thread count the session started with."""
+    sets, the next test starts with the thread count it would have had (a module's fixture may set one)."""
+    before = torch.get_num_threads()
     yield
-    torch.set_num_threads(SESSION_TORCH_THREADS)
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
