@@ -11,6 +11,7 @@ import torch
 
 from vj.audio.features import Features
 from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, pixel_grid, read_params
+from vj.models.shared import SHARED
 from vj.models.walk import LatentWalk, walk_params
 from vj.params import Param
 
@@ -92,7 +93,8 @@ class CPPNGenerator(Generator):
         self._fourier_dirs = dirs * torch.linspace(0.6, 1.6, self.fourier)
         # (n_in, hidden), then (hidden, hidden) per layer; z_weights (layers, z_dim, hidden).
         self._w_in = normal(n_in, hidden, std=W_IN / math.sqrt(n_in))
-        self._w_hidden = [normal(hidden, hidden, std=W_HID / math.sqrt(hidden)) for _ in range(layers - 1)]
+        w_hidden = [normal(hidden, hidden, std=W_HID / math.sqrt(hidden)) for _ in range(layers - 1)]
+        self._w_hidden = torch.stack(w_hidden) if w_hidden else torch.zeros(0, hidden, hidden)  # (layers-1, h, h)
         self._biases = normal(layers, hidden, std=0.3)
         self._w_z = normal(layers, self.z_dim, hidden, std=W_Z / math.sqrt(self.z_dim))
         self._w_out = normal(hidden, 5, std=W_OUT / math.sqrt(hidden))
@@ -100,7 +102,7 @@ class CPPNGenerator(Generator):
         self._pal_freq = 0.5 + 0.5 * torch.rand(3, generator=g)
         self._pal_phase = torch.tensor([0.0, 0.33, 0.67]) + 0.15 * torch.rand(3, generator=g)
 
-        self._grid = pixel_grid(self.width_px, self.height_px)                   # (N, 2), N = H * W
+        self._net = _CPPNNet(self.width_px, self.height_px, self.chunk_px, self.layers)
 
     def reset(self) -> None:
         self.walk.reset()
@@ -128,67 +130,92 @@ class CPPNGenerator(Generator):
             image = self._compiled()(*inputs)                                               # (1, 3, H, W)
         return assert_image(image, self.width_px, self.height_px)
 
-    def _compiled(self):
-        """The forward pass traced to TorchScript on first use.
+    def weights(self) -> tuple[torch.Tensor, ...]:
+        """This seed's weights, in the order _CPPNNet.forward takes them after its four frame inputs."""
+        return (self._warp_a, self._warp_b, self._warp_z, self._fourier_dirs, self._w_in, self._w_hidden,
+                self._biases, self._w_z, self._w_out, self._pal_freq, self._pal_phase)
 
-        Why: TorchScript runs the whole graph without the GIL. Eager mode dispatches ~100 small ops
+    def _compiled(self):
+        """The forward pass traced to TorchScript, one trace for every CPPN of this size and architecture.
+
+        Why traced: TorchScript runs the whole graph without the GIL. Eager mode dispatches ~100 small ops
         per frame from Python, and while the render thread holds the GIL inside a GL call (moderngl
         does not release it) the eager worker fell from 64 to under 1 frame per second; traced it
         keeps running (and is ~1.7x faster even alone). The trace is exact: the same ops in the
         same order, so the frames are the same as the eager forward's.
+
+        Why shared: torch keeps every trace for the process (vj.models.shared), with its executor's buffers
+        (~0.9 KB per model pixel: 32 MB at 256x144); one trace per generator grew a show by that much at
+        every scene change. The weights are inputs, so one trace serves every seed of a shape.
         """
         if self._traced is None:
-            example = (torch.zeros(self.z_dim), torch.eye(2), torch.ones(1), torch.zeros(1))
-            with torch.inference_mode(), warnings.catch_warnings():
-                # torch 2.13 marks jit.trace deprecated; it is still the way to run a graph without the GIL.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self._traced = torch.jit.trace(self._forward_module(), example, check_trace=False)
+            key = ("cppn", self.width_px, self.height_px, self.chunk_px, self.layers, self.hidden, self.z_dim,
+                   self.fourier)
+            traced = SHARED.get(key, self._trace)
+            weights = self.weights()
+            self._traced = lambda *inputs: traced(*inputs, weights)
         return self._traced
 
-    def _forward_module(self) -> torch.nn.Module:
-        gen = self
-
-        class Forward(torch.nn.Module):
-            def forward(self, z, view, freq_scale, hue):
-                return gen.forward(z, view, freq_scale, hue)
-
-        return Forward()
+    def _trace(self) -> torch.jit.ScriptModule:
+        example = (torch.zeros(self.z_dim), torch.eye(2), torch.ones(1), torch.zeros(1), self.weights())
+        with torch.inference_mode(), warnings.catch_warnings():
+            # torch 2.13 marks jit.trace deprecated; it is still the way to run a graph without the GIL.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.trace(self._net, example, check_trace=False)
 
     def forward(self, z: torch.Tensor, view: torch.Tensor, freq_scale: torch.Tensor,
                 hue: torch.Tensor) -> torch.Tensor:
         """Eager forward pass: (z_dim,), (2, 2), (1,), (1,) tensors -> (1, 3, H, W) in 0..1."""
-        layer_bias = self._biases + torch.einsum("z,lzh->lh", z, self._w_z)       # (layers, hidden)
-        freq = self._fourier_dirs * freq_scale                                  # (2, fourier)
-        warp_bias = z @ self._warp_z                                            # (WARP,)
+        return self._net(z, view, freq_scale, hue, self.weights())
+
+
+class _CPPNNet(torch.nn.Module):
+    """The CPPN's maths for one output size and depth; the weights are inputs, so any seed runs through it."""
+
+    def __init__(self, width_px: int, height_px: int, chunk_px: int, layers: int):
+        super().__init__()
+        self.width_px, self.height_px, self.chunk_px, self.layers = width_px, height_px, chunk_px, layers
+        self.grid = pixel_grid(width_px, height_px)                                 # (N, 2), N = H * W
+
+    def forward(self, z: torch.Tensor, view: torch.Tensor, freq_scale: torch.Tensor, hue: torch.Tensor,
+                weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """(z_dim,), (2, 2), (1,), (1,) tensors and CPPNGenerator.weights() -> (1, 3, H, W) in 0..1."""
+        warp_a, warp_b, warp_z, fourier_dirs, w_in, w_hidden, biases, w_z, w_out, pal_freq, pal_phase = weights
+        layer_bias = biases + torch.einsum("z,lzh->lh", z, w_z)                  # (layers, hidden)
+        freq = fourier_dirs * freq_scale                                        # (2, fourier)
+        warp_bias = z @ warp_z                                                  # (WARP,)
         n = self.width_px * self.height_px                                      # a constant, also when traced
-        chunks = [self._render_rows(self._grid[start:min(start + self.chunk_px, n)], view, freq, layer_bias,
-                                    warp_bias) for start in range(0, n, self.chunk_px)]
-        out = self._colour(torch.cat(chunks, dim=0), hue)                        # (N, 3)
+        chunks = [self._render_rows(self.grid[start:min(start + self.chunk_px, n)], view, freq, layer_bias,
+                                    warp_bias, warp_a, warp_b, w_in, w_hidden, w_out)
+                  for start in range(0, n, self.chunk_px)]
+        out = self._colour(torch.cat(chunks, dim=0), hue, pal_freq, pal_phase)  # (N, 3)
         return out.t().reshape(1, 3, self.height_px, self.width_px)             # (1, 3, H, W)
 
-    def _render_rows(self, grid: torch.Tensor, view: torch.Tensor, freq: torch.Tensor,
-                     layer_bias: torch.Tensor, warp_bias: torch.Tensor) -> torch.Tensor:
+    def _render_rows(self, grid: torch.Tensor, view: torch.Tensor, freq: torch.Tensor, layer_bias: torch.Tensor,
+                     warp_bias: torch.Tensor, warp_a: torch.Tensor, warp_b: torch.Tensor, w_in: torch.Tensor,
+                     w_hidden: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
         """(n, 2) pixel coordinates -> (n, 5) raw outputs: RGB logits, palette index, light."""
         p = grid @ view                                                          # (n, 2)
-        p = p + torch.sin(torch.addmm(warp_bias, p, self._warp_a)) @ self._warp_b  # (n, 2) warped
+        p = p + torch.sin(torch.addmm(warp_bias, p, warp_a)) @ warp_b            # (n, 2) warped
         r = p.norm(dim=1, keepdim=True)                                          # (n, 1)
         phase = p @ freq                                                         # (n, fourier)
         x = torch.cat([p, r, torch.sin(phase), torch.cos(phase)], dim=1)         # (n, 3 + 2 * fourier)
-        h = torch.addmm(layer_bias[0], x, self._w_in)                            # (n, hidden)
-        for i, w in enumerate(self._w_hidden, start=1):
+        h = torch.addmm(layer_bias[0], x, w_in)                                  # (n, hidden)
+        for i in range(1, self.layers):
             h = self._activate(h, i - 1)
-            h = torch.addmm(layer_bias[i], h, w)
+            h = torch.addmm(layer_bias[i], h, w_hidden[i - 1])
         h = self._activate(h, self.layers - 1)
-        return h @ self._w_out                                                   # (n, 5)
+        return h @ w_out                                                         # (n, 5)
 
-    def _colour(self, o: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _colour(o: torch.Tensor, hue: torch.Tensor, pal_freq: torch.Tensor, pal_phase: torch.Tensor) -> torch.Tensor:
         """(N, 5) raw outputs -> (N, 3) colours in 0..1: sigmoid RGB blended with a cosine palette.
 
         The light channel is centred on its frame mean, so no latent leaves the whole frame dark.
         """
         rgb = torch.sigmoid(o[:, :3])
         t = o[:, 3:4]                                                            # (N, 1) palette index
-        pal = 0.5 + 0.5 * torch.cos(TAU * (t * self._pal_freq + self._pal_phase + hue))
+        pal = 0.5 + 0.5 * torch.cos(TAU * (t * pal_freq + pal_phase + hue))
         light_raw = o[:, 4:5]
         light = torch.sigmoid(LIGHT_GAIN * (light_raw - light_raw.mean()) + LIGHT_BIAS)  # (N, 1)
         return (MIX * rgb + (1.0 - MIX) * pal) * (0.08 + 0.92 * light)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from typing import Callable, List
 
@@ -126,18 +127,20 @@ class ScriptedAscent:
     def __init__(self, activation: Callable[[torch.Tensor], torch.Tensor]):
         self._activation = activation
         self._module: torch.jit.ScriptModule | None = None
+        self._lock = threading.Lock()     # generators share one (deepdream.generator): trace it once
 
     def __call__(self, image: torch.Tensor, *, steps: int, step: float, scale: float = 1.0,
                  offsets: list[tuple[int, int]] | None = None, channel: int = -1) -> torch.Tensor:
         _, _, h, w = image.shape
         oh, ow = octave_size(h, w, scale)
-        if self._module is None:
-            example = torch.rand(1, 3, oh, ow, device=image.device, dtype=image.dtype, requires_grad=True)
-            with warnings.catch_warnings():
-                # torch 2.13 marks jit.trace/script deprecated; they are still the way to run without the GIL.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                traced = torch.jit.trace(_Activation(self._activation), (example,), check_trace=False)
-                self._module = torch.jit.script(_Ascent(traced))
+        with self._lock:
+            if self._module is None:
+                example = torch.rand(1, 3, oh, ow, device=image.device, dtype=image.dtype, requires_grad=True)
+                with warnings.catch_warnings():
+                    # torch 2.13 marks jit.trace/script deprecated; they are still the way to run without the GIL.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    traced = torch.jit.trace(_Activation(self._activation), (example,), check_trace=False)
+                    self._module = torch.jit.script(_Ascent(traced))
         rolls = _rolls(offsets, steps)
         # Unoptimised execution: the profiling executor would switch to a re-optimised graph after a few
         # runs, whose float rounding differs, and frames would depend on how many ran before them.

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -15,6 +16,7 @@ from vj.audio.features import Features
 from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, resolve_device, read_params
 from vj.models.deepdream import dream
 from vj.models.deepdream.backbone import Backbone, load_googlenet, load_torchscript, random_googlenet
+from vj.models.shared import SHARED, digest
 from vj.models.walk import _impulse_decay
 from vj.params import Param
 
@@ -26,6 +28,12 @@ REFERENCE_FPS = 30.0                  # /model/blend is the share mixed in per f
 BALANCE_S = 3.0                       # time constant of the auto-level that keeps the loop bounded
 MAX_CHANNEL = 1023
 _warned_random = False
+
+_ASCENTS_LOCK = threading.Lock()      # a backbone's ascents are shared by the scenes that dream on it
+
+
+def _activation(backbone: Backbone, layer: str, image: torch.Tensor) -> torch.Tensor:
+    return backbone.activation(image, layer)
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,7 @@ class DeepDreamGenerator(Generator):
         self.seed = int(seed)
         self.device = resolve_device(device)
         wanted = tuple([layer] if isinstance(layer, str) else (layer or ()))
-        self.backbone = self._make_backbone(weights, torchscript, wanted, net_width, transform_input)
+        self.backbone, self._ascents = self._make_backbone(weights, torchscript, wanted, net_width, transform_input)
         unknown = [n for n in wanted if n not in self.backbone.layers]
         if unknown:
             raise ValueError(f"deepdream: unknown layer {unknown[0]!r}; available: {', '.join(self.backbone.layers)}")
@@ -112,7 +120,6 @@ class DeepDreamGenerator(Generator):
         self.layers = wanted if (torchscript or len(wanted) > 1) else self.backbone.layers
         default_layer = wanted[0] if wanted else DEFAULT_LAYER
         self._own_params = deepdream_params(self.layers, default_layer)
-        self._ascents: dict[str, Callable[..., torch.Tensor]] = {}
         self.source_name = source
         self.inner = self._make_source(source, dict(source_settings or {}))
         self._inner_params = self.inner.params() if self.inner is not None else []
@@ -125,7 +132,11 @@ class DeepDreamGenerator(Generator):
         self.reset()
 
     def _make_backbone(self, weights: str | None, torchscript: str | None, layers: tuple[str, ...],
-                       net_width: float, transform_input: bool) -> Backbone:
+                       net_width: float, transform_input: bool
+                       ) -> tuple[Backbone, dict[str, Callable[..., torch.Tensor]]]:
+        """The backbone and its ascents by layer. Ours (GoogLeNet) are traced, which torch never frees: a
+        generator takes the backbone and ascents of the first one with the same numbers (vj.models.shared).
+        A TorchScript file's own graph is not traced again, so it is loaded for each generator."""
         global _warned_random
         if weights and torchscript:
             raise ValueError("deepdream: give either `weights` (a GoogLeNet state dict) or `torchscript`, not both")
@@ -140,19 +151,23 @@ class DeepDreamGenerator(Generator):
                 log.warning("deepdream: no weights given, dreaming with a randomly initialised GoogLeNet "
                             "(seed %d): textures, not dogs; set `weights` to a torchvision googlenet .pth", self.seed)
         log.info("deepdream: backbone %s on %s", bb.source, self.device)
-        return bb
+        if torchscript:
+            return bb, {}
+        key = ("deepdream", digest(bb.module), bool(transform_input) if weights else None, str(self.device))
+        return SHARED.get(key, lambda: (bb, {}))
 
     def _ascent(self, layer: str) -> Callable[..., torch.Tensor]:
         """The gradient ascent on `layer`: compiled on first use (a layer switch compiles on the worker) for our
         GoogLeNet; a TorchScript backbone's cut graph already runs as one call and takes the eager ascent."""
-        if layer not in self._ascents:
-            def activation(img: torch.Tensor) -> torch.Tensor:
-                return self.backbone.activation(img, layer)
-            if isinstance(self.backbone.module, torch.jit.ScriptModule):
-                self._ascents[layer] = functools.partial(dream.ascend, activation)
-            else:
-                self._ascents[layer] = dream.ScriptedAscent(activation)
-        return self._ascents[layer]
+        with _ASCENTS_LOCK:
+            if layer not in self._ascents:
+                # Bound to the backbone, not to this generator: the ascent outlives the scene.
+                activation = functools.partial(_activation, self.backbone, layer)
+                if isinstance(self.backbone.module, torch.jit.ScriptModule):
+                    self._ascents[layer] = functools.partial(dream.ascend, activation)
+                else:
+                    self._ascents[layer] = dream.ScriptedAscent(activation)
+            return self._ascents[layer]
 
     def _make_source(self, source: str, settings: dict[str, Any]) -> Generator | None:
         if source == "self":

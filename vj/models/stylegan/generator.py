@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from vj.audio.features import Features
 from vj.models.backends import BackendError, check_choice, compile_forward, default_backend
 from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, resolve_device, read_params
+from vj.models.shared import SHARED, digest
 from vj.models.stylegan import sg2
 from vj.models.stylegan.directions import DEFAULT_COUNT, DEFAULT_SAMPLES, Directions, build_directions
 from vj.models.stylegan.load import LoadedGenerator, load_generator
@@ -189,6 +190,9 @@ class StyleGANGenerator(Generator):
         self.bend_res = _bend_targets(self.G.synthesis, bend_layers)
         self.bend_names = tuple(str(r) if is_sg2 else f"L{r}" for r in self.bend_res)
         self._net = _Forward(self.G, self.directions, self.noise_res, self.bend_res)
+        # What _net computes: its numbers (G's and the directions'), its architecture and how it runs.
+        self._compile_key = ("stylegan", digest(self._net), loaded.family, repr(loaded.kwargs), self.noise_res, self.bend_res,
+                             str(self.device), backend, precision)
         self._params = stylegan_params(self.c_dim, self.noise_res, self.bend_names)
         if self.directions is not None:
             self._params += self.directions.params()
@@ -276,18 +280,22 @@ class StyleGANGenerator(Generator):
 
     def _compiled(self):
         """The forward pass through the chosen backend, built on first use (on the loader thread when the
-        engine switches models live, so a trace or a compile never stalls the show)."""
+        engine switches models live, so a trace or a compile never stalls the show), once for the process
+        for each network (vj.models.shared: torch never frees a trace)."""
         if self._compiled_fn is None:
-            example = self._inputs(StyleGANArgs(z=(0.0,) * self.z_dim))
-            try:
-                self._compiled_fn = compile_forward(self._net, example, self.backend, self.precision)
-            except BackendError:
-                raise
-            except Exception as exc:                    # noqa: BLE001 - any tracing failure: run eager instead
-                log.warning("stylegan: %s backend failed (%s: %s); rendering eagerly", self.backend,
-                            type(exc).__name__, exc)
-                self._compiled_fn = self._net
+            self._compiled_fn = SHARED.get(self._compile_key, self._compile)
         return self._compiled_fn
+
+    def _compile(self):
+        example = self._inputs(StyleGANArgs(z=(0.0,) * self.z_dim))
+        try:
+            return compile_forward(self._net, example, self.backend, self.precision)
+        except BackendError:
+            raise
+        except Exception as exc:                        # noqa: BLE001 - any tracing failure: run eager instead
+            log.warning("stylegan: %s backend failed (%s: %s); rendering eagerly", self.backend,
+                        type(exc).__name__, exc)
+            return self._net
 
     def _to_output(self, img: torch.Tensor) -> torch.Tensor:
         """(1, C, R, R) about -1..1 -> (1, 3, H, W) in 0..1: centre crop to the output aspect, then resize."""
