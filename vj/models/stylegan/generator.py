@@ -191,8 +191,8 @@ class StyleGANGenerator(Generator):
         self.bend_names = tuple(str(r) if is_sg2 else f"L{r}" for r in self.bend_res)
         self._net = _Forward(self.G, self.directions, self.noise_res, self.bend_res)
         # What _net computes: its numbers (G's and the directions'), its architecture and how it runs.
-        self._compile_key = ("stylegan", digest(self._net), loaded.family, repr(loaded.kwargs), self.noise_res, self.bend_res,
-                             str(self.device), backend, precision)
+        self._compile_key = ("stylegan", digest(self._net), loaded.family, repr(loaded.kwargs), self.noise_res,
+                             self.bend_res, str(self.device), backend, precision)
         self._params = stylegan_params(self.c_dim, self.noise_res, self.bend_names)
         if self.directions is not None:
             self._params += self.directions.params()
