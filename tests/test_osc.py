@@ -196,7 +196,7 @@ def test_rgba_colour_and_fader_release(hub_server):
     sock.close()
     got = drain(hub.changes, 2)
     assert got[0].path == "/fx/grade/tint"
-    assert got[0].value == pytest.approx((1.0, 128 / 255, 0.0, 0x33 / 255))
+    assert got[0].value == pytest.approx((1.0, 128 / 255, 0.0, 0x33 / 255))   # default rel 1e-6: one division
     assert (got[1].path, got[1].value) == ("/fx/strobe/fire", True)
     assert wait_for(lambda: s.messages == 3) and s.rejected == 0
 
@@ -224,7 +224,7 @@ def test_allow_list_drops_and_counts_other_clients():
         send(closed.port, "/master/brightness", "f", 0.1)
         send(open_.port, "/master/brightness", "f", 0.2)
         got = drain(hub.changes, 2, timeout_s=1.0)
-        assert [c.value for c in got] == [pytest.approx(0.2)]
+        assert [c.value for c in got] == [pytest.approx(0.2)]     # OSC 'f' is float32: 0.2 within 6e-8 relative
         assert closed.denied == 1 and closed.rejected == 1 and open_.denied == 0
     finally:
         closed.close()
@@ -281,7 +281,7 @@ def test_nested_bundle_never_runs_before_its_parent(hub_server):
     outer.add_content(inner.build())
     msgs = parse_packet(outer.build().dgram)
     assert [(m.address, m.args) for m in msgs] == [("/fx/kaleido/sides", (7,))]
-    assert msgs[0].time_s == pytest.approx(due, abs=1e-6)
+    assert msgs[0].time_s == pytest.approx(due, abs=1e-6)     # an NTP time tag's fraction is 2^-32 s: 2.3e-10
 
 
 def test_timetags_too_far_ahead_are_refused(hub_server):
