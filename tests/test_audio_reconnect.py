@@ -1,6 +1,9 @@
 """Live input through a real PulseAudio server: the level meter, clip indicator, and losing and regaining the server."""
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 
@@ -161,3 +164,51 @@ def test_watchdog_catches_a_stream_that_stops_calling_back(pulse, monkeypatch):
             pulse.freeze(False)
         _frames(src, 10.0, until=lambda s: s.reconnects)
         assert src.reconnects == 1 and src.status.startswith("reconnected to pulse"), src.status
+
+
+# Run in a child process: a close stuck in PulseAudio's client library may stay stuck for good, and the
+# PortAudio state it holds is the process's (the tests after this one must not inherit it).
+STUCK_CLOSE_CHILD = """
+import json, os, sys, threading, time
+from vj.audio import sources
+src = sources.DeviceSource("pulse", 48000)
+src.start()
+deadline = time.monotonic() + 8
+while not src.status.startswith("listening on") and time.monotonic() < deadline:
+    src.maintain(); src.read(); time.sleep(0.01)
+print(src.status, flush=True)
+sys.stdin.readline()                                  # the test has frozen the server
+stream = src._stream
+closer = threading.Thread(target=sources._close_stream, args=(stream, "pulse"), daemon=True)
+closer.start()
+closer.join(10 * sources.CLOSE_TIMEOUT_S)             # a close that waited on the server would still run
+rescan = threading.Thread(target=sources.rescan_devices, daemon=True)
+rescan.start()
+rescan.join(30)
+print(json.dumps({"close_returned": not closer.is_alive(), "rescan_returned": not rescan.is_alive(),
+                  "stuck": sources._closes_stuck()}), flush=True)
+os._exit(0)                                           # no exit handlers: they would meet the stuck stream
+"""
+
+
+def test_a_close_that_hangs_on_a_frozen_server_is_left_behind_and_nothing_waits_on_it(pulse):
+    """Closing a stream whose server stopped answering blocks inside the client library (for good when the
+    server died at the wrong moment): the close is given CLOSE_TIMEOUT_S and left on its own thread, and
+    nothing that needs PortAudio's lock (a rescan, a reconnect) waits on it."""
+    child = subprocess.Popen([sys.executable, "-c", STUCK_CLOSE_CHILD], env=pulse.env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().startswith("listening on"), child.stderr.read()
+        pulse.freeze(True)
+        try:
+            child.stdin.write("frozen\n")
+            child.stdin.flush()
+            result = json.loads(child.stdout.readline() or "{}")
+        finally:
+            pulse.freeze(False)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert result == {"close_returned": True, "rescan_returned": True, "stuck": True}, result
+    assert "closing pulse hangs" in child.stderr.read()

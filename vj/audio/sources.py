@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
@@ -45,6 +46,11 @@ LEVEL_FLOOR_DBFS = -120.0  # level_dbfs of digital silence (and before any audio
 # Pa_Terminate (the device rescan) must not run while another thread opens, closes or queries a stream.
 _PA_LOCK = threading.RLock()
 _OPEN_STREAMS: set = set()        # streams opened here and not closed yet; guarded by _PA_LOCK
+# Closing a stream whose PulseAudio server died can block for good inside the client library (seen on a
+# loaded machine: the server killed and restarted, close() still waiting minutes later). A close gets this
+# long; one that has not returned is left behind on its own thread, and the reconnect goes on.
+CLOSE_TIMEOUT_S = 2.0
+_STUCK_STREAMS: set = set()       # left behind in close(); no Pa_Terminate while one is still inside PortAudio
 
 
 class AudioDeviceError(Exception):
@@ -184,25 +190,47 @@ def _open_stream(factory, **kwargs):
 
 
 def _close_stream(stream, what: str) -> None:
-    """Close a stream opened by _open_stream (errors are logged: a dead device may refuse to close cleanly)."""
+    """Close a stream opened by _open_stream (errors are logged: a dead device may refuse to close cleanly),
+    waiting at most CLOSE_TIMEOUT_S: a close that hangs is left running on its thread and logged."""
+    sd = _sd()
     with _PA_LOCK:
         _OPEN_STREAMS.discard(stream)
         if stream.closed:
             return
-        try:
-            stream.close()
-        except _sd().PortAudioError as exc:
-            log.warning("closing %s: %s", what, _one_line(exc))
+        errors: list[Exception] = []
+
+        def close() -> None:
+            try:
+                stream.close()
+            except sd.PortAudioError as exc:
+                errors.append(exc)
+        closer = threading.Thread(target=close, name="vj-audio-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            _STUCK_STREAMS.add(stream)
+            # PortAudio's exit handler would wait on it for good: the process ends without Pa_Terminate.
+            atexit.unregister(sd._exit_handler)
+            log.error("closing %s hangs (its audio server went away mid-call); left behind, going on", what)
+        elif errors:
+            log.warning("closing %s: %s", what, _one_line(errors[0]))
 
 
 def _streams_open(sd) -> bool:
-    """True while a stream that Pa_Terminate would kill is open: one of ours, or sounddevice's play()/rec() one.
+    """True while a stream that Pa_Terminate would kill is open: one of ours, or sounddevice's play()/rec() one,
+    or one whose close is stuck (Pa_Terminate would wait on it for good).
 
     Streams that other code opened directly through sounddevice or PortAudio are invisible here; in vj every
     stream is opened through this module, so this is the whole list.
     """
     last = getattr(sd, "_last_callback", None)
-    return bool(_OPEN_STREAMS) or (last is not None and not last.stream.closed)
+    return bool(_OPEN_STREAMS) or _closes_stuck() or (last is not None and not last.stream.closed)
+
+
+def _closes_stuck() -> bool:
+    """True while a close left behind by _close_stream has not come back."""
+    _STUCK_STREAMS.difference_update([st for st in _STUCK_STREAMS if st.closed])
+    return bool(_STUCK_STREAMS)
 
 
 def _stream_latency(stream) -> float:
@@ -250,7 +278,7 @@ def portaudio_released() -> Iterator[None]:
     """
     sd = _sd()
     with _PA_LOCK:
-        if sd._initialized:
+        if sd._initialized and not _closes_stuck():        # Pa_Terminate would wait on a stuck close for good
             sd._terminate()
     try:
         yield
