@@ -1,7 +1,6 @@
 """StyleGAN: the ops against explicit references, NVlabs/rosinality checkpoints made here, the restricted unpickler."""
 
 import argparse
-import collections
 import io
 import math
 import os
@@ -20,6 +19,7 @@ from vj.models.registry import create_generator
 from vj.models.stylegan import ops, sg2, sg3
 from vj.models.stylegan.generator import StyleGANArgs, StyleGANGenerator, random_generator, seed_latent
 from vj.models.stylegan.load import CheckpointError, load_generator, rosinality_to_nvlabs
+from vj.models.stylegan.tiny import CHANNELS, MLP_LAYERS, SIZE, STYLE_DIM, rosinality_state_dict
 from vj.params import Registry
 
 U32 = 2.0 ** -24                    # float32 unit roundoff
@@ -523,50 +523,7 @@ def test_torch_zip_without_g_ema_and_a_missing_file(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # rosinality checkpoints, checked against rosinality's forward written out here.
 
-ROS_CH = {4: 16, 8: 16, 16: 8, 32: 4}          # min(128 / res, 16)
-ROS_STYLE, ROS_MLP, ROS_SIZE = 12, 2, 32
-
-
-def rosinality_state_dict(seed):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)          # noqa: E731
-    sd = collections.OrderedDict()
-    for i in range(1, ROS_MLP + 1):
-        sd[f"style.{i}.weight"] = r(ROS_STYLE, ROS_STYLE) / 0.01
-        sd[f"style.{i}.bias"] = r(ROS_STYLE) * 0.1
-    sd["input.input"] = r(1, ROS_CH[4], 4, 4)
-    blur = torch.tensor([1.0, 3, 3, 1])
-    blur = torch.outer(blur, blur) / 64
-
-    def styled(prefix, cin, cout, up):
-        sd[f"{prefix}.conv.weight"] = r(1, cout, cin, 3, 3)
-        if up:
-            sd[f"{prefix}.conv.blur.kernel"] = blur * 4
-        sd[f"{prefix}.conv.modulation.weight"] = r(cin, ROS_STYLE)
-        sd[f"{prefix}.conv.modulation.bias"] = 1 + 0.1 * r(cin)
-        sd[f"{prefix}.noise.weight"] = 0.1 * r(1)
-        sd[f"{prefix}.activate.bias"] = 0.1 * r(cout)
-
-    def torgb(prefix, cin, up):
-        if up:
-            sd[f"{prefix}.upsample.kernel"] = blur * 4
-        sd[f"{prefix}.conv.weight"] = r(1, 3, cin, 1, 1)
-        sd[f"{prefix}.conv.modulation.weight"] = r(cin, ROS_STYLE)
-        sd[f"{prefix}.conv.modulation.bias"] = 1 + 0.1 * r(cin)
-        sd[f"{prefix}.bias"] = 0.1 * r(1, 3, 1, 1)
-
-    styled("conv1", ROS_CH[4], ROS_CH[4], False)
-    torgb("to_rgb1", ROS_CH[4], False)
-    log_size = int(math.log2(ROS_SIZE))
-    for i in range(3, log_size + 1):
-        k = i - 3
-        styled(f"convs.{2 * k}", ROS_CH[2 ** (i - 1)], ROS_CH[2 ** i], True)
-        styled(f"convs.{2 * k + 1}", ROS_CH[2 ** i], ROS_CH[2 ** i], False)
-        torgb(f"to_rgbs.{k}", ROS_CH[2 ** i], True)
-    for idx in range((log_size - 2) * 2 + 1):
-        res = 2 ** ((idx + 5) // 2)
-        sd[f"noises.noise_{idx}"] = r(1, 1, res, res)
-    return sd
+ROS_CH, ROS_STYLE, ROS_MLP, ROS_SIZE = CHANNELS, STYLE_DIM, MLP_LAYERS, SIZE
 
 
 def rosinality_forward(sd, z, truncation=1.0, truncation_latent=None):
