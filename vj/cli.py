@@ -200,10 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
-    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model"), default="stages",
+    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model", "soak"),
+                       default="stages",
                        help="stages (default), latency, osc (10^6 hostile datagrams at the OSC server), "
-                            "analysis (us per analysis hop by part, real-time factor), or model (ms per frame "
-                            "of a network per backend and precision)")
+                            "analysis (us per analysis hop by part, real-time factor), model (ms per frame "
+                            "of a network per backend and precision), or soak (a live show under real clients "
+                            "for --minutes: memory, GL objects, threads, files and frame times per minute)")
     bench.add_argument("--model", default="stylegan2",
                        help="model: stylegan2 or stylegan3 (random weights, published architecture at --size), "
                             "or any generator name (cppn, deepdream, ...)")
@@ -225,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "a running JACK server is used as it is")
     bench.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                        help="latency: audio block and JACK period (default 256)")
+    bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long the show runs (default 30)")
+    bench.add_argument("--switch-every", type=float, default=10.0, metavar="S",
+                       help="soak: seconds between scene changes (default 10)")
     _render_options(bench)
 
     sh = sub.add_parser("shaders", help="shader tools")
@@ -325,7 +330,7 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "bench":
         if args.what != "model" and args.size is None:
-            args.size = (1280, 720)
+            args.size = (960, 540) if args.what == "soak" else (1280, 720)
         if args.what == "analysis":
             from vj.audio.bench import print_analysis_bench
             print_analysis_bench(AudioConfig())
@@ -345,6 +350,12 @@ def _dispatch(args) -> int:
             report = run_latency_bench(_render_cfg(args), AudioConfig(block_frames=args.block_size),
                                        clicks=args.clicks, preset=args.preset or "flash", server=args.server)
             return 0 if report.measured else 1
+        if args.what == "soak":
+            if args.minutes <= 0 or args.switch_every <= 0:
+                raise UsageError("--minutes and --switch-every must be positive")
+            from vj.soak import run_soak
+            run_soak(_render_cfg(args), minutes=args.minutes, switch_every_s=args.switch_every)
+            return 0
         from vj.bench import run_bench
         run_bench(_render_cfg(args), AudioConfig(), frames=args.frames, preset=args.preset or "default")
         return 0

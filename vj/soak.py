@@ -1,0 +1,248 @@
+"""`vj bench soak`: a live show for minutes to hours under real clients, and what it holds on to minute by minute.
+
+The show runs here, in a window (under Xvfb where there is no display), on the demo track, with OSC, OSCQuery,
+the web page, MIDI on JACK and a session recording on. A driver in another process plays the clients: preset
+loads and morphs and `/cmd/model/switch` over OSC across every model kind that runs here (CPPN, plasma,
+DeepDream, a small StyleGAN checkpoint written for the run, a video clip), parameter sweeps over OSC and MIDI,
+web clients that connect and leave, recordings started and stopped. Each minute prints RSS, live GL objects,
+threads, open files, frame time p50/p99 and model fps; the end prints the growth per 100 scene changes after
+warm-up (the first third of the run) and what that makes over a four-hour set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vj.config import AudioConfig, ControlConfig, RenderConfig
+
+log = logging.getLogger(__name__)
+
+MIDI_CLIENT = "vj-soak"               # the driver's virtual JACK MIDI controller: MIDI_CLIENT:knobs
+HOURS = 4.0                           # the set length the growth is projected over
+# The scenes, by model kind: the shipped ones by name, the others written into the run's folder.
+SCENES = ("default", "stylegan", "nebula", "flash", "video", "ember", "dream", "prism")
+# /cmd/model/switch goes through these, with default settings (video needs a path: its preset covers it).
+MODEL_KINDS = ("cppn", "plasma", "deepdream", "stylegan")
+
+
+@dataclass
+class Row:
+    minute: float
+    changes: int
+    rss_mb: float
+    gl_objects: int
+    threads: int
+    fds: int
+    frame_ms_p50: float
+    frame_ms_p99: float
+    model_fps: float
+
+    def line(self) -> str:
+        return (f"{self.minute:6.1f} min  {self.changes:5d} changes  RSS {self.rss_mb:7.1f} MB  GL {self.gl_objects:4d}"
+                f"  threads {self.threads:3d}  files {self.fds:3d}  frame p50 {self.frame_ms_p50:6.1f} ms"
+                f"  p99 {self.frame_ms_p99:6.1f} ms  model {self.model_fps:5.1f} fps")
+
+
+@dataclass
+class SoakReport:
+    rows: list[Row] = field(default_factory=list)
+    switch_every_s: float = 10.0
+
+    def summary(self) -> list[str]:
+        """Growth after warm-up (the first third of the rows): per 100 scene changes and over HOURS."""
+        after = self.rows[len(self.rows) // 3:]
+        if len(after) < 2 or after[-1].changes == after[0].changes:
+            return ["soak: too short to tell (run a few minutes with scene changes)"]
+        x = np.array([r.changes for r in after], float)
+        y = np.array([r.rss_mb for r in after], float)
+        per_change = float(np.polyfit(x, y, 1)[0])                     # MB per scene change, least squares
+        changes_per_set = HOURS * 3600.0 / self.switch_every_s
+        first, last = after[0], after[-1]
+        return [f"after warm-up ({first.minute:.0f} min, {first.changes} changes) to the end "
+                f"({last.minute:.0f} min, {last.changes} changes):",
+                f"  RSS {per_change * 100:+.1f} MB per 100 scene changes; over {HOURS:g} h at one change every "
+                f"{self.switch_every_s:g} s ({changes_per_set:.0f} changes): {per_change * changes_per_set:+.0f} MB",
+                f"  RSS {first.rss_mb:.1f} -> {last.rss_mb:.1f} MB, GL objects {first.gl_objects} -> "
+                f"{last.gl_objects}, threads {first.threads} -> {last.threads}, files {first.fds} -> {last.fds}",
+                f"  frame p99 {first.frame_ms_p99:.1f} -> {last.frame_ms_p99:.1f} ms"]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def gl_objects() -> int:
+    """moderngl objects alive and not released (a released one holds an InvalidObject)."""
+    import moderngl
+    kinds = {moderngl.Texture, moderngl.Framebuffer, moderngl.Program, moderngl.Buffer, moderngl.VertexArray,
+             moderngl.Renderbuffer}
+    return sum(1 for o in gc.get_objects() if type(o) in kinds and type(o.mglo).__name__ != "InvalidObject")
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_scenes(folder: Path) -> dict[str, str]:
+    """The run's own scenes (a StyleGAN checkpoint and a video clip, made here): name -> preset file."""
+    from vj.models.stylegan.tiny import write_checkpoint
+    from vj.video.bench import synthetic_clip
+    write_checkpoint(folder / "tiny-stylegan.pt", seed=3)
+    synthetic_clip(folder / "clip.mp4", width_px=320, height_px=180, seconds=4)
+    files = {}
+    for name, model in (("stylegan", 'name = "stylegan"\ncheckpoint = "tiny-stylegan.pt"'),
+                        ("video", 'name = "video"\npath = "clip.mp4"')):
+        path = folder / f"soak-{name}.toml"
+        path.write_text(f'name = "soak {name}"\n[model]\n{model}\n[[effects]]\nshader = "feedback"\n'
+                        f'[[effects]]\nshader = "mirror"\n')
+        files[name] = str(path)
+    return files
+
+
+def run_soak(render_cfg: RenderConfig, *, minutes: float = 30.0, switch_every_s: float = 10.0,
+             out=print) -> SoakReport:
+    """The command: the show here, the driver in a child process, a row a minute and the summary."""
+    from vj.audio.servers import AudioServerError, JackServer
+    from vj.audio.sources import portaudio_released
+    from vj.show import LiveShow
+    report = SoakReport(switch_every_s=switch_every_s)
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vj-soak-")))
+        if not os.environ.get("DISPLAY"):
+            from vj.output.xvfb import running_xvfb
+            display = stack.enter_context(running_xvfb(f"{render_cfg.width_px}x{render_cfg.height_px}x24"))
+            os.environ["DISPLAY"] = display
+        midi = None
+        jack = JackServer()
+        try:
+            jack.start()
+            stack.callback(_stop_jack, jack, portaudio_released)
+            midi = f"{MIDI_CLIENT}:knobs"
+        except AudioServerError as exc:
+            out(f"soak: no MIDI controller ({exc})")
+        scenes = {name: name for name in SCENES} | write_scenes(folder)
+        osc_port = _free_udp_port()
+        control = ControlConfig(osc_port=osc_port, oscquery_port=0, mdns=False, web=True, web_port=0,
+                                midi_port=midi, midi_map="generic" if midi else None,
+                                midi_api="jack" if midi else "auto")
+        show = LiveShow("demo", "default", render_cfg, AudioConfig(), control, session=folder / "session")
+        stack.callback(show.close)
+        plan = {"osc_port": osc_port, "web_port": show.osc.web.port, "midi": midi, "minutes": minutes,
+                "switch_every_s": switch_every_s, "scenes": [scenes[n] for n in SCENES], "kinds": MODEL_KINDS,
+                "record_dir": str(folder)}
+        driver = subprocess.Popen([sys.executable, "-c", "import sys, json; from vj.soak import drive; "
+                                   "drive(json.loads(sys.argv[1]))", json.dumps(plan)])
+        stack.callback(_stop, driver)
+        out(f"soak: {minutes:g} min, a scene change every {switch_every_s:g} s, show at "
+            f"{render_cfg.width_px}x{render_cfg.height_px}; OSC {osc_port}, web {show.osc.web.port}, "
+            f"MIDI {midi or 'off'}")
+        t0 = time.monotonic()
+        next_row, changes, scene = t0 + 60.0, 0, (show.engine.preset, show.engine.generator)
+        while time.monotonic() - t0 < minutes * 60.0 and driver.poll() is None:
+            show.frame()
+            if (show.engine.preset, show.engine.generator) != scene:
+                scene = (show.engine.preset, show.engine.generator)
+                changes += 1
+            if time.monotonic() >= next_row:
+                next_row += 60.0
+                stats = show.stats.summary()
+                gc.collect()
+                row = Row((time.monotonic() - t0) / 60.0, changes, rss_mb(), gl_objects(),
+                          len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd")),
+                          stats.get("frame_ms_p50", 0.0), stats.get("frame_ms_p99", 0.0), show.engine.worker.fps)
+                show.stats.times_s.clear()                  # the next row's frame times are its own minute's
+                report.rows.append(row)
+                out(row.line())
+        if driver.poll() not in (None, 0):
+            out(f"soak: the driver stopped early (exit {driver.returncode})")
+    for line in report.summary():
+        out(line)
+    return report
+
+
+def _stop_jack(jack, portaudio_released) -> None:
+    with portaudio_released():            # PortAudio's JACK backend aborts the process if its server goes first
+        jack.stop()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def drive(plan: dict) -> None:
+    """The clients, in their own process: a scene change every switch_every_s, sweeps and visits between."""
+    from pythonosc.udp_client import SimpleUDPClient
+    osc = SimpleUDPClient("127.0.0.1", plan["osc_port"])
+    controller = None
+    if plan["midi"]:
+        import mido
+        controller = mido.Backend("mido.backends.rtmidi/UNIX_JACK").open_output("knobs", client_name=MIDI_CLIENT)
+    scenes, kinds = plan["scenes"], plan["kinds"]
+    step_s, end = plan["switch_every_s"], time.monotonic() + plan["minutes"] * 60.0 + 5.0
+    n, next_change, recording = 0, time.monotonic() + step_s, None
+    while time.monotonic() < end:
+        now = time.monotonic()
+        phase = now % 8.0 / 8.0                                      # an 8 s triangle sweep
+        level = 1.0 - abs(2.0 * phase - 1.0)
+        osc.send_message("/master/brightness", 0.6 + 0.6 * level)       # params every scene has
+        osc.send_message("/norm/model/speed", level)
+        if controller is not None:                                   # the generic map's mod wheel: /model/speed
+            import mido
+            controller.send(mido.Message("control_change", control=1, value=int(127 * level)))
+        if now >= next_change:
+            next_change += step_s
+            n += 1
+            if n % 4 == 3:                                           # a model switch: same scene, other model
+                osc.send_message("/cmd/model/switch", kinds[(n // 4) % len(kinds)])
+            else:                                                    # a preset load, every other one a morph
+                osc.send_message("/preset/morph_beats", 2.0 if n % 2 else 0.0)
+                osc.send_message("/cmd/preset/load", scenes[n % len(scenes)])
+            if n % 6 == 0:
+                _visit_web_page(plan["web_port"])
+            if n % 9 == 0:
+                if recording is None:
+                    recording = str(Path(plan["record_dir"]) / f"take-{n}.mp4")
+                    osc.send_message("/cmd/record/start", recording)
+                else:
+                    osc.send_message("/cmd/record/stop", [])
+                    Path(recording).unlink(missing_ok=True)           # a long soak must not fill the disk
+                    recording = None
+        time.sleep(0.1)
+    if controller is not None:
+        controller.close()
+
+
+def _visit_web_page(port: int) -> None:
+    """A web client: load the page, listen on its websocket for a few messages, leave."""
+    import urllib.request
+    from websockets.sync.client import connect
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            r.read()
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=5) as ws:
+            for _ in range(5):
+                ws.recv(timeout=5)
+    except (OSError, TimeoutError) as exc:                           # the show logs its own side; go on
+        print(f"soak driver: web client: {exc}", file=sys.stderr)
