@@ -1,5 +1,6 @@
 """The live loop under Xvfb: display frames never wait for a slow model; the HUD draws over the picture."""
 
+import os
 import shutil
 import threading
 import time
@@ -143,3 +144,34 @@ def test_a_full_disk_stops_the_recording_and_the_show_goes_on(show, small_tmpfs,
     show.close()
     video = next(st for st in ffprobe(path)["streams"] if st["codec_type"] == "video")
     assert int(video["nb_read_frames"]) > 0              # what was written before the disk filled plays
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe missing")
+def test_each_recording_lets_go_of_its_encoder_when_it_is_done(show, tmp_path):
+    """A show records many takes: each stopped recording is let go once its file is finished, with its
+    encoder, scaler and their threads (each take used to leave four FFmpeg threads behind for good)."""
+    from test_render import ffprobe
+    from vj.params import Change
+
+    def os_threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    def take(i: int) -> None:
+        show.engine.changes.put(Change("/cmd/record/start", str(tmp_path / f"take{i}.mp4"), "osc"))
+        _run(show, 0.5)                              # a few frames at the recording's rate (it ticks by the clock)
+        rec = show.recorder
+        assert rec is not None
+        show.engine.changes.put(Change("/cmd/record/stop", None, "osc"))
+        deadline = time.monotonic() + 60            # a wait, not a bound: the encoder finishes on its thread
+        while not rec.finished and time.monotonic() < deadline:
+            show.frame()
+        assert rec.finished and rec.error is None, rec.error
+        show.frame()                                 # the next frame lets go of it
+
+    take(0)                                          # the first take starts what stays for the show (pools)
+    before = os_threads()
+    for i in range(1, 5):
+        take(i)
+    assert os_threads() == before, f"{os_threads() - before} threads more after 4 takes"
+    assert all(int(next(st for st in ffprobe(tmp_path / f"take{i}.mp4")["streams"]
+                        if st["codec_type"] == "video")["nb_read_frames"]) > 0 for i in range(5))

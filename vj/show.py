@@ -286,6 +286,8 @@ class LiveShow:
         if self.frames:
             self.stats.add(dt)
         self.source.maintain()
+        if self._finishing:
+            self._drop_finished_recorders()
         if self.midi is not None:
             self._follow_midi_clock()
         if self.source.status != self._audio_status:
@@ -413,6 +415,14 @@ class LiveShow:
             log.info("recording stopped: %s (%d frames dropped)", rec.path, rec.dropped_frames)
             if self.session is not None:
                 self.session.event("record", path=None)
+
+    def _drop_finished_recorders(self) -> None:
+        """Let go of stopped recorders whose encoder finished the file: their codec, scaler and threads go
+        with them (kept, every recording left four FFmpeg threads and its buffers behind for the show)."""
+        for rec in [r for r in self._finishing if r.finished]:
+            self._finishing.remove(rec)
+            if rec.error:
+                log.error("recording %s: %s", rec.path, rec.error)
 
     def hud_stats(self) -> dict:
         """What the HUD shows; keys as `vj.gfx.hud.format_stats` documents them."""

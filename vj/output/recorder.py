@@ -233,8 +233,13 @@ class Recorder:
             self._closed = True
             self._queue.put(_STOP)
         self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        if self._thread.is_alive() and timeout_s:        # timeout 0: the caller does not wait, by design
             log.warning("recorder for %s still flushing after %.1f s", self._name, timeout_s)
+
+    @property
+    def finished(self) -> bool:
+        """The encoder thread has ended: the file is complete (or failed: see `error`)."""
+        return not self._thread.is_alive()
 
     def __enter__(self) -> Recorder:
         return self
