@@ -153,11 +153,12 @@ def run_soak(render_cfg: RenderConfig, *, minutes: float = 30.0, switch_every_s:
             f"{render_cfg.width_px}x{render_cfg.height_px}; OSC {osc_port}, web {show.osc.web.port}, "
             f"MIDI {midi or 'off'}")
         t0 = time.monotonic()
-        next_row, changes, scene = t0 + 60.0, 0, (show.engine.preset, show.engine.generator)
+        next_row, changes = t0 + 60.0, 0
+        preset, generator = show.engine.preset, show.engine.generator
         while time.monotonic() - t0 < minutes * 60.0 and driver.poll() is None:
             show.frame()
-            if (show.engine.preset, show.engine.generator) != scene:
-                scene = (show.engine.preset, show.engine.generator)
+            if show.engine.preset is not preset or show.engine.generator is not generator:   # a scene change landed
+                preset, generator = show.engine.preset, show.engine.generator
                 changes += 1
             if time.monotonic() >= next_row:
                 next_row += 60.0
