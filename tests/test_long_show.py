@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import collections
 import gc
 import os
 import time
 import weakref
 from pathlib import Path
 
-import moderngl
 import numpy as np
 import torch
 
@@ -20,6 +18,7 @@ from vj.config import AudioConfig, RenderConfig
 from vj.engine import Engine
 from vj.params import Change
 from vj.presets import PRESET_DIR
+from vj.soak import gl_objects, rss_mb
 
 # Model frames at 160x90. Each CPPN, DeepDream and StyleGAN generator used to leave its own TorchScript traces
 # behind in torch's process-wide compilation unit, for good: 485 MB over these 60 changes on the shipped
@@ -38,19 +37,6 @@ WARM_UP, CHANGES = 40, 64
 # One leaked trace a change, the old way, was 8 MB a change on average over these scenes: the bound is a
 # quarter of that and 4x what was measured.
 RSS_PER_CHANGE_MB = 2.0
-GL_TYPES = tuple(getattr(moderngl, n) for n in ("Texture", "Framebuffer", "Program", "Buffer", "VertexArray",
-                                                 "Renderbuffer", "Sampler") if hasattr(moderngl, n))
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
-
-
-def gl_objects() -> collections.Counter:
-    """moderngl objects alive and not released, by type (a released one holds an InvalidObject)."""
-    return collections.Counter(type(o).__name__ for o in gc.get_objects()
-                               if type(o) in GL_TYPES and type(o.mglo).__name__ != "InvalidObject")
 
 
 def test_sixty_four_scene_changes_leave_nothing_behind(ctx, tmp_path):  # noqa: F811

@@ -11,6 +11,7 @@ warm-up (the first third of the run) and what that makes over a four-hour set.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import json
@@ -85,12 +86,13 @@ def rss_mb() -> float:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
-def gl_objects() -> int:
-    """moderngl objects alive and not released (a released one holds an InvalidObject)."""
+def gl_objects() -> collections.Counter:
+    """moderngl objects alive and not released, by type (a released one holds an InvalidObject)."""
     import moderngl
     kinds = {moderngl.Texture, moderngl.Framebuffer, moderngl.Program, moderngl.Buffer, moderngl.VertexArray,
-             moderngl.Renderbuffer}
-    return sum(1 for o in gc.get_objects() if type(o) in kinds and type(o.mglo).__name__ != "InvalidObject")
+             moderngl.Renderbuffer, moderngl.Sampler}
+    return collections.Counter(type(o).__name__ for o in gc.get_objects()
+                               if type(o) in kinds and type(o.mglo).__name__ != "InvalidObject")
 
 
 def _free_udp_port() -> int:
@@ -164,7 +166,7 @@ def run_soak(render_cfg: RenderConfig, *, minutes: float = 30.0, switch_every_s:
                 next_row += 60.0
                 stats = show.stats.summary()
                 gc.collect()
-                row = Row((time.monotonic() - t0) / 60.0, changes, rss_mb(), gl_objects(),
+                row = Row((time.monotonic() - t0) / 60.0, changes, rss_mb(), sum(gl_objects().values()),
                           len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd")),
                           stats.get("frame_ms_p50", 0.0), stats.get("frame_ms_p99", 0.0), show.engine.worker.fps)
                 show.stats.times_s.clear()                  # the next row's frame times are its own minute's
