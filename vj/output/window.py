@@ -128,6 +128,9 @@ class Window:
         self.title = title
         self.vsync = vsync
         self.fullscreen_monitor = fullscreen_monitor
+        # The monitor index the window is fullscreen on, None while windowed: a plain attribute that other
+        # threads may read (the show's state writer), where `fullscreen` asks glfw, which is main-thread only.
+        self.on_monitor: int | None = None
         self.keys: queue.Queue[str] = queue.Queue(maxsize=KEY_QUEUE_SIZE)
         self.ctx: moderngl.Context | None = None
         self._window = None
@@ -173,6 +176,7 @@ class Window:
             raise WindowError(f"cannot use the window's OpenGL context: {_text(exc).splitlines()[0]}") from None
         if monitor is not None:
             glfw.set_input_mode(self._window, glfw.CURSOR, glfw.CURSOR_HIDDEN)
+            self.on_monitor = self.fullscreen_monitor
         glfw.set_key_callback(self._window, self._on_key)
         self._sync_viewport()
 
@@ -221,19 +225,22 @@ class Window:
             self.set_fullscreen(self.fullscreen_monitor if monitor is None else monitor)
 
     def set_fullscreen(self, monitor: int | None = None) -> None:
-        target = self._monitor(0 if monitor is None else monitor)
+        index = 0 if monitor is None else monitor
+        target = self._monitor(index)
         if not self.fullscreen:
             self._windowed = (*glfw.get_window_pos(self._window), *glfw.get_window_size(self._window))
         mode = glfw.get_video_mode(target)
         glfw.set_window_monitor(self._window, target, 0, 0, mode.size.width, mode.size.height,
                                 mode.refresh_rate or glfw.DONT_CARE)
         glfw.set_input_mode(self._window, glfw.CURSOR, glfw.CURSOR_HIDDEN)
+        self.on_monitor = index
         self._after_resize()
 
     def set_windowed(self) -> None:
         x, y, w, h = self._windowed
         glfw.set_window_monitor(self._window, None, x, y, w, h, glfw.DONT_CARE)
         glfw.set_input_mode(self._window, glfw.CURSOR, glfw.CURSOR_NORMAL)
+        self.on_monitor = None
         self._after_resize()
 
     # -- end ---------------------------------------------------------------------------------
