@@ -20,6 +20,8 @@ A live run with `--session DIR` writes (see also docs/SESSIONS.md):
                     kind "shader"  an effect recompiled from an edited file: "effect", "file"
                     kind "bpm"     the MIDI clock set the tempo ("bpm": number) or let it go (null)
                     kind "record"  a recording started ("path") or stopped ("path": null)
+                    kind "restart" the show restarted after a crash and this folder continues "continues" (the
+                                   dead show's folder, which got restart.json); "reason" (vj.showstate)
     presets/NNN-NAME.toml   the text of every preset version swapped in, as the engine parsed it
     shaders/NAME-HASH.fs    every shader version compiled (and its .vs), named by content
 
