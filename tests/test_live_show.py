@@ -1,5 +1,6 @@
 """The live loop under Xvfb: display frames never wait for a slow model; the HUD draws over the picture."""
 
+import logging
 import os
 import shutil
 import threading
@@ -8,7 +9,9 @@ import time
 import numpy as np
 import pytest
 
+import probe_generator as probe
 from test_live import grab
+from test_scene import PRESET
 
 from vj.config import AudioConfig, ControlConfig, RenderConfig
 from vj.show import LiveShow
@@ -175,3 +178,24 @@ def test_each_recording_lets_go_of_its_encoder_when_it_is_done(show, tmp_path):
     assert os_threads() == before, f"{os_threads() - before} threads more after 4 takes"
     assert all(int(next(st for st in ffprobe(tmp_path / f"take{i}.mp4")["streams"]
                         if st["codec_type"] == "video")["nb_read_frames"]) > 0 for i in range(5))
+
+
+def test_a_stalled_live_frame_shows_on_the_hud(xvfb_display, monkeypatch, tmp_path, caplog):  # noqa: F811
+    # (Here, not in test_watchdog.py: a window must not open while another module's EGL context is current.)
+    # The probe's advance (on the frame loop's thread) sleeps 3 s once: the live show's watchdog catches it.
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    probe.install(monkeypatch)
+    (tmp_path / "p.toml").write_text(PRESET.replace('shader = "solid"', 'shader = "colorgrade"')
+                                     .replace('"/fx/solid/gain" = 1.0', "") % ("p", "p", 'mode = "stall"\nat = 20', ""))
+    show = LiveShow("demo", str(tmp_path / "p.toml"), RenderConfig(width_px=160, height_px=90), AudioConfig(),
+                    ControlConfig(osc_port=0))
+    try:
+        with caplog.at_level(logging.WARNING, logger="vj.watchdog"):
+            for _ in range(40):
+                show.frame()
+        assert show.watchdog.stalls == 1
+        assert "stall_the_frame_loop" in caplog.text and "probe_generator.py" in caplog.text
+        hud = " ".join(show.hud_stats()["errors"])
+        assert "frame loop stalled" in hud and "stall_the_frame_loop" in hud
+    finally:
+        show.close()

@@ -8,7 +8,6 @@ import queue
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +25,17 @@ from vj.gfx.chain import Chain
 from vj.gfx.context import auto_render_scale, gil_free_finish, is_software, resolve_frame_path
 from vj.gfx.cudagl import CudaGLError
 from vj.gfx.crossfade import ModelFader, TextureMixer
-from vj.gfx.isf import ISFError, ISFShader, load_isf
+from vj.gfx.isf import ISFError, load_isf
 from vj.gfx.master import MasterPass
 from vj.gfx.upload import TextureUploader
 from vj.gfx.watch import ShaderWatcher
-from vj.models.registry import available_generators, create_generator
+from vj.models.registry import available_generators
 from vj.models.worker import ModelResult, ModelWorker
 from vj.modulation import Modulator, ParamFrame
 from vj.params import Change, Param, Registry, Value
-from vj.presets import Preset, PresetError, dump_preset, list_presets, load_preset, preset_search_dirs
+from vj.presets import Preset, PresetError, dump_preset, list_presets, preset_search_dirs
+from vj.scene import Scene, SceneBuilder, SceneLoader, SceneModel, model_size, scaled_size, scene_key, smaller_scale
+from vj.watchdog import stack_where, thread_stack
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,17 @@ SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 QUANTIZE = ("off", "beat", "bar")
-# [model] keys that may name files (looked for beside the preset first).
-MODEL_FILE_SETTINGS = ("checkpoint", "weights", "torchscript", "path", "img2img", "directions", "keyframes")
 QUANTIZE_WAIT_S = 4.0          # no beat for this long (silence, no tempo yet): switch anyway
+# The model watchdog (live). A render is slow when it runs SLOW_FACTOR times its median of the last few (at least
+# SLOW_RENDER_S: a display frame's budget is ~17-40 ms, so a second is a long stretch without a new model
+# picture) and hung at HANG_FACTOR times (at least HANG_S). A worker's first render traces or compiles the
+# network (DeepDream on 2 CPU cores: ~10 s; torch.compile: minutes), so it is slow only after
+# FIRST_RENDER_SLOW_S and never called hung: a new worker would wait for the same compile.
+SLOW_RENDER_S, SLOW_FACTOR = 1.0, 10.0
+HANG_S, HANG_FACTOR = 5.0, 20.0
+FIRST_RENDER_SLOW_S = 15.0
+MAX_WORKER_REPLACEMENTS = 3    # a model that hangs every worker gets no more threads: each one stays stuck
+NOTE_S = 10.0                  # how long the HUD shows a watchdog or out-of-memory note
 
 ENGINE_PARAMS = (
     Param("/master/brightness", 1.0, 0.0, 2.0, smoothing_s=0.05, description="output gain"),
@@ -159,10 +168,13 @@ class Engine:
         self.uploader = TextureUploader(ctx)     # the black frame shown before the model's first one
         self.fader = ModelFader(ctx)
         self.times = StageTimes()
-        self.preset: Preset | None = None
-        self.generator = None
-        self.worker: ModelWorker | None = None
-        self._model_key: tuple | None = None
+        self.builder = SceneBuilder(render_cfg, self.shader_dirs, preset_dirs, ENGINE_PARAMS)
+        self.scene: Scene | None = None           # the scene playing: its preset, registry and model
+        self.loader = SceneLoader()               # live: a scene or a model being built in the background
+        self._oom_scale: dict[tuple, float] = {}  # model key -> the size scale it last ran out of memory above
+        self.model_note: tuple[str, float] | None = None      # (what the watchdog or an OOM step did, when)
+        self._slow_reported: tuple | None = None
+        self._hung_reported: tuple | None = None
         self._model_tex: moderngl.Texture | None = None
         self._last_chain_out: moderngl.Texture | None = None
         self._frame_t_s = 0.0
@@ -177,8 +189,6 @@ class Engine:
         # Scene changes: a pending switch waits for the beat; a morph runs param and picture cross-fades.
         self._pending: tuple[str | Preset, float] | None = None      # (what, clock time requested)
         self._morph: dict | None = None
-        self._loading: dict | None = None          # a model being built on the loader thread (live)
-        self._loader: ThreadPoolExecutor | None = None
         self._snapper = TextureMixer(ctx)          # holds the last picture of the old scene
         self._dissolver = TextureMixer(ctx)
         self.preset_error: str | None = None       # why the edited preset file was not applied
@@ -188,31 +198,21 @@ class Engine:
 
     # ---- scenes ---------------------------------------------------------------------------------
 
-    def _find_shader(self, spec: str) -> Path:
-        p = Path(spec)
-        if p.suffix == ".fs" or "/" in spec:
-            return p
-        for d in self.shader_dirs:
-            cand = d / f"{spec}.fs"
-            if cand.is_file():
-                return cand
-        return self.shader_dirs[-1] / f"{spec}.fs"
+    @property
+    def preset(self) -> Preset | None:
+        return self.scene.preset if self.scene is not None else None
 
-    def _load_shaders(self, preset: Preset) -> list[tuple[str, ISFShader | Path]]:
-        out: list[tuple[str, ISFShader | Path]] = []
-        for e in preset.effects:
-            path = self._find_shader(e.shader)
-            if not path.is_file():
-                # A missing shader is not fatal on stage: the chain shows a loud fallback pattern.
-                log.error("%s: shader %r not found (looked in %s)", preset.path or preset.name, e.shader,
-                          ", ".join(str(d) for d in self.shader_dirs))
-                out.append((e.name, path))
-                continue
-            try:
-                out.append((e.name, load_isf(path)))
-            except ISFError as exc:
-                raise preset.error(f"effect {e.name!r}: {exc}", e.shader) from None
-        return out
+    @property
+    def generator(self):
+        return self.scene.model.generator if self.scene is not None else None
+
+    @property
+    def worker(self) -> ModelWorker | None:
+        return self.scene.model.worker if self.scene is not None else None
+
+    @property
+    def _model_key(self) -> tuple | None:
+        return self.scene.key if self.scene is not None else None
 
     def load_preset(self, spec: str | Preset) -> Preset:
         """Validate everything first and apply nothing if anything is wrong (PresetError).
@@ -220,72 +220,44 @@ class Engine:
         Synchronous: a new model is built on the calling thread. The live show switches scenes through
         `switch_preset`, which builds a new model in the background instead.
         """
-        preset, shaders, key = self._read_scene(spec)
-        generator = self.generator if key == self._model_key and self.generator is not None \
-            else self._make_generator(preset)
-        registry = self._scene_registry(preset, shaders, generator)
-        self._apply_scene(preset, shaders, key, generator, registry)
+        preset, shaders = self.builder.read(spec)
+        self._apply_scene(self._scene_for(preset, shaders))
         return preset
 
-    def _read_scene(self, spec: str | Preset) -> tuple[Preset, list, tuple]:
-        """The preset, its parsed shaders and its model key (cheap: no model is built)."""
-        preset = spec if isinstance(spec, Preset) else load_preset(spec, self.preset_dirs)
-        shaders = self._load_shaders(preset)
-        key = (preset.model, tuple(sorted((k, repr(v)) for k, v in preset.model_settings.items())))
-        return preset, shaders, key
+    def _scene_for(self, preset: Preset, shaders: list) -> Scene:
+        """`preset` as a scene built here. With the current model's key it gets no model of its own: it plays the
+        current one (`_apply_scene` hands it over); otherwise its model is made now."""
+        if self.scene is not None and scene_key(preset) == self._model_key:
+            return Scene(preset, shaders, self.builder.registry(preset, shaders, self.generator), None)
+        key = scene_key(preset)
+        return self.builder.build(preset, shaders, self.builder.make_model(preset, self._oom_scale.get(key, 1.0)))
 
-    def _make_generator(self, preset: Preset):
-        settings = _files_beside(dict(preset.model_settings), preset.path)
-        if isinstance(settings.get("source_settings"), Mapping):          # deepdream's source model
-            settings["source_settings"] = _files_beside(dict(settings["source_settings"]), preset.path)
-        try:
-            width_px, height_px = model_size(settings.pop("size", None), self.render_cfg)
-            return create_generator(preset.model, width_px=width_px, height_px=height_px, **settings)
-        except (TypeError, ValueError, OSError) as exc:
-            reason = f"model {preset.model!r}: {exc}"
-            raise preset.error(reason, line=_model_setting_line(preset, str(exc))) from None
-
-    def _scene_registry(self, preset: Preset, shaders: list, generator) -> Registry:
-        """A new registry with the engine's, the model's and the effects' params; the preset validated against it."""
-        scratch = Registry()
-        scratch.declare_all(ENGINE_PARAMS)
-        scratch.declare_all(generator.params())
-        for name, shader in shaders:
-            if isinstance(shader, ISFShader):
-                scratch.declare_all(shader.params(f"/fx/{name}"))
-        preset.validate(scratch)
-        return scratch
-
-    def _apply_scene(self, preset: Preset, shaders: list, key: tuple, generator, registry: Registry,
-                     worker: ModelWorker | None = None) -> None:
-        """Swap a checked scene in (main thread). `worker` is a running worker of `generator`, if one was made."""
+    def _apply_scene(self, scene: Scene) -> None:
+        """Swap a checked scene in (main thread) and close the one it replaces, with its model unless the new scene
+        plays that model too."""
         # The performer's master controls and input gain survive a scene change; the output grade is the scene's.
         keep = {p: v for p, v in self.registry.values().items() if p in PERFORMER_PATHS or p.startswith("/audio/")}
-        self.registry = registry
+        old = self.scene
+        if scene.model is None:
+            scene.model = old.hand_over_model()
+        self.registry = scene.registry
         for path, v in keep.items():
             self.registry.set(path, v)
-        for path, v in preset.values.items():
+        for path, v in scene.preset.values.items():
             self.registry.set(path, v, "preset")
         self.modulator.registry = self.registry
-        self.modulator.set_routes(preset.routes)
+        self.modulator.set_routes(scene.preset.routes)
         self.modulator.reset()
-        self.chain.set_effects(shaders)
-        if generator is not self.generator:
-            old, old_generator = self.worker, self.generator
-            self.generator = generator
-            self.worker = worker or ModelWorker(generator, torch_threads=self.torch_threads,
-                                                frame_path=self.frame_path)
-            self._model_key = key
-            if old is not None:
-                # Live, never wait for the old model's render in progress: its thread ends after it.
-                old.close(timeout_s=0.0 if self.live else 5.0)
-            _close_generator(old_generator)
-        elif worker is not None:
-            worker.close()
-        self.preset = preset
+        self.chain.set_effects(scene.shaders)
+        scene.model.start(self.torch_threads, self.frame_path)
+        self.scene = scene
+        if old is not None:
+            # Live, never wait for the old model's render in progress: its thread ends after it.
+            old.close(timeout_s=0.0 if self.live else 5.0)
         self.preset_error = None
         self._presets = None
-        self.watcher.watch({e.name: self._find_shader(e.shader) for e in preset.effects})
+        preset = scene.preset
+        self.watcher.watch({e.name: self.builder.find_shader(e.shader) for e in preset.effects})
         self._preset_stamp = _file_stamp(preset.path)
         log.info("preset %s loaded (%d effects, model %s)", preset.name, len(preset.effects), preset.model)
 
@@ -319,9 +291,9 @@ class Engine:
             return
         self._preset_stamp = stamp
         try:
-            preset, shaders, key = self._read_scene(str(path))
-            if self.live and key != self._model_key:       # new model settings: build them aside
-                self._start_model_load(preset, shaders, key, quantized=False)
+            preset, shaders = self.builder.read(str(path))
+            if self.live and scene_key(preset) != self._model_key:       # new model settings: build them aside
+                self._start_model_load(preset, shaders, quantized=False)
                 return
             self.load_preset(preset)
             log.info("hot reload: preset %s reloaded from %s", self.preset.name, path)
@@ -349,16 +321,16 @@ class Engine:
         if at_s is not None:          # offline callers switch before the frame's prepare: its time starts the morph
             self._frame_t_s = at_s
         quantized = bool(self.registry.get("/preset/quantize")) and self.live
-        if self.live and self.generator is not None:
+        if self.live and self.scene is not None:
             try:
-                preset, shaders, key = self._read_scene(spec)
+                preset, shaders = self.builder.read(spec)
             except PresetError as exc:
                 self._scene_failed(exc)
                 return None
-            if key != self._model_key:
-                self._start_model_load(preset, shaders, key, quantized)
+            if scene_key(preset) != self._model_key:
+                self._start_model_load(preset, shaders, quantized)
                 return None
-            self._cancel_model_load()        # the newest request wins, and it keeps the current model
+            self.loader.cancel()        # the newest request wins, and it keeps the current model
             spec = preset
         if quantized:
             self._pending = (spec, self._frame_t_s)
@@ -371,39 +343,27 @@ class Engine:
 
     def _switch_now(self, spec: str | Preset) -> Preset | None:
         try:
-            preset, shaders, key = self._read_scene(spec)
-            generator = self.generator if key == self._model_key and self.generator is not None \
-                else self._make_generator(preset)
+            scene = self._scene_for(*self.builder.read(spec))
         except PresetError as exc:
             self._scene_failed(exc)
             return None
-        return self._finish_switch(preset, shaders, key, generator)
+        return self._finish_switch(scene)
 
-    def _finish_switch(self, preset: Preset, shaders: list, key: tuple, generator,
-                       worker: ModelWorker | None = None, first: ModelResult | None = None,
-                       registry: Registry | None = None) -> Preset | None:
+    def _finish_switch(self, scene: Scene) -> Preset:
         """Swap the scene in and start the morph: params over /preset/morph_beats, the picture dissolving from
         the old scene's last frame (over /preset/model_fade_s at least when the model changed)."""
         beats = float(self.registry.get("/preset/morph_beats"))
-        fade_s = float(self.registry.get("/preset/model_fade_s")) \
-            if generator is not self.generator and self.live else 0.0
+        fade_s = float(self.registry.get("/preset/model_fade_s")) if scene.model is not None and self.live else 0.0
         before = self.registry
         last_picture = self._last_chain_out
         old_generator = self.generator
-        try:
-            if registry is None:
-                registry = self._scene_registry(preset, shaders, generator)
-        except PresetError as exc:
-            if worker is not None:
-                worker.close()
-            self._scene_failed(exc)
-            return None
-        self._apply_scene(preset, shaders, key, generator, registry, worker)
+        self._apply_scene(scene)
+        first, scene.model.first = scene.model.first, None
         if first is not None:
             self.take_model_result(first)
         bpm = self.features.bpm if self.features.bpm > 0 else 120.0
         dur_s = max(beats * 60.0 / bpm, fade_s)
-        _morph_latent(old_generator, generator, dur_s)
+        _morph_latent(old_generator, self.generator, dur_s)
         if dur_s > 0.0 and last_picture is not None:
             pairs = {}
             for p in self.registry.params() if beats > 0.0 else ():
@@ -414,67 +374,152 @@ class Engine:
             self._morph = {"t0": self._frame_t_s, "dur": dur_s, "pairs": pairs,
                            "picture": self._snapper.mix(last_picture, last_picture, 1.0)}
             self._apply_morph(self._frame_t_s)
-        return preset
+        return scene.preset
 
     # ---- models built in the background (live) --------------------------------------------------
 
     @property
     def loading(self) -> str | None:
         """The preset whose model is being built in the background, for the HUD; None when none is."""
-        return self._loading["preset"].name if self._loading is not None else None
+        return self.loader.job["preset"].name if self.loader.job is not None else None
 
-    def _cancel_model_load(self) -> None:
-        if self._loading is not None:
-            self._loading["future"].add_done_callback(_close_built)    # superseded: its worker is not needed
-            self._loading = None
-
-    def _start_model_load(self, preset: Preset, shaders: list, key: tuple, quantized: bool) -> None:
-        """Build `preset`'s model, its first frame and its registry on the loader thread; a newer request wins."""
-        self._cancel_model_load()
-        if self._loader is None:
-            self._loader = ThreadPoolExecutor(1, thread_name_prefix="vj-model-loader")
+    def _start_model_load(self, preset: Preset, shaders: list, quantized: bool) -> None:
+        """Build `preset`'s scene, its model and the model's first frame on the loader thread; a newer request wins."""
         features, threads, frame_path = self.features, self.torch_threads, self.frame_path
-
-        def build():
-            generator = self._make_generator(preset)
-            registry = self._scene_registry(preset, shaders, generator)
-            for path, v in preset.values.items():
-                registry.set(path, v, "preset")
-            worker = ModelWorker(generator, torch_threads=threads, frame_path=frame_path)
-            # The first render compiles or traces the network: it happens here, not in front of the audience.
-            first = worker.render_now(generator.advance(registry.values(), features, 0.0))
-            return generator, worker, first, registry
-
+        scale = self._oom_scale.get(scene_key(preset), 1.0)
         log.info("loading the model of preset %s (%s) in the background", preset.name, preset.model)
-        self._loading = {"future": self._loader.submit(build), "preset": preset, "shaders": shaders, "key": key,
-                         "quantized": quantized, "since": self._frame_t_s, "done_at": None}
+        self.loader.start(lambda: self.builder.build_live(preset, shaders, features, threads, frame_path, scale),
+                          kind="scene", preset=preset, shaders=shaders, quantized=quantized,
+                          since=self._frame_t_s, done_at=None)
         self._pending = None
 
     def _land_model_load(self, t_s: float) -> None:
-        job = self._loading
+        job = self.loader.job
         if not job["future"].done():
             return
         if job["done_at"] is None:
             job["done_at"] = t_s
         if job["quantized"] and not self._on_beat() and t_s - job["done_at"] <= QUANTIZE_WAIT_S:
             return
-        self._loading = None
+        what = f"{job['preset'].path or job['preset'].name}: model {job['preset'].model!r}"
         try:
-            generator, worker, first, registry = job["future"].result()
+            built = self.loader.take()
         except PresetError as exc:
             self._scene_failed(exc)
             return
         except Exception as exc:      # noqa: BLE001 - a model that fails to build must not stop the show
-            self._scene_failed(PresetError(f"{job['preset'].path or job['preset'].name}: model "
-                                           f"{job['preset'].model!r}: {type(exc).__name__}: {exc}"))
+            self._scene_failed(PresetError(f"{what}: {type(exc).__name__}: {exc}"))
+            return
+        model = built.model if job["kind"] == "scene" else built
+        first = model.first
+        if first.oom and self._shrink_after_oom(model, job):
+            built.close(timeout_s=0.0)
+            return
+        if job["kind"] == "model":        # the playing scene's model, smaller: it plays, whatever its first frame
+            self._swap_model(built)
             return
         if first.error is not None:
-            worker.close()
-            self._scene_failed(PresetError(f"{job['preset'].path or job['preset'].name}: model "
-                                           f"{job['preset'].model!r} failed its first frame: {first.error}"))
+            built.close(timeout_s=0.0)
+            self._scene_failed(PresetError(f"{what} failed its first frame: {first.error}"))
             return
-        # Performer values and the preset's values are set again on the registry the frame loop will own.
-        self._finish_switch(job["preset"], job["shaders"], job["key"], generator, worker, first, registry)
+        self._finish_switch(built)
+
+    # ---- out of memory --------------------------------------------------------------------------
+
+    def _shrink_after_oom(self, model: SceneModel, job: dict | None = None) -> bool:
+        """`model` ran out of memory: build it again a step smaller (OOM_STEP a side), in the background live.
+        False when it is as small as it goes. `job`: the background build whose first frame ran out of memory."""
+        size = model_size(model.size_setting, self.render_cfg)
+        scale = smaller_scale(size, model.scale)
+        w, h = scaled_size(size, model.scale)
+        if scale is None:
+            if not model.out_of_sizes:         # said once; its renders go on failing and the show on its last picture
+                model.out_of_sizes = True
+                self.model_note = (f"out of memory at {w}x{h}, the smallest size", time.monotonic())
+                log.error("model %s: out of memory even at %dx%d, the smallest size it goes to", model.key[0], w, h)
+            return False
+        self._oom_scale[model.key] = scale
+        nw, nh = scaled_size(size, scale)
+        self.model_note = (f"out of memory at {w}x{h}: now {nw}x{nh}", time.monotonic())
+        log.error("model %s: out of memory at %dx%d; building it again at %dx%d", model.key[0], w, h, nw, nh)
+        if job is not None and job["kind"] == "scene":           # a new scene's first frame: build that smaller
+            self._start_model_load(job["preset"], job["shaders"], job["quantized"])
+            return True
+        preset, values = self.preset, self.registry.values()
+        if not self.live:
+            smaller = self.builder.make_model(preset, scale)
+            self._swap_model(smaller)
+            return True
+        features, threads, frame_path = self.features, self.torch_threads, self.frame_path
+
+        def build() -> SceneModel:
+            smaller = self.builder.make_model(preset, scale)
+            try:
+                worker = smaller.start(threads, frame_path)
+                smaller.first = worker.render_now(smaller.generator.advance(values, features, 0.0))
+            except BaseException:
+                smaller.close()
+                raise
+            return smaller
+
+        self.loader.start(build, kind="model", preset=preset, quantized=False, since=self._frame_t_s, done_at=None)
+        return True
+
+    def _swap_model(self, model: SceneModel) -> None:
+        """The playing scene goes on with `model` (the same preset at another size) in place of its own."""
+        if model.key != self._model_key:          # the scene changed meanwhile
+            model.close(timeout_s=0.0)
+            return
+        old, self.scene.model = self.scene.model, model
+        model.start(self.torch_threads, self.frame_path)
+        old.close(timeout_s=0.0 if self.live else 5.0)
+        first, model.first = model.first, None
+        if first is not None:
+            self.take_model_result(first)
+
+    # ---- watchdog -------------------------------------------------------------------------------
+
+    def _watch_model(self) -> None:
+        """Live, per frame: a model render running far longer than it usually takes is reported with the worker's
+        stack, once; one that does not return (HANG_S and more) gets its worker replaced, at most
+        MAX_WORKER_REPLACEMENTS times a model (each replaced thread stays, stuck, until its render returns: Python
+        cannot stop a thread)."""
+        model = self.scene.model
+        worker = model.worker
+        running = worker.running_s()
+        if running == 0.0:
+            return
+        typical = worker.typical_s()
+        if typical is None:      # the first render traces or compiles the network: seconds on a CPU
+            slow_s, hang_s = FIRST_RENDER_SLOW_S, float("inf")
+        else:
+            slow_s, hang_s = max(SLOW_RENDER_S, SLOW_FACTOR * typical), max(HANG_S, HANG_FACTOR * typical)
+        if running < slow_s:
+            return
+        stamp = (id(worker), worker.frames_done)
+        if running >= hang_s and self._hung_reported != stamp:
+            self._hung_reported = stamp
+            stack = thread_stack(worker.thread)
+            where = stack_where(stack)
+            if len(model.abandoned) >= MAX_WORKER_REPLACEMENTS:
+                self.model_error = f"model hung at {where} {len(model.abandoned) + 1} times: switch scenes"
+                log.error("model %s: a render has not returned for %.1f s, and %d workers hung before it: no more "
+                          "replacements for this model (the show keeps its last picture). Stuck at %s:\n%s",
+                          self.generator.name, running, len(model.abandoned), where, stack.rstrip())
+                return
+            log.error("model %s: a render has not returned for %.1f s (it usually takes %s); replacing its worker. "
+                      "Stuck at %s:\n%s", self.generator.name, running,
+                      f"{typical * 1e3:.0f} ms" if typical is not None else "no time yet", where, stack.rstrip())
+            model.replace_worker()
+            self.model_note = (f"model hung {running:.0f} s at {where}: worker replaced", time.monotonic())
+        elif running < hang_s and self._slow_reported != stamp:
+            self._slow_reported = stamp
+            stack = thread_stack(worker.thread)
+            where = stack_where(stack)
+            self.model_note = (f"model render slow: {running:.1f} s at {where}", time.monotonic())
+            log.warning("model %s: a render has run for %.1f s (it usually takes %s); the show keeps the last "
+                        "picture meanwhile. It is at %s:\n%s", self.generator.name, running,
+                        f"{typical * 1e3:.0f} ms" if typical is not None else "no time yet", where, stack.rstrip())
 
     def _on_beat(self) -> bool:
         f = self.features
@@ -502,7 +547,7 @@ class Engine:
             if self._on_beat() or t_s - since > QUANTIZE_WAIT_S:
                 self._pending = None
                 self._switch_now(spec)
-        if self._loading is not None:
+        if self.loader.job is not None:
             self._land_model_load(t_s)
         if self._morph is not None:
             self._apply_morph(t_s)
@@ -654,6 +699,8 @@ class Engine:
             if result.error != self.model_error:
                 log.error("model: %s (showing the last good frame)", result.error)
             self.model_error = result.error
+            if result.oom and self.loader.job is None:       # a build already on its way replaces this model
+                self._shrink_after_oom(self.scene.model)
             return
         self.model_error = None
         self.model_frames += 1
@@ -707,6 +754,7 @@ class Engine:
         """One live frame: never waits for the model; shows its newest finished image."""
         self.hot_reload()
         frame, args = self.prepare(mono, t_s, dt_s)
+        self._watch_model()
         submitted = self.worker.submit(args) if args is not None else 0
         result = self.worker.poll()
         self.model_stamps = (submitted, result.stamp if result is not None and result.error is None else 0)
@@ -732,19 +780,9 @@ class Engine:
         return self.master.read_rgb((self.render_cfg.width_px, self.render_cfg.height_px))
 
     def close(self) -> None:
-        if self._loader is not None:
-            self._cancel_model_load()
-            self._loader.shutdown(wait=False, cancel_futures=True)
-        if self.worker is not None:
-            self.worker.close()
-        _close_generator(self.generator)
-
-
-def _close_generator(generator) -> None:
-    """Stop a generator's own threads (the video prefetcher), for those that have any."""
-    close = getattr(generator, "close", None)
-    if callable(close):
-        close()
+        self.loader.close()
+        if self.scene is not None:
+            self.scene.close()
 
 
 def _morph_latent(old, new, duration_s: float) -> None:
@@ -758,12 +796,6 @@ def _morph_latent(old, new, duration_s: float) -> None:
     new.morph_latent_from(z, duration_s)
 
 
-def _close_built(future: Future) -> None:
-    """Done-callback of a superseded background model build: stop the worker it started."""
-    if not future.cancelled() and future.exception() is None:
-        future.result()[1].close()
-
-
 def _file_stamp(path: Path | None) -> tuple | None:
     if path is None:
         return None
@@ -772,23 +804,6 @@ def _file_stamp(path: Path | None) -> tuple | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
-
-
-def model_size(size: object, render_cfg: RenderConfig) -> tuple[int, int]:
-    """The model's output size: a scene's `[model] size` ([W, H] or "WxH"), else the render config's
-    (--model-size; 256x144 by default). Larger sizes are for GPUs: StyleGAN at 1024, DeepDream at 1280x720."""
-    if size is None:
-        return render_cfg.model_width_px, render_cfg.model_height_px
-    parts = size.lower().split("x") if isinstance(size, str) else size
-    try:
-        w, h = (int(v) for v in parts)
-        if isinstance(size, list) and not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be [width, height] or \"WxH\", got {size!r}") from None
-    if not (8 <= w <= 8192 and 8 <= h <= 8192):
-        raise ValueError(f"size {w}x{h} is out of range (8..8192 px a side)")
-    return w, h
 
 
 class OfflinePipeline:
@@ -823,33 +838,3 @@ class OfflinePipeline:
         while self._pending:
             self._flush_one(emit)
         self._pool.shutdown()
-
-
-def _files_beside(settings: dict, preset_path: Path | None) -> dict:
-    """A file named in a preset is looked for beside the preset first, then in the current folder."""
-    for k in MODEL_FILE_SETTINGS:
-        v = settings.get(k)
-        if isinstance(v, str) and v and preset_path is not None and not Path(v).expanduser().is_absolute():
-            beside = preset_path.parent / v
-            if beside.exists():
-                settings[k] = str(beside)
-    return settings
-
-
-def _model_setting_line(preset: Preset, message: str) -> int | None:
-    """The line of the [model] setting an error message names (by key or by its text value), else of [model]."""
-    def named(value) -> bool:
-        if isinstance(value, Mapping):                   # source_settings = { checkpoint = "..." }
-            return any(named(v) for v in value.values())
-        return isinstance(value, str) and bool(value) and value in message
-
-    items = list(preset.model_settings.items())
-    # Most specific first: the message starts with the key ("keyframes must be ..."), names the setting's
-    # text (a missing file), or has the key anywhere ("seed" is also in "a list of seeds").
-    for match in (lambda k, v: message.startswith(k), lambda k, v: named(v), lambda k, v: k in message):
-        for key, value in items:
-            if match(key, value):
-                line = preset.line_of(f"{key} =") or preset.line_of(f"{key}=")
-                if line:
-                    return line
-    return preset.line_of("[model]")

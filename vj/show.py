@@ -20,7 +20,7 @@ from vj.clock import FrameClock
 from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig
 from vj.control.midi import MIDI_COMMANDS, MidiInput
 from vj.control.web import start_control_servers
-from vj.engine import Engine, OfflinePipeline
+from vj.engine import NOTE_S, Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import encode_png, write_png
@@ -29,6 +29,7 @@ from vj.output.window import Window
 from vj.params import Change
 from vj.session import SessionTap, SessionWriter
 from vj.timing import FrameRecord, LatencyEstimate
+from vj.watchdog import FrameWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,7 @@ class LiveShow:
         self.record_cfg = record_cfg
         self.screenshot = screenshot
         self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = self.session = None
+        self.watchdog: FrameWatchdog | None = None
         self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
         self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
         self.source = open_source(audio, audio_cfg)
@@ -260,6 +262,8 @@ class LiveShow:
                                        self.audio_cfg.hop_samples / self.audio_cfg.sample_rate_hz)
         self.probe: Callable[[], float] | None = None       # set by `vj bench latency`
         self.frame_log: list[FrameRecord] | None = None      # set to a list to keep every frame's record
+        self._stall_note: tuple[str, float] | None = None    # the newest frame-loop stall, for the HUD
+        self.watchdog = FrameWatchdog()         # made here: it watches the thread that runs the show
 
     def run(self, duration_s: float | None = None) -> int:
         log.info("live: preset %s, audio %s; %s", self.engine.preset.name, self.source.status, KEY_HELP)
@@ -280,6 +284,10 @@ class LiveShow:
 
     def frame(self) -> None:
         window, engine = self.window, self.engine
+        self.watchdog.tick()
+        stall = self.watchdog.take_stall()
+        if stall is not None:
+            self._stall_note = (f"frame loop stalled {stall[0]:.1f} s at {stall[1]}", time.monotonic())
         window.poll_events()
         self._handle_keys()
         dt = self.clock.tick()
@@ -437,6 +445,8 @@ class LiveShow:
             errors.append(f"recording: {self.recorder.error}")
         if self.session is not None and self.session.writer.error:
             errors.append(self.session.writer.error)
+        now = time.monotonic()
+        errors += [note[0] for note in (engine.model_note, self._stall_note) if note and now - note[1] < NOTE_S]
         lat = self.latency
         lat.input_latency_s = self.source.input_latency_s
         lat.model_elapsed_s, lat.model_fps = engine.worker.last_elapsed_s, engine.worker.fps
@@ -487,6 +497,8 @@ class LiveShow:
                 log.info("screenshot saved to %s", path)
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close()
         if self.session is not None:
             self.session.writer.close()
         for rec in [*self._finishing, self.recorder]:

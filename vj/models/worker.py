@@ -39,6 +39,7 @@ class ModelResult:
     # True: `image` is (H, W, 4) uint8 RGBA with row 0 at the bottom, GL's layout: a pinned host array
     # (frame path "pinned") or a CUDA tensor (frame path "interop").
     gl_rgba: bool = False
+    oom: bool = False                 # the render ran out of (GPU) memory: the engine lowers the model's size
 
 
 class ModelWorker:
@@ -76,6 +77,8 @@ class ModelWorker:
         self._pending: tuple[int, ModelArgs] | None = None
         self._result: ModelResult | None = None
         self._done_times: collections.deque[float] = collections.deque(maxlen=_FPS_WINDOW)
+        self._elapsed: collections.deque[float] = collections.deque(maxlen=_FPS_WINDOW)
+        self._render_t0: float | None = None       # when the render on the thread began (monotonic); None idle
         self._closed = False
         self._rendering = False
         self._reported: set[str] = set()
@@ -96,6 +99,29 @@ class ModelWorker:
         """True while a submission waits or renders."""
         with self._cond:
             return self._pending is not None or self._rendering
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def running_s(self) -> float:
+        """How long the render on the worker's thread has been running; 0 when it is idle."""
+        t0 = self._render_t0
+        return time.monotonic() - t0 if t0 is not None else 0.0
+
+    def typical_s(self) -> float | None:
+        """The median time of the last few finished renders, or None before the first has finished."""
+        with self._cond:
+            times = sorted(self._elapsed)
+        return times[len(times) // 2] if times else None
+
+    def carry_times_from(self, other: ModelWorker) -> None:
+        """Start with `other`'s recent render times: a worker that replaces a stuck one renders the same network,
+        already traced, so it is held to the same times, not to a first render's."""
+        with other._cond:
+            times = list(other._elapsed)
+        with self._cond:
+            self._elapsed.extend(times)
 
     def submit(self, args: ModelArgs) -> int:
         """Queue `args` for rendering, replacing any not yet started; returns its stamp (increasing)."""
@@ -160,9 +186,14 @@ class ModelWorker:
                 stamp, args = self._pending
                 self._pending = None
                 self._rendering = True
+                self._render_t0 = time.monotonic()
             result = self._render(stamp, args)
             with self._cond:
                 self._rendering = False
+                self._render_t0 = None
+                self._elapsed.append(result.elapsed_s)
+                if self._closed:         # abandoned while it rendered (the watchdog replaced it): drop the frame
+                    return
                 self.frames_done += 1
                 self._done_times.append(time.monotonic())
                 if self._result is None or self._result.stamp < result.stamp:
@@ -173,12 +204,21 @@ class ModelWorker:
         """Run the generator on `args`; any exception becomes the result's one-line error."""
         width_px, height_px = self.generator.output_size
         t0 = time.perf_counter()
-        gl_rgba = False
+        gl_rgba = oom = False
         try:
             with torch.inference_mode():
                 out = assert_image(self.generator.render(args), width_px, height_px)   # (1, 3, H, W)
                 image, gl_rgba = self.to_frame(out)
             error = None
+        except torch.OutOfMemoryError as exc:
+            # Keep nothing of the failed call: the exception's traceback holds its frames and their tensors
+            # (the activations that did not fit); only the message leaves this block.
+            error, oom = _one_line(exc), True
+            exc.__traceback__ = None
+            del exc
+            _free_cached(self.generator)
+            image = np.zeros((height_px, width_px, 3), dtype=np.float32)
+            self._report(error)
         except Exception as exc:  # the frame loop must never see a model's exception
             image = np.zeros((height_px, width_px, 3), dtype=np.float32)
             error = _one_line(exc)
@@ -190,7 +230,7 @@ class ModelWorker:
         if error is not None:
             self.errors += 1
             self.last_error = error
-        return ModelResult(stamp=stamp, image=image, error=error, elapsed_s=elapsed_s, gl_rgba=gl_rgba)
+        return ModelResult(stamp=stamp, image=image, error=error, elapsed_s=elapsed_s, gl_rgba=gl_rgba, oom=oom)
 
     def to_frame(self, out: torch.Tensor) -> tuple[np.ndarray | torch.Tensor, bool]:
         """A generator's (1, 3, H, W) output as ModelResult's (image, gl_rgba), by this worker's frame path."""
@@ -243,6 +283,14 @@ def gl_rgba8(out: torch.Tensor) -> torch.Tensor:
     rgba[:, :, :3] = rgb.permute(1, 2, 0).flip(0).mul(255.0).add_(0.5).to(torch.uint8)
     rgba[:, :, 3] = 255
     return rgba
+
+
+def _free_cached(generator: Generator) -> None:
+    """After an out-of-memory error: hand the blocks torch's CUDA allocator caches back to the driver, so the
+    smaller model the engine builds next can have them. CUDA only; nothing to do on the CPU."""
+    device = getattr(generator, "device", None)
+    if torch.cuda.is_available() and getattr(device, "type", device) == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _one_line(exc: BaseException) -> str:
