@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hud", action="store_true", help="start with the HUD shown (key h toggles it)")
     run.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds")
     run.add_argument("--screenshot", type=Path, metavar="PNG", help="save the last frame as PNG on exit")
+    run.add_argument("--no-supervise", action="store_true",
+                     help="run the show in this process: no supervisor to restart it after a crash")
+    # Between the supervisor and its child (vj.supervisor): the state file the child keeps current, and a
+    # spare child that imports everything, then waits on stdin to take over from that file.
+    run.add_argument("--state-file", type=Path, help=argparse.SUPPRESS)
+    run.add_argument("--standby", action="store_true", help=argparse.SUPPRESS)
 
     ren = sub.add_parser("render", help="render an audio file offline to a video file")
     ren.add_argument("audio", help="audio file (WAV/FLAC/MP3/OGG/M4A) or 'demo'")
@@ -260,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv                  # what a supervisor gives its child again
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="vj: %(levelname)s: %(message)s" if not args.verbose else
                         "%(asctime)s %(name)s %(levelname)s: %(message)s")
@@ -291,7 +299,6 @@ def _dispatch(args) -> int:
               f"rendered in {rep.elapsed_s:.1f} s ({rep.fps:.1f} fps, {rep.duration_s / rep.elapsed_s:.2f}x real time)")
         return 0
     if args.command == "run":
-        from vj.show import run_live
         if not 8000 <= args.sample_rate <= 384000 or not 16 <= args.block_size <= 8192:
             raise UsageError("--sample-rate must be 8000..384000 Hz and --block-size 16..8192 frames")
         audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size,
@@ -299,11 +306,30 @@ def _dispatch(args) -> int:
         from vj.config import RecordConfig
         rw, rh = args.record_size or (None, None)
         session = None if args.session is None else Path(args.session or f"vj-session-{time.strftime('%Y%m%d-%H%M%S')}")
-        run_live(args.audio, args.preset, _render_cfg(args), audio_cfg,
-                 _control_cfg(args), fullscreen=args.fullscreen,
-                 record=args.record, duration_s=args.duration, screenshot=args.screenshot, hud=args.hud,
+        control_cfg = _control_cfg(args)
+        if not args.no_supervise:
+            from vj.supervisor import supervise
+            return supervise(args.argv)
+        from vj.show import run_live      # torch, GL, the window: most of a start (a spare does it before waiting)
+        from vj.showstate import Resume
+        live = dict(preset=args.preset, fullscreen=args.fullscreen, record=args.record, session=session,
+                    hud=args.hud, duration_s=args.duration)
+        resume = None
+        if args.standby:
+            if args.state_file is None:
+                raise UsageError("--standby needs --state-file")
+            from vj.supervisor import wait_for_restart
+            reason = wait_for_restart(args.state_file, sys.stdin)
+            if reason is None:
+                return 0
+            resume = Resume.load(args.state_file, reason, **live)
+            if resume.duration_s == 0:
+                return 0                  # --duration was played out before it died (in its screenshot, say)
+            live = resume.start_args()
+        run_live(args.audio, live.pop("preset"), _render_cfg(args), audio_cfg, control_cfg,
+                 screenshot=args.screenshot, state_file=args.state_file, resume=resume,
                  record_cfg=RecordConfig(codec=args.record_codec, width_px=rw, height_px=rh, fps=args.record_fps),
-                 session=session)
+                 **live)
         return 0
     if args.command == "replay":
         from vj.replay import replay_session

@@ -28,6 +28,7 @@ from vj.output.recorder import Recorder, RecorderError, due_ticks
 from vj.output.window import Window
 from vj.params import Change
 from vj.session import SessionTap, SessionWriter
+from vj.showstate import Resume, supervised
 from vj.timing import FrameRecord, LatencyEstimate
 from vj.watchdog import FrameWatchdog
 
@@ -523,12 +524,18 @@ class LiveShow:
 def run_live(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig,
              control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
              duration_s: float | None = None, screenshot: Path | None = None, hud: bool = False,
-             record_cfg: RecordConfig = RecordConfig(), session: Path | None = None) -> int:
-    """The live show: audio in, frames out to a window at the display's rate. Returns frames shown."""
+             record_cfg: RecordConfig = RecordConfig(), session: Path | None = None,
+             state_file: Path | None = None, resume: Resume | None = None) -> int:
+    """The live show: audio in, frames out to a window at the display's rate. Returns frames shown.
+
+    Under `vj run`'s supervisor (vj.supervisor) it keeps `state_file` current, and a restarted show takes over
+    from `resume` (vj.showstate).
+    """
     show = LiveShow(audio, preset, render_cfg, audio_cfg, control_cfg, fullscreen=fullscreen, record=record,
                     screenshot=screenshot, hud=hud, record_cfg=record_cfg, session=session)
     try:
-        return show.run(duration_s)
+        with supervised(show, state_file, resume):
+            return show.run(duration_s)
     finally:
         show.close()
 
