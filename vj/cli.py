@@ -206,12 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
-    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model", "soak"),
+    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model", "soak", "beats"),
                        default="stages",
                        help="stages (default), latency, osc (10^6 hostile datagrams at the OSC server), "
                             "analysis (us per analysis hop by part, real-time factor), model (ms per frame "
-                            "of a network per backend and precision), or soak (a live show under real clients "
-                            "for --minutes: memory, GL objects, threads, files and frame times per minute)")
+                            "of a network per backend and precision), soak (a live show under real clients "
+                            "for --minutes: memory, GL objects, threads, files and frame times per minute), "
+                            "or beats DIR (beat, downbeat scores and CPU cost on annotated audio)")
+    bench.add_argument("folder", nargs="?", type=Path, default=None, metavar="DIR",
+                       help="beats: a folder of audio files, each with NAME.beats beside it")
     bench.add_argument("--model", default="stylegan2",
                        help="model: stylegan2 or stylegan3 (random weights, published architecture at --size), "
                             "or any generator name (cppn, deepdream, ...)")
@@ -357,6 +360,12 @@ def _dispatch(args) -> int:
     if args.command == "bench":
         if args.what != "model" and args.size is None:
             args.size = (960, 540) if args.what == "soak" else (1280, 720)
+        if args.what == "beats":
+            if args.folder is None or not args.folder.is_dir():
+                raise UsageError("usage: vj bench beats DIR (a folder of audio files with NAME.beats beside each)")
+            from vj.bench_beats import print_beat_bench
+            print_beat_bench(args.folder)
+            return 0
         if args.what == "analysis":
             from vj.audio.bench import print_analysis_bench
             print_analysis_bench(AudioConfig())
