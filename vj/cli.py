@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from vj.allocator import limit_arenas
 from vj.config import AudioConfig, ControlConfig, RenderConfig
 
 DEMO_SECONDS = 40.0
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_arenas()                    # before any thread starts: a show that runs for hours (vj.allocator)
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
