@@ -22,17 +22,23 @@ from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 
 import pytest
+import torch
 
 from netns import only_loopback
 from test_live import free_udp_port, grab
 from test_render import ffprobe
 
+import vj.audio.sources as sources
+import vj.spare as spare
+from vj.config import AudioConfig, RenderConfig
 from vj.control.state import ControlSnapshot
+from vj.audio.features import SILENT
+from vj.models.registry import create_generator
 from vj.params import Param
-from vj.presets import parse_preset
+from vj.presets import dump_preset, parse_preset
 from vj.session import Session
 from vj.showstate import Resume, StateWriter, continuation
-from vj.supervisor import CrashLoopError, CrashPolicy, Supervisor, describe_exit, exit_status
+from vj.supervisor import CrashLoopError, CrashPolicy, Supervisor, describe_exit, exit_status, ready_file
 from xvfb import xvfb_display  # noqa: F401  (fixture)
 
 FAKE_CHILD = textwrap.dedent('''
@@ -211,6 +217,74 @@ def test_the_state_a_show_writes_is_what_a_restart_takes_over(tmp_path):
     assert r.duration_s == 300.0 - 112.5
 
 
+def write_scene_state(path: Path, seed: int, amount: float = 0.5) -> None:
+    """A state file as the show writes it (StateWriter), playing a CPPN scene of this seed."""
+    preset = parse_preset(f'name = "Seed{seed}"\n[model]\nname = "cppn"\nseed = {seed}\n')
+    state = {"pid": 1, "preset": {"file": None, "name": preset.name, "toml": dump_preset(preset)},
+             "values": {"/master/brightness": amount}}
+    path.with_name("tmp.json").write_text(json.dumps(state))
+    os.replace(path.with_name("tmp.json"), path)
+
+
+def nice_of(tid: int) -> int:
+    """A thread's nice value, from /proc (field 19 of its stat, after the command name in parentheses)."""
+    return int(Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_spare_makes_the_track_and_the_playing_network_ahead_on_a_niced_thread(tmp_path, monkeypatch):
+    monkeypatch.setattr(spare, "WARM_CHECK_S", 0.05)
+    made_tracks = []
+    real_demo = sources.demo_track
+    monkeypatch.setattr(sources, "demo_track", lambda rate: made_tracks.append(rate) or real_demo(rate, 1.0))
+    state = tmp_path / "state.json"
+    write_scene_state(state, seed=3)
+    # A small model of a size no other test uses: the network traced is this test's.
+    render_cfg = RenderConfig(width_px=64, height_px=36, model_width_px=44, model_height_px=26)
+    nice = os.nice(0)
+    warmup = spare.Warmup(state, "demo", AudioConfig(sample_rate_hz=8000), render_cfg, "default").start()
+    try:
+        deadline = time.monotonic() + 120
+        while not ready_file(state, os.getpid()).exists():
+            assert time.monotonic() < deadline and warmup._thread.is_alive()
+            time.sleep(0.05)
+        # Only the warm-up thread is niced: the threads that play the show after the takeover are not.
+        assert nice_of(warmup._thread.native_id) == max(spare.SPARE_NICE, nice)
+        assert os.nice(0) == nice
+        assert [w for w, _ in warmup.made] == ["imports", "audio track", "model"]
+        assert made_tracks == [8000]
+        # The show's model, of any seed, finds its network traced: its first frame traces nothing.
+        with monkeypatch.context() as m:
+            m.setattr(torch.jit, "trace", lambda *a, **k: pytest.fail("traced again"))
+            generator = create_generator("cppn", width_px=44, height_px=26, seed=9)
+            generator.render(generator.advance({}, SILENT, 0.0))
+
+        # The show plays on: new values are nothing to warm; a scene with another model is, once.
+        write_scene_state(state, seed=3, amount=0.25)
+        write_scene_state(state, seed=4)
+        while sum(w == "model" for w, _ in warmup.made) < 2:
+            assert time.monotonic() < deadline and warmup._thread.is_alive()
+            time.sleep(0.05)
+        write_scene_state(state, seed=3, amount=0.75)
+        time.sleep(0.5)
+        assert sum(w == "model" for w, _ in warmup.made) == 2
+    finally:
+        warmup.finish()
+    assert not warmup._thread.is_alive()
+    # The takeover's track is the one made ahead, handed out once (the show holds it from then on).
+    assert sources.load_track("demo", 8000)[1] == "demo" and made_tracks == [8000]
+    sources.load_track("demo", 8000)
+    assert made_tracks == [8000, 8000]
+
+
+def test_a_spare_warms_networks_on_the_cpu_only():
+    assert spare.warms("cppn", {}) and spare.warms("stylegan", {"device": "cpu"})
+    assert not spare.warms("stylegan", {"device": "cuda"}) and not spare.warms("deepdream", {"device": "cuda:1"})
+    assert not spare.warms("video", {}) and not spare.warms("plasma", {})
+    # A dream on a video source would open the file or camera the show plays.
+    assert not spare.warms("deepdream", {"device": "cpu", "source": "video"})
+    assert spare.warms("deepdream", {"device": "cpu", "source": "cppn"})
+
+
 # ---- the real thing ---------------------------------------------------------------------------------------
 
 def free_tcp_port() -> int:
@@ -295,7 +369,8 @@ def test_a_killed_show_comes_back_with_its_scene_values_recording_and_session(xv
         state = wait_for(lambda: (s := read_state(run_dir)).get("values", {}).get("/master/saturation") == 0.75
                          and s, 10, proc, log)
         assert state["values"]["/fx/pixelate/cellSize"] == 40.0
-        # The spare has done its imports: the restart below is the one a show gets after its first minutes.
+        # The spare has done its imports and warm-up: the restart below is the one a show gets after its first
+        # minutes.
         wait_for(lambda: any(run_dir.glob("spare-*.ready")), 60, proc, log)
         assert lit(grab(xvfb_display, tmp_path / "before.png"))
 
@@ -324,7 +399,7 @@ def test_a_killed_show_comes_back_with_its_scene_values_recording_and_session(xv
     noticed, looping = (log.first(n, t_kill) for n in ("restarting it", "live: preset"))
     print(f"first start {first_start_s:.2f} s; after SIGKILL: supervisor noticed {noticed - t_kill:.2f} s, "
           f"the new show in its frame loop {looping - t_kill:.2f} s, picture on screen {back_s:.2f} s")
-    assert "(the spare, its imports done)" in log.text()
+    assert "(the spare, warmed up)" in log.text()
     assert not run_dir.exists()                    # the supervisor cleans up after itself
 
     # The recording goes on in a new file; the old one plays up to the crash.

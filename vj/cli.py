@@ -315,18 +315,19 @@ def _dispatch(args) -> int:
         if not args.no_supervise:
             from vj.supervisor import supervise
             return supervise(args.argv)
-        from vj.show import run_live      # torch, GL, the window: most of a start (a spare does it before waiting)
+        if args.standby:      # a spare: imports and warms up on a niced thread, then waits to take over
+            if args.state_file is None:
+                raise UsageError("--standby needs --state-file")
+            from vj.spare import stand_by
+            reason = stand_by(args.state_file, sys.stdin, args.audio, audio_cfg, _render_cfg(args), args.preset)
+            if reason is None:
+                return 0
+        from vj.show import run_live      # torch, GL, the window: most of a start (a spare did it while waiting)
         from vj.showstate import Resume
         live = dict(preset=args.preset, fullscreen=args.fullscreen, record=args.record, session=session,
                     hud=args.hud, duration_s=args.duration)
         resume = None
         if args.standby:
-            if args.state_file is None:
-                raise UsageError("--standby needs --state-file")
-            from vj.supervisor import wait_for_restart
-            reason = wait_for_restart(args.state_file, sys.stdin)
-            if reason is None:
-                return 0
             resume = Resume.load(args.state_file, reason, **live)
             if resume.duration_s == 0:
                 return 0                  # --duration was played out before it died (in its screenshot, say)

@@ -3,7 +3,8 @@
 The supervisor is small on purpose (no torch, GL or window imports: it starts at once and has nothing to crash
 in). It runs `vj run ... --no-supervise --state-file RUN/state.json`; the child keeps that file holding its live
 state (vj.showstate). Once the child is on screen, a spare child starts with `--standby`: it does the imports,
-which are most of a start-up, and waits on its stdin. When the show dies (a signal: SIGKILL from the
+which are most of a start-up, makes the audio track and the playing scene's network ahead on a niced thread
+(vj.spare), and waits on its stdin. When the show dies (a signal: SIGKILL from the
 out-of-memory killer, SIGSEGV in a driver; or an error exit after it was up), the supervisor writes the reason
 to the spare's stdin and the spare takes over from the state file: same preset and values, same servers and
 monitor, the recording and session going on in new files beside the old ones.
@@ -92,14 +93,17 @@ def exit_status(returncode: int) -> int:
 
 
 def ready_file(state_file: Path, pid: int) -> Path:
-    """What a `--standby` child leaves beside the state file once its imports are done."""
+    """What a `--standby` child leaves beside the state file once its imports and warm-up are done."""
     return Path(state_file).with_name(f"spare-{pid}.ready")
 
 
-def wait_for_restart(state_file: Path, stream: IO[str]) -> str | None:
-    """In a `--standby` child, its imports done: say so, then block until the supervisor says why it takes over.
-    None when the supervisor went away instead."""
+def mark_ready(state_file: Path) -> None:
+    """In a `--standby` child: its imports and warm-up (vj.spare) are done."""
     ready_file(state_file, os.getpid()).touch()
+
+
+def wait_for_restart(stream: IO[str]) -> str | None:
+    """In a `--standby` child: block until the supervisor says why it takes over; None when it went away instead."""
     line = stream.readline()
     if not line.strip():
         return None
@@ -201,8 +205,8 @@ class Supervisor:
             _tell(proc, reason)
         self._up = False
         log.info("supervisor: process %d takes over (%s)", proc.pid,
-                 "a new process" if not warm else "the spare, its imports done" if ready else
-                 "the spare, still importing")
+                 "a new process" if not warm else "the spare, warmed up" if ready else
+                 "the spare, still warming up")
         return proc
 
     def _watch(self, child: subprocess.Popen) -> int:
@@ -264,5 +268,5 @@ def supervise(argv: list[str]) -> int:
     return Supervisor([sys.executable, "-m", "vj.cli", *argv, "--no-supervise"]).run()
 
 
-__all__ = ["CrashLoopError", "CrashPolicy", "Supervisor", "describe_exit", "exit_status", "supervise",
+__all__ = ["CrashLoopError", "CrashPolicy", "Supervisor", "describe_exit", "exit_status", "mark_ready", "supervise",
            "wait_for_restart"]
