@@ -379,11 +379,23 @@ def test_a_killed_show_comes_back_with_its_scene_values_recording_and_session(xv
         # The new show does no more than the first one did (its imports are done), on the same machine: it is
         # back within the first start's time; doubled, for a machine whose load changes between the two.
         deadline = t_kill + 2 * first_start_s
-        wait_for(lambda: read_state(run_dir).get("pid") not in (None, state["pid"]), deadline - time.monotonic(),
-                 proc, log)
-        wait_for(lambda: lit(grab(xvfb_display, tmp_path / "after.png")), deadline - time.monotonic(), proc, log,
-                 poll_s=0.0)
+
+        def replaced() -> bool:
+            return read_state(run_dir).get("pid") not in (None, state["pid"])
+
+        # A picture is the new show's once the dead one's window was seen gone (the screen black), or once the new
+        # show has written its state (it does so within STATE_PERIOD_S of its first frame, so only that is later).
+        gone = []
+
+        def new_picture() -> bool:
+            if not lit(grab(xvfb_display, tmp_path / "after.png")):
+                gone.append(True)
+                return False
+            return bool(gone) or replaced()
+
+        wait_for(new_picture, deadline - time.monotonic(), proc, log, poll_s=0.0)
         back_s = time.monotonic() - t_kill
+        wait_for(replaced, deadline - time.monotonic(), proc, log)
 
         assert oscquery_value(oscquery, "/vj/preset") == "Prism"
         assert oscquery_value(oscquery, "/fx/pixelate/cellSize") == 40.0
