@@ -240,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long the show runs (default 30)")
     bench.add_argument("--switch-every", type=float, default=10.0, metavar="S",
                        help="soak: seconds between scene changes (default 10)")
+    bench.add_argument("--trace", default=None, metavar="mem[,maps][,trim][,py]",
+                       help="soak: a line a minute on what the memory is made of: mem (smaps, malloc, torch, "
+                            "Python objects), maps (anonymous mappings that came, went or grew), trim "
+                            "(malloc_trim and what it gave back), py (tracemalloc sites; slows the show several times)")
     _render_options(bench)
 
     sh = sub.add_parser("shaders", help="shader tools")
@@ -392,7 +396,7 @@ def _dispatch(args) -> int:
             if args.minutes <= 0 or args.switch_every <= 0:
                 raise UsageError("--minutes and --switch-every must be positive")
             from vj.soak import run_soak
-            run_soak(_render_cfg(args), minutes=args.minutes, switch_every_s=args.switch_every)
+            run_soak(_render_cfg(args), minutes=args.minutes, switch_every_s=args.switch_every, trace=args.trace)
             return 0
         from vj.bench import run_bench
         run_bench(_render_cfg(args), AudioConfig(), frames=args.frames, preset=args.preset or "default")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vj.allocator import malloc_arenas, mallinfo, trim
 from vj.config import AudioConfig, ControlConfig, RenderConfig
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,119 @@ def gl_objects() -> collections.Counter:
                                if type(o) in kinds and type(o.mglo).__name__ != "InvalidObject")
 
 
+class Trace:
+    """`--trace`: where the memory sits, a line a minute after each row (what a growing RSS is made of).
+
+    mem: /proc/self/smaps_rollup's anonymous and file-backed resident memory; glibc malloc's view (mallinfo2:
+    bytes taken from the system, in use and free inside its arenas; mmapped chunks) and its arena count;
+    torch's compiled networks (vj.models.shared) and TorchScript functions; Python objects and the types that
+    grew most since the last line. maps: anonymous mappings (/proc/self/smaps) that came, went or grew since
+    the last line, by size (thread stacks, malloc heaps, Python's arenas and the rest each have their own).
+    trim: then malloc_trim(0), and how much RSS that gave back (free memory glibc held on to). py: tracemalloc,
+    the allocation sites that grew most since the last line and since the first; it slows every Python
+    allocation, and on 2 cores the show fell to a few frames a second and a third of its scene changes.
+    """
+
+    def __init__(self, what: str, out=print) -> None:
+        self.what = {w.strip() for w in what.split(",") if w.strip()}
+        unknown = self.what - {"mem", "maps", "trim", "py"}
+        if unknown:
+            raise ValueError(f"--trace: unknown {', '.join(sorted(unknown))} (use mem, maps, trim, py)")
+        self.out = out
+        self._types: collections.Counter | None = None
+        self._maps: dict[str, tuple[float, float]] | None = None
+        self._snapshot = self._first = None
+        if "py" in self.what:
+            import tracemalloc
+            tracemalloc.start(8)
+
+    def row(self) -> None:
+        smaps = _smaps_rollup()
+        anon, rss = smaps.get("Anonymous", 0.0), smaps.get("Rss", 0.0)
+        line = f"        trace  anon {anon:7.1f} MB  file {rss - anon:6.1f} MB"
+        mi = mallinfo()
+        if mi is not None:
+            line += (f"  malloc: system {mi['system']:7.1f} MB, in use {mi['in_use']:7.1f}, free {mi['free']:6.1f}, "
+                     f"mmapped {mi['mmapped']:6.1f}, arenas {malloc_arenas()}")
+        if "torch" in sys.modules:
+            import torch
+            from vj.models.shared import SHARED
+            line += f"  shared nets {len(SHARED)}, jit functions {len(torch.jit._state._python_cu.get_functions())}"
+        types = collections.Counter(type(o).__name__ for o in gc.get_objects())
+        grown = "" if self._types is None else ", ".join(
+            f"{k} {n:+d}" for k, n in (types - self._types).most_common(6))
+        self._types = types
+        self.out(f"{line}  py objects {sum(types.values())}" + (f" (grew: {grown})" if grown else ""))
+        if "maps" in self.what:
+            self._map_row()
+        if "trim" in self.what:
+            before = rss_mb()
+            trim()
+            self.out(f"        trace  malloc_trim gave back {before - rss_mb():.1f} MB")
+        if "py" in self.what:
+            import tracemalloc
+            snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+            line = f"        trace  tracemalloc {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MB"
+            for since, old in (("the last line", self._snapshot), ("the first", self._first)):
+                if old is not None:
+                    line += f"\n          since {since}:"
+                    for stat in snap.compare_to(old, "traceback")[:5]:
+                        frame = stat.traceback[0]
+                        line += (f"\n          {stat.size_diff / 2**20:+.2f} MB {stat.count_diff:+d} blocks "
+                                 f"{frame.filename}:{frame.lineno}")
+            self._snapshot, self._first = snap, self._first or snap
+            self.out(line)
+
+    def _map_row(self) -> None:
+        maps = _anon_mappings()
+        if self._maps is not None:
+            came = collections.Counter()
+            for key, (size, rss) in maps.items():
+                old = self._maps.get(key)
+                if old is None:
+                    came[f"+{size:g}"] += rss
+                elif rss != old[1]:
+                    came[f"{size:g}"] += rss - old[1]
+            for key, (size, rss) in self._maps.items():
+                if key not in maps:
+                    came[f"-{size:g}"] -= rss
+            top = sorted(came.items(), key=lambda kv: -abs(kv[1]))[:6]
+            self.out(f"        trace  anon mappings {len(maps)}, resident {sum(r for _, r in maps.values()):.1f} MB;"
+                     f" by mapping size in MB (+ came, - went): "
+                     + ", ".join(f"{k} {v:+.2f}" for k, v in top))
+        self._maps = maps
+
+
+def _smaps_rollup() -> dict[str, float]:
+    """/proc/self/smaps_rollup in MB (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            return {parts[0].rstrip(":"): int(parts[1]) / 1024 for parts in (line.split() for line in f)
+                    if len(parts) == 3 and parts[2] == "kB"}
+    except OSError:
+        return {}
+
+
+def _anon_mappings() -> dict[str, tuple[float, float]]:
+    """Anonymous mappings of this process: start address -> (size, resident) in MB (Linux; empty elsewhere)."""
+    out: dict[str, tuple[float, float]] = {}
+    try:
+        with open("/proc/self/smaps") as f:
+            key = None
+            for line in f:
+                parts = line.split()
+                if "-" in parts[0] and not parts[0].endswith(":"):       # a mapping's header line
+                    anon = len(parts) < 6 or parts[5] in ("[heap]", "[stack]")
+                    start, end = (int(a, 16) for a in parts[0].split("-"))
+                    key = parts[0].split("-")[0] if anon else None
+                    size = (end - start) / 2**20
+                elif key is not None and parts[0] == "Rss:":
+                    out[key] = (round(size, 2), int(parts[1]) / 1024)
+    except OSError:
+        pass
+    return out
+
+
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -118,12 +232,14 @@ def write_scenes(folder: Path) -> dict[str, str]:
 
 
 def run_soak(render_cfg: RenderConfig, *, minutes: float = 30.0, switch_every_s: float = 10.0,
-             out=print) -> SoakReport:
-    """The command: the show here, the driver in a child process, a row a minute and the summary."""
+             out=print, trace: str | None = None) -> SoakReport:
+    """The command: the show here, the driver in a child process, a row a minute and the summary.
+    `trace` (mem, trim, py, comma-separated): a Trace line after each row."""
     from vj.audio.servers import AudioServerError, JackServer
     from vj.audio.sources import portaudio_released
     from vj.show import LiveShow
     report = SoakReport(switch_every_s=switch_every_s)
+    tracer = Trace(trace, out) if trace else None
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vj-soak-")))
         if not os.environ.get("DISPLAY"):
@@ -172,6 +288,8 @@ def run_soak(render_cfg: RenderConfig, *, minutes: float = 30.0, switch_every_s:
                 show.stats.times_s.clear()                  # the next row's frame times are its own minute's
                 report.rows.append(row)
                 out(row.line())
+                if tracer is not None:
+                    tracer.row()
         if driver.poll() not in (None, 0):
             out(f"soak: the driver stopped early (exit {driver.returncode})")
     for line in report.summary():
