@@ -22,6 +22,12 @@ NETNS_ERROR = enter_loopback_namespace()
 # its own, and a JACK server a user already runs ("default") is never touched or stopped by a test.
 os.environ.setdefault("JACK_DEFAULT_SERVER", f"vjtest{os.getpid()}")
 
+# The `vj` command caps glibc malloc's arenas before its first thread (vj.allocator); the tests that measure a
+# long show's memory (test_long_show.py) measure it the way the show runs.
+from vj.allocator import limit_arenas  # noqa: E402
+
+limit_arenas()
+
 import torch  # noqa: E402  (after the namespace: unshare wants a process with one thread)
 
 
