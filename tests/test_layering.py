@@ -41,3 +41,39 @@ def test_imports_point_downward(path):
         other = layer_of(mod)
         if other is not None and mod.split(".")[1] != rel.parts[0].removesuffix(".py"):
             assert other <= own, f"{rel} (layer {own}) imports {mod} (layer {other})"
+
+
+def _runtime_imports(path):
+    """vj modules `path` imports at run time, at any depth (imports under `if TYPE_CHECKING:` left out)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for child in node.body for n in ast.walk(child)}
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.startswith("vj."))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("vj"):
+            for a in node.names:      # `from vj.gfx import glsl` imports the module vj.gfx.glsl
+                sub = f"{node.module}.{a.name}"
+                yield sub if (PKG.parent / (sub.replace(".", "/") + ".py")).exists() else node.module
+
+
+def test_no_module_imports_itself_round_a_circle():
+    name = {p: ".".join(p.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__") for p in FILES}
+    graph = {name[p]: {m for m in _runtime_imports(p) if m != name[p]} for p in FILES}
+    circles = set()
+
+    def walk(mod, trail):
+        for nxt in graph.get(mod, ()):
+            if nxt in trail:
+                circle = trail[trail.index(nxt):]
+                circles.add(" -> ".join(circle + [nxt]))
+            elif len(trail) < 12:
+                walk(nxt, trail + [nxt])
+    for mod in graph:
+        walk(mod, [mod])
+    # A module may import its own package's __init__ (vj.models -> vj.models.x is the package, not a circle).
+    real = sorted(c for c in circles if not all(a.startswith(b) or b.startswith(a)
+                                                for a, b in zip(c.split(" -> "), c.split(" -> ")[1:])))
+    assert not real, "import circles:\n" + "\n".join(real[:10])

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vj.gfx.isferror import ISFError
+
 if TYPE_CHECKING:
     from vj.gfx.isf import ISFShader
 
@@ -171,7 +173,6 @@ def translate(shader: "ISFShader", pass_index: int | None = None) -> Translated:
 
     Raises ISFError for source-level mistakes.
     """
-    from vj.gfx.isf import ISFError
     decl = declarations(shader, pass_index)
     try:
         body = _prepare(shader.fragment_source, _FS_RENAMES)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from vj.audio.features import SOURCE_NAMES
+from vj.gfx import glsl
 from vj.gfx.expr import Expression, ExpressionError
+from vj.gfx.isferror import ISFError
 from vj.params import Param
 
 INPUT_TYPES = ("event", "bool", "long", "float", "point2D", "color", "image", "audio", "audioFFT")
@@ -50,17 +52,6 @@ def _bad_identifier(name: str) -> str | None:
     if name in GLSL_RESERVED or name.startswith("gl_") or "__" in name:
         return "is a reserved GLSL word"
     return None
-
-
-class ISFError(ValueError):
-    """An ISF file that cannot be loaded: names the file, the line where known, and the reason."""
-
-    def __init__(self, file: str, reason: str, line: int | None = None):
-        self.file = file
-        self.line = line
-        self.reason = reason
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -373,7 +364,6 @@ def parse_isf(text: str, name: str, vertex_source: str | None = None, path: Path
         inputs=tuple(inputs), passes=tuple(passes), imported=tuple(imported), header=header,
     )
     # Translating now turns source-level mistakes (a bad IMG_PIXEL call) into load-time ISFErrors.
-    from vj.gfx import glsl
     glsl.translate(shader)
     return shader
 

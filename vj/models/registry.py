@@ -26,7 +26,7 @@ def _stylegan(**settings: Any) -> Generator:
 
 def _deepdream(**settings: Any) -> Generator:
     from vj.models.deepdream.generator import DeepDreamGenerator
-    return DeepDreamGenerator(**settings)
+    return DeepDreamGenerator(make_source=create_generator, **settings)     # its source model, by name
 
 
 def _video(**settings: Any) -> Generator:

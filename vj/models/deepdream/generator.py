@@ -107,7 +107,11 @@ class DeepDreamGenerator(Generator):
     def __init__(self, width_px: int = 256, height_px: int = 144, source: str = "cppn",
                  source_settings: Mapping[str, Any] | None = None, weights: str | None = None,
                  torchscript: str | None = None, layer: str | list[str] | None = None, seed: int = 0,
-                 net_width: float = 1.0, transform_input: bool = True, device: str = "auto"):
+                 net_width: float = 1.0, transform_input: bool = True, device: str = "auto",
+                 make_source: Callable[..., Generator] | None = None):
+        """`make_source(name, width_px=, height_px=, **settings)` makes the source model (the registry passes
+        its create_generator, so this module does not import the registry that imports it)."""
+        self._make_generator = make_source
         self.width_px, self.height_px = output_size_px(width_px, height_px)
         self.seed = int(seed)
         self.device = resolve_device(device)
@@ -174,8 +178,9 @@ class DeepDreamGenerator(Generator):
             return None
         if source == self.name:
             raise ValueError("deepdream: the source cannot be deepdream itself (use source = \"self\")")
-        from vj.models.registry import create_generator     # here: the registry imports this module
-        return create_generator(source, width_px=self.width_px, height_px=self.height_px, **settings)
+        if self._make_generator is None:
+            raise ValueError(f"deepdream: source {source!r} needs make_source (vj.models.registry gives it)")
+        return self._make_generator(source, width_px=self.width_px, height_px=self.height_px, **settings)
 
     def reset(self) -> None:
         """Back to the start: the view, the onset envelope, the source's walk and the kept frame."""
