@@ -34,7 +34,7 @@ from vj.models.worker import ModelResult, ModelWorker
 from vj.modulation import Modulator, ParamFrame
 from vj.params import Change, Param, Registry, Value
 from vj.presets import Preset, PresetError, dump_preset, list_presets, preset_search_dirs
-from vj.scene import Scene, SceneBuilder, SceneLoader, SceneModel, model_size, scaled_size, scene_key, smaller_scale
+from vj.scene import Scene, SceneBuilder, SceneLoader, SceneModel, scaled_size, scene_key, smaller_scale
 from vj.watchdog import stack_where, thread_stack
 
 log = logging.getLogger(__name__)
@@ -429,7 +429,7 @@ class Engine:
     def _shrink_after_oom(self, model: SceneModel, job: dict | None = None) -> bool:
         """`model` ran out of memory: build it again a step smaller (OOM_STEP a side), in the background live.
         False when it is as small as it goes. `job`: the background build whose first frame ran out of memory."""
-        size = model_size(model.size_setting, self.render_cfg)
+        size = model.base_size
         scale = smaller_scale(size, model.scale)
         w, h = scaled_size(size, model.scale)
         if scale is None:
@@ -451,18 +451,8 @@ class Engine:
             self._swap_model(smaller)
             return True
         features, threads, frame_path = self.features, self.torch_threads, self.frame_path
-
-        def build() -> SceneModel:
-            smaller = self.builder.make_model(preset, scale)
-            try:
-                worker = smaller.start(threads, frame_path)
-                smaller.first = worker.render_now(smaller.generator.advance(values, features, 0.0))
-            except BaseException:
-                smaller.close()
-                raise
-            return smaller
-
-        self.loader.start(build, kind="model", preset=preset, quantized=False, since=self._frame_t_s, done_at=None)
+        self.loader.start(lambda: self.builder.build_model_live(preset, values, features, threads, frame_path, scale),
+                          kind="model", preset=preset, quantized=False, since=self._frame_t_s, done_at=None)
         return True
 
     def _swap_model(self, model: SceneModel) -> None:
@@ -496,11 +486,15 @@ class Engine:
             slow_s, hang_s = max(SLOW_RENDER_S, SLOW_FACTOR * typical), max(HANG_S, HANG_FACTOR * typical)
         if running < slow_s:
             return
-        stamp = (id(worker), worker.frames_done)
-        if running >= hang_s and self._hung_reported != stamp:
+        stamp = (id(worker), worker.frames_done)          # this render of this worker: reported once as each
+        hung = running >= hang_s
+        if (self._hung_reported if hung else self._slow_reported) == stamp:
+            return
+        stack = thread_stack(worker.thread)
+        where = stack_where(stack)
+        usual = f"{typical * 1e3:.0f} ms" if typical is not None else "no time yet"
+        if hung:
             self._hung_reported = stamp
-            stack = thread_stack(worker.thread)
-            where = stack_where(stack)
             if len(model.abandoned) >= MAX_WORKER_REPLACEMENTS:
                 self.model_error = f"model hung at {where} {len(model.abandoned) + 1} times: switch scenes"
                 log.error("model %s: a render has not returned for %.1f s, and %d workers hung before it: no more "
@@ -508,18 +502,15 @@ class Engine:
                           self.generator.name, running, len(model.abandoned), where, stack.rstrip())
                 return
             log.error("model %s: a render has not returned for %.1f s (it usually takes %s); replacing its worker. "
-                      "Stuck at %s:\n%s", self.generator.name, running,
-                      f"{typical * 1e3:.0f} ms" if typical is not None else "no time yet", where, stack.rstrip())
+                      "Stuck at %s:\n%s", self.generator.name, running, usual, where, stack.rstrip())
             model.replace_worker()
             self.model_note = (f"model hung {running:.0f} s at {where}: worker replaced", time.monotonic())
-        elif running < hang_s and self._slow_reported != stamp:
+        else:
             self._slow_reported = stamp
-            stack = thread_stack(worker.thread)
-            where = stack_where(stack)
             self.model_note = (f"model render slow: {running:.1f} s at {where}", time.monotonic())
             log.warning("model %s: a render has run for %.1f s (it usually takes %s); the show keeps the last "
-                        "picture meanwhile. It is at %s:\n%s", self.generator.name, running,
-                        f"{typical * 1e3:.0f} ms" if typical is not None else "no time yet", where, stack.rstrip())
+                        "picture meanwhile. It is at %s:\n%s", self.generator.name, running, usual, where,
+                        stack.rstrip())
 
     def _on_beat(self) -> bool:
         f = self.features

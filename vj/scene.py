@@ -37,15 +37,15 @@ MIN_MODEL_PX = 64
 class SceneModel:
     """A generator and the worker that renders it: made together, closed together, once."""
 
-    def __init__(self, generator, key: tuple, scale: float = 1.0):
+    def __init__(self, generator, key: tuple, base_size: tuple[int, int], scale: float = 1.0):
         self.generator = generator
         self.key = key                # what the preset asked for: the same key keeps the same model
-        self.scale = scale            # < 1 after out-of-memory steps: the size the preset asked for, times this
+        self.base_size = base_size    # the size the preset asked for (width, height)
+        self.scale = scale            # < 1 after out-of-memory steps: the model renders base_size times this a side
         self.worker: ModelWorker | None = None
         self.abandoned: list[ModelWorker] = []     # workers replaced while stuck in a render (their threads linger)
         self.closed = False
         self.first: ModelResult | None = None      # built live: its first frame, rendered on the loader thread
-        self.size_setting: object = None           # the preset's [model] size, which `scale` scales
         self.out_of_sizes = False                  # out of memory at the smallest size too
         self._worker_args: dict = {}
 
@@ -153,14 +153,13 @@ class SceneBuilder:
         if isinstance(settings.get("source_settings"), Mapping):          # deepdream's source model
             settings["source_settings"] = files_beside(dict(settings["source_settings"]), preset.path)
         try:
-            width_px, height_px = scaled_size(model_size(settings.pop("size", None), self.render_cfg), scale)
+            base_size = model_size(settings.pop("size", None), self.render_cfg)
+            width_px, height_px = scaled_size(base_size, scale)
             generator = create_generator(preset.model, width_px=width_px, height_px=height_px, **settings)
         except (TypeError, ValueError, OSError) as exc:
             reason = f"model {preset.model!r}: {exc}"
             raise preset.error(reason, line=model_setting_line(preset, str(exc))) from None
-        model = SceneModel(generator, scene_key(preset), scale)
-        model.size_setting = preset.model_settings.get("size")
-        return model
+        return SceneModel(generator, scene_key(preset), base_size, scale)
 
     def registry(self, preset: Preset, shaders: list, generator) -> Registry:
         """A new registry with the engine's, the model's and the effects' params; the preset validated against it."""
@@ -189,15 +188,28 @@ class SceneBuilder:
         Anything that fails closes what was made before it."""
         model = self.make_model(preset, scale)
         scene = self.build(preset, shaders, model)
-        try:
-            for path, v in preset.values.items():
-                scene.registry.set(path, v, "preset")
-            worker = model.start(torch_threads, frame_path)
-            model.first = worker.render_now(model.generator.advance(scene.registry.values(), features, 0.0))
-        except BaseException:
-            scene.close()
-            raise
+        for path, v in preset.values.items():
+            scene.registry.set(path, v, "preset")
+        render_first(model, scene.registry.values(), features, torch_threads, frame_path)
         return scene
+
+    def build_model_live(self, preset: Preset, values: Mapping, features, torch_threads: int | None, frame_path: str,
+                         scale: float) -> SceneModel:
+        """The preset's model alone at `scale`, started and with its first frame rendered (how an out-of-memory
+        step rebuilds the playing scene's model on the loader thread); closed if anything fails."""
+        return render_first(self.make_model(preset, scale), values, features, torch_threads, frame_path)
+
+
+def render_first(model: SceneModel, values: Mapping, features, torch_threads: int | None, frame_path: str) -> SceneModel:
+    """Start `model`'s worker and render its first frame into `model.first` on the calling thread (it traces or
+    compiles the network); a failure closes the model and is raised."""
+    try:
+        worker = model.start(torch_threads, frame_path)
+        model.first = worker.render_now(model.generator.advance(values, features, 0.0))
+    except BaseException:
+        model.close()
+        raise
+    return model
 
 
 class SceneLoader:
