@@ -203,7 +203,8 @@ def test_bench_analysis_times_every_hop_and_part():
     from vj.audio.bench import bench_analysis
     r = bench_analysis(AudioConfig(), duration_s=2.0)
     assert r.hops == int(2.0 * 48000) // 512 and r.audio_s == pytest.approx(2.0)
-    assert {"whole hop", "beat tracker", "spectrum, levels (rest)"} <= set(r.per_hop_us)
+    assert {"whole hop", "beat tracker", "beat network", "spectrum, levels (rest)"} <= set(r.per_hop_us)
     for p50, p99, top in r.per_hop_us.values():
         assert 0 <= p50 <= p99 <= top
     assert r.per_hop_us["whole hop"][0] >= r.per_hop_us["beat tracker"][0] and r.realtime_factor > 0
+    assert r.per_hop_us["whole hop"][0] >= r.per_hop_us["beat network"][0] > 0 and r.network_elapsed_s > 0

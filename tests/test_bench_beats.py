@@ -13,6 +13,7 @@ pytest.importorskip("mir_eval")
 from vj.analyze import analyze_file  # noqa: E402
 from vj.bench_beats import Beats, Tracker, print_beat_bench, read_beats, score  # noqa: E402
 from vj.cli import main  # noqa: E402
+from vj.config import AudioConfig  # noqa: E402
 
 SR = 44100
 
@@ -100,13 +101,14 @@ def test_the_table_has_a_row_per_annotated_file_and_the_means(folder, capsys):
 def test_vj_bench_beats_scores_what_vj_analyze_finds(folder, capsys):
     assert main(["bench", "beats", str(folder)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "vj (causal)" in out[1]
+    assert "vj onsets (causal)" in out[1] and "vj network (causal)" in out[1]
     for name in ("clicks_120bpm_4-4", "clicks_100bpm_3-4"):
         line = next(line for line in out if line.startswith(name))
-        a = analyze_file(folder / f"{name}.wav")
-        want = score(read_beats(folder / f"{name}.beats"), Beats(a.beats_s, a.beat_in_bar))
-        cells = line.split(" | ")[1].split()
-        assert [float(c) for c in cells[:3]] == [round(v, 3) for v in (want.f, want.cmlt, want.amlt)], line
+        for column, beats_from in ((1, "onsets"), (2, "network")):
+            a = analyze_file(folder / f"{name}.wav", audio_cfg=AudioConfig(beats_from=beats_from))
+            want = score(read_beats(folder / f"{name}.beats"), Beats(a.beats_s, a.beat_in_bar))
+            cells = line.split(" | ")[column].split()
+            assert [float(c) for c in cells[:3]] == [round(v, 3) for v in (want.f, want.cmlt, want.amlt)], line
 
 
 def test_vj_bench_beats_needs_a_folder(tmp_path, capsys):

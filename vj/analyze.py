@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vj.audio.analyzer import Analyzer
+from vj.audio.analyzer import Analyzer, AnalyzerSettings
 from vj.audio.beats import BeatSettings
 from vj.audio.decode import decode_file
 from vj.config import AudioConfig
@@ -33,12 +33,13 @@ class Analysis:
 
 
 def analyze_samples(mono: np.ndarray, audio_cfg: AudioConfig = AudioConfig(),
-                    beat_settings: BeatSettings = BeatSettings()) -> Analysis:
+                    beat_settings: BeatSettings = BeatSettings(),
+                    settings: AnalyzerSettings = AnalyzerSettings()) -> Analysis:
     """Feed `(n,)` mono samples at `audio_cfg.sample_rate_hz` through an Analyzer in blocks of
     `audio_cfg.block_frames`, as a live input would arrive, and collect its events. No look-ahead: the
     result for the first seconds does not depend on what follows."""
     mono = np.asarray(mono, dtype=np.float32).reshape(-1)
-    analyzer = Analyzer(audio_cfg, beat_settings=beat_settings)
+    analyzer = Analyzer(audio_cfg, settings, beat_settings=beat_settings)
     block = max(1, audio_cfg.block_frames)
     beats, bars, onsets, tempo = [], [], [], []
     t0 = time.perf_counter()
@@ -57,7 +58,7 @@ def analyze_samples(mono: np.ndarray, audio_cfg: AudioConfig = AudioConfig(),
 
 def analyze_file(path: str | os.PathLike, beats_out: str | os.PathLike | None = None,
                  onsets_out: str | os.PathLike | None = None, tempo_out: str | os.PathLike | None = None,
-                 audio_cfg: AudioConfig = AudioConfig()) -> Analysis:
+                 audio_cfg: AudioConfig = AudioConfig(), settings: AnalyzerSettings = AnalyzerSettings()) -> Analysis:
     """Analyse an audio file (anything `decode_file` reads) and write the requested text files:
 
     - beats: one beat per line, `time_s<TAB>beat_in_bar` (1 = downbeat);
@@ -65,7 +66,7 @@ def analyze_file(path: str | os.PathLike, beats_out: str | os.PathLike | None = 
     - tempo: one line per beat, `time_s<TAB>bpm<TAB>confidence`.
     """
     mono = decode_file(path, audio_cfg.sample_rate_hz).mean(axis=1)
-    result = analyze_samples(mono, audio_cfg)
+    result = analyze_samples(mono, audio_cfg, settings=settings)
     if beats_out is not None:
         _write(beats_out, (f"{t:.4f}\t{b}" for t, b in zip(result.beats_s, result.beat_in_bar)))
     if onsets_out is not None:

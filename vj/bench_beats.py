@@ -90,11 +90,13 @@ def score(reference: Beats, estimate: Beats) -> Score:
     return Score(float(f), float(cmlt), float(amlt), float(downbeat))
 
 
-def annotated_files(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """(audio, .beats) pairs in a folder, by name."""
+def annotated_files(folder: str | os.PathLike, only: Sequence[str] = ()) -> list[tuple[Path, Path]]:
+    """(audio, .beats) pairs in a folder, by name; `only`: just these names (without suffix)."""
     pairs = []
     for audio in sorted(Path(folder).iterdir()):
         beats = audio.with_suffix(".beats")
+        if only and audio.stem not in only:
+            continue
         if audio.suffix.lower() in AUDIO_SUFFIXES and beats.is_file():
             pairs.append((audio, beats))
     return pairs
@@ -111,10 +113,10 @@ def _duration_s(audio: Path) -> float:
 
 
 def bench_folder(folder: str | os.PathLike, trackers: Sequence[Tracker],
-                 progress: Callable[[FileResult], None] | None = None) -> list[FileResult]:
-    """Track and score every annotated file in `folder` with each tracker."""
+                 progress: Callable[[FileResult], None] | None = None, only: Sequence[str] = ()) -> list[FileResult]:
+    """Track and score every annotated file in `folder` (`only`: these names) with each tracker."""
     results = []
-    for audio, beats in annotated_files(folder):
+    for audio, beats in annotated_files(folder, only):
         reference = read_beats(beats)
         scores, cpu = {}, {}
         for tracker in trackers:
@@ -161,15 +163,18 @@ def summary(results: Sequence[FileResult], trackers: Sequence[Tracker]) -> str:
     return "\n".join(lines)
 
 
-def vj_tracker() -> Tracker:
-    """vj's live analysis exactly as `vj analyze` runs it."""
+def vj_tracker(name: str = "vj", **settings) -> Tracker:
+    """vj's live analysis exactly as `vj analyze` runs it, with `settings` (AnalyzerSettings fields) changed."""
     from vj.analyze import analyze_file
+    from vj.audio.analyzer import AnalyzerSettings
+
+    chosen = AnalyzerSettings(**settings)
 
     def track(path: Path) -> Beats:
-        a = analyze_file(path)
+        a = analyze_file(path, settings=chosen)
         return Beats(a.beats_s, a.beat_in_bar)
 
-    return Tracker("vj", True, track)
+    return Tracker(name, True, track)
 
 
 def _import_madmom() -> bool:
@@ -209,19 +214,24 @@ def madmom_tracker() -> Tracker | None:
     return Tracker("madmom online", True, track)
 
 
-def installed_trackers() -> list[Tracker]:
-    return [t for t in (vj_tracker(), madmom_tracker()) if t is not None]
+def installed_trackers(weights: str = "") -> list[Tracker]:
+    """vj as it runs by default (beats from onsets), vj with its beat network and bar pointer (`weights`:
+    another weights file than the shipped one), and the references that import."""
+    net = f"vj network ({Path(weights).name})" if weights else "vj network"
+    return [t for t in (vj_tracker("vj onsets"), vj_tracker(net, beat_network=True, beat_weights=weights),
+                        madmom_tracker()) if t is not None]
 
 
-def print_beat_bench(folder: str | os.PathLike, trackers: Sequence[Tracker] | None = None) -> list[FileResult]:
-    """Print a row per file as it is scored, then the means and the CPU cost."""
+def print_beat_bench(folder: str | os.PathLike, trackers: Sequence[Tracker] | None = None,
+                     only: Sequence[str] = ()) -> list[FileResult]:
+    """Print a row per file as it is scored, then the means and the CPU cost. `only`: these names (stems)."""
     trackers = installed_trackers() if trackers is None else list(trackers)
-    pairs = annotated_files(folder)
+    pairs = annotated_files(folder, only)
     if not pairs:
         raise FileNotFoundError(f"{folder}: no audio file with a .beats file beside it")
     print(f"vj bench beats: {len(pairs)} annotated files in {folder}; mir_eval F at +-{F_WINDOW_S * 1000:.0f} ms, "
           f"CMLt, AMLt, downbeat F; beats before {MIN_BEAT_S:.0f} s ignored")
     print(header(trackers), flush=True)
-    results = bench_folder(folder, trackers, progress=lambda r: print(row(r, trackers), flush=True))
+    results = bench_folder(folder, trackers, progress=lambda r: print(row(r, trackers), flush=True), only=only)
     print(summary(results, trackers))
     return results

@@ -15,6 +15,7 @@ class AudioConfig:
     ring_s: float = 4.0              # ring buffer length
     waveform_samples: int = 512      # samples kept for ISF `audio` inputs
     input_channels: tuple[int, ...] | None = None   # 0-based device channels; None: the first one or two
+    beats_from: str = "onsets"       # "onsets" (the onset tracker) or "network" (vj/audio/beatnet.py + bar pointer)
 
 
 @dataclass(frozen=True)

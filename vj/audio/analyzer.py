@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vj.config import AudioConfig
+from vj.audio.barpointer import BarPointer
+from vj.audio.beatnet import LABEL_DELAY_HOPS, BandFeatures, BeatNet, load_default
 from vj.audio.beats import BeatSettings, BeatTracker
 from vj.audio.features import SILENT, Features
 
@@ -55,9 +57,23 @@ class AnalyzerSettings:
     section_trend_s: float = 4.0        # a build-up is energy and brightness rising over about this long
     drop_hold_s: float = 4.0            # `drop` decays over this long after the bass comes back
     beat_low_weight: float = 1.0        # the beat tracker hears onset flux plus this times the low-band flux
-    # The flux of a sharp attack peaks this long after it (measured with clicks, kicks, snares, hats and
-    # tones at 48 kHz, 2048-sample window, 512 hop: 11-15 ms). Beats are reported this much earlier.
-    flux_delay_s: float = 0.013
+    # The flux of a sharp attack peaks 11-15 ms after it (clicks, kicks, snares, hats and tones at 48 kHz,
+    # 2048-sample window, 512 hop). Real instruments rise more slowly: on the beat corpus (sampled drums,
+    # basses, pianos; docs/BEAT_CORPUS.md) beats reported 13 ms early still came a median 12.7 ms after the
+    # notes (p10-p90 of the pieces 7.5-17.8 ms). Beats are reported this much earlier: 23 ms centres the
+    # corpus and leaves clicks about 10 ms early.
+    flux_delay_s: float = 0.023
+    # Beats from the network, reported LABEL_DELAY_HOPS early, still came a median 11.0 ms after the notes
+    # of the beat corpus (half a hop from reporting on whole hops, the rest from where its activations
+    # peak); they are reported this much earlier on top.
+    network_delay_s: float = 0.011
+    # True: beats, tempo and bars from vj's beat network and a bar-pointer model (vj/audio/beatnet.py,
+    # barpointer.py). Off by default: out of fold on the beat corpus it does not yet beat the onset
+    # tracker (docs/BEAT_CORPUS.md).
+    beat_network: bool = False
+    beat_weights: str = ""              # another weights file for the network (training); "" = the shipped one
+    beat_onset_share: float = 0.5       # the bar pointer hears this share of onset strength beside the network's
+                                        # beat probability (music unlike the training corpus still has onsets)
 
 
 _HPSS_EVERY = 8                         # hops between updates of the percussive share (85 ms at 48 kHz)
@@ -118,6 +134,14 @@ class Analyzer:
         half = st.hpss_bins // 2                      # neighbourhoods of each bin, clamped at the edges
         self._hpss_nb = np.clip(np.arange(n_hp)[:, None] + np.arange(-half, half + 1)[None, :], 0, n_hp - 1)
         self._beat_settings = beat_settings
+        self._net = None
+        if audio_cfg.beats_from not in ("onsets", "network"):
+            raise ValueError(f"beats_from must be onsets or network, got {audio_cfg.beats_from!r}")
+        if st.beat_network or audio_cfg.beats_from == "network":
+            self._net = BeatNet.load(st.beat_weights) if st.beat_weights else load_default()
+        if self._net is not None:
+            self._band_features = BandFeatures(sr, self.n_fft, self.window)
+            self._pointer = BarPointer(self.hop_s)
 
         def alpha(tau_s: float) -> float:
             return 1.0 - math.exp(-self.hop_s / tau_s) if tau_s > 0 else 1.0
@@ -168,7 +192,13 @@ class Analyzer:
         self._section = [0.0, 0.0, 0.0]               # buildup, drop, breakdown
         self._since_tension = 1 << 30                 # hops since buildup or breakdown was above 0.5
         self._section_name = "steady"
-        self.beats = BeatTracker(self.hop_s, self._beat_settings, odf_delay_s=st.flux_delay_s)
+        if self._net is not None:
+            self._net.reset()
+            self._band_features.reset()
+            self.beats = BeatTracker(self.hop_s, self._beat_settings, odf_delay_s=LABEL_DELAY_HOPS * self.hop_s + st.network_delay_s,
+                                     pointer=self._pointer)
+        else:
+            self.beats = BeatTracker(self.hop_s, self._beat_settings, odf_delay_s=st.flux_delay_s)
         self.latest: Features = SILENT
         self.hops = 0
 
@@ -244,7 +274,13 @@ class Analyzer:
         self._sections(ms, band_ms[0], gated)
         # Kick drums and bass notes mark the beat in most music: the low band counts extra for the tracker.
         odf = 0.0 if gated else flux + st.beat_low_weight * band_flux[0]
-        beat = self.beats.update(odf, low=band_flux[0], mid=band_flux[1], chroma=chroma, silent=gated)
+        activation = None
+        if self._net is not None:
+            b, d = self._net.step(self._band_features.step(power))
+            w = st.beat_onset_share
+            activation = ((1.0 - w) * b + w * min(1.0, strength), (1.0 - w) * d)
+        beat = self.beats.update(odf, low=band_flux[0], mid=band_flux[1], chroma=chroma, silent=gated,
+                                 activation=activation)
         buildup, drop, breakdown = self._section
         return Features(
             t_s=t_s, level=self._level, rms_db=rms_db, bass=float(self._bands[0]), mid=float(self._bands[1]),

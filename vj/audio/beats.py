@@ -30,6 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vj.audio.barpointer import BarPointer, PointerState
+
+
+STEER_AFTER = 3          # hops after a beat at which it is compared with the bar pointer's (32 ms at 48 kHz)
+STEER_GAIN = 0.5         # ... and the share of the difference the grid moves
+STEER_TEMPO_GAIN = 0.1   # ... and the share its period changes by
+
 
 @dataclass(frozen=True)
 class BeatSettings:
@@ -83,9 +90,14 @@ class BeatState:
 class BeatTracker:
     """Causal beat tracker: `update()` once per analysis hop, manual controls at any time between hops."""
 
-    def __init__(self, hop_s: float, settings: BeatSettings = BeatSettings(), odf_delay_s: float = 0.0):
+    def __init__(self, hop_s: float, settings: BeatSettings = BeatSettings(), odf_delay_s: float = 0.0,
+                 pointer: BarPointer | None = None):
         """`odf_delay_s`: how long after a sound its onset strength peaks; beats are reported that much earlier
-        (on top of `lookahead_s`) so that they land on the sound, not on its detection."""
+        (on top of `lookahead_s`) so that they land on the sound, not on its detection.
+
+        `pointer`: a bar-pointer model fed beat and downbeat probabilities (`update(activation=...)`, from
+        vj.audio.beatnet); while the tempo is automatic and not locked, it decides tempo, beats and bars,
+        and the onset-strength machinery below only scores confidence."""
         if hop_s <= 0:
             raise ValueError(f"hop_s must be positive, got {hop_s}")
         self.hop_s = hop_s
@@ -111,6 +123,7 @@ class BeatTracker:
         self._warmup = int(round(st.warmup_s / hop_s))
         self._hold = int(round(st.silence_hold_s / hop_s))
         self._conf_a = 1.0 - math.exp(-hop_s / st.confidence_s)
+        self.pointer = pointer
         self.reset()
 
     # ---- state ---------------------------------------------------------------------------------
@@ -118,6 +131,15 @@ class BeatTracker:
     def reset(self) -> None:
         """Forget everything, including manual settings."""
         self.n = 0                                    # hops seen; stream time is n * hop_s
+        if self.pointer is not None:
+            self.pointer.reset()
+        self._pointed: PointerState | None = None     # the pointer's newest state
+        self._was_steered = False                     # the pointer steered the last hop
+        self._relock = True                           # the next steered hop puts the grid on the pointer
+        self._steer_check = math.inf                  # hop at which the last beat is compared with the pointer
+        self._misses = 0                              # consecutive beats the pointer put elsewhere
+        self._grid_period = 0.0                       # the steered grid's period, hops (0: take the pointer's)
+        self._meter = self.settings.beats_per_bar     # beats in the bar being counted
         # (4, len), newest last: onset strength, low- and mid-band onset strength, cumulative beat score.
         # One array shifts in one numpy call per hop; the rows are views into it.
         self._hist = np.zeros((4, self._len))
@@ -165,7 +187,9 @@ class BeatTracker:
         if period_s <= 0:
             return
         self._manual_period = p = period_s / self.hop_s
-        tap = self._taps[-1] / self.hop_s
+        # Inside, beats are where their evidence peaks, odf_delay_s after they sound (and are reported that
+        # much earlier): a tap marks the sound.
+        tap = (self._taps[-1] + self.odf_delay_s) / self.hop_s
         self._set_grid(tap + (math.floor((self.n - tap) / p) + 1) * p, p)
 
     def set_bpm(self, bpm: float | None) -> None:
@@ -190,7 +214,7 @@ class BeatTracker:
     def resync(self) -> None:
         """The next beat is a downbeat; bar counting then stays manual until `release()`."""
         self._manual_bar = True
-        self._bar_offset = (self._reported + 1) % self.settings.beats_per_bar
+        self._bar_offset = (self._reported + 1) % self._meter
 
     def lock(self, on: bool = True) -> None:
         """Hold the current tempo and phase as a metronome (for breakdowns); `lock(False)` tracks again."""
@@ -231,12 +255,15 @@ class BeatTracker:
     # ---- per hop -------------------------------------------------------------------------------
 
     def update(self, odf: float, *, low: float = 0.0, mid: float = 0.0, chroma: np.ndarray | None = None,
-               silent: bool = False) -> BeatState:
+               silent: bool = False, activation: tuple[float, float] | None = None) -> BeatState:
         """One hop: onset strength `odf` (>= 0, any scale), low- and mid-band onset strengths and the
-        chroma `(12,)` of the hop for the downbeat guess, and whether the hop was silent."""
+        chroma `(12,)` of the hop for the downbeat guess, whether the hop was silent, and (with a pointer)
+        the hop's beat and downbeat probabilities."""
         st = self.settings
         self.n += 1
         n = self.n
+        if self.pointer is not None and activation is not None:
+            self._pointed = self.pointer.step(*activation)
         odf = max(float(odf), 0.0) if math.isfinite(odf) else 0.0
         period = self._manual_period or self.period
         score = (1.0 - st.alpha) * odf + st.alpha * self._past_best(self._score, period, self._len)
@@ -263,13 +290,80 @@ class BeatTracker:
             self._go_idle()
 
         if self._active:
+            if self._steered():
+                self._steer(n)
             if n >= self._predict_at:
                 self._predict()
             if n >= self._next_beat:
                 self._internal_beat(n)
         return self._report(n)
 
+    def _steered(self) -> bool:
+        """The bar pointer decides beats now: there is one, it has an estimate, and nothing manual holds."""
+        steered = self._pointed is not None and self._manual_period is None and not self._locked
+        if not steered:
+            self._was_steered = False
+        return steered
+
+    def _steer(self, n: int) -> None:
+        """Keep the beat grid (last beat, tempo) on the pointer's beats, with fractional times.
+
+        The pointer's best state moves in whole hops and its period is a whole number of hops, so its beats
+        jitter by a hop or two around the true ones. The grid therefore runs on its own, at the tempo averaged
+        over the states near the best (fractional), and each beat is compared once, `STEER_AFTER` hops after
+        it, with the beat the pointer puts nearest: the grid moves `STEER_GAIN` of the difference. Where the
+        pointer is more than a quarter beat away twice running (a new phase, a lost beat), the grid jumps to
+        it; a beat it jumps over is given now, late, rather than not at all. The grid's period follows the
+        differences too (`STEER_TEMPO_GAIN`: a second-order loop, which leaves no lag at a steady tempo the
+        whole-hop periods cannot express) and is reset to the pointer's where they part by more than 6 %."""
+        ps = self._pointed
+        self._predict_at = math.inf
+        if not self._was_steered:
+            self._relock = True
+        self._was_steered = True
+        if self._relock:
+            self._grid_period = 0.0
+        if not self._grid_period or abs(math.log(self._grid_period / ps.tempo_period)) > 0.06:
+            self._grid_period = ps.tempo_period
+        self.period = period = self._grid_period
+        behind = ps.phase < 0.5 * ps.period
+        seen = n - ps.phase if behind else n + ps.period - ps.phase      # the pointer's beat nearest now
+        if self._relock:
+            self._relock = False
+            self._steer_check = math.inf
+            self._jump_to(n, seen, period)
+            return
+        if n >= self._steer_check:
+            self._steer_check = math.inf
+            error = seen - self._last_beat
+            if abs(error) <= 0.25 * period:
+                self._misses = 0
+                self._last_beat += STEER_GAIN * error
+                self._grid_period = period = period + STEER_TEMPO_GAIN * error
+                self.period = period
+            else:
+                self._misses += 1
+                if self._misses >= 2:
+                    self._misses = 0
+                    self._jump_to(n, seen, period)
+                    return
+        self._next_beat = self._last_beat + period        # due already (the tempo rose): given now
+
+    def _jump_to(self, n: int, seen: float, period: float) -> None:
+        """Put the grid on the pointer's beat `seen` (a hop, past or future)."""
+        if seen > n:
+            self._last_beat, self._next_beat = seen - period, seen
+        elif seen - self._last_beat >= 0.5 * period:
+            self._next_beat = float(n)                 # a beat not given yet: now
+        else:
+            self._last_beat = seen
+            self._next_beat = max(seen + period, n + 1.0)
+
     def _go_idle(self) -> None:
+        if self.pointer is not None:
+            self.pointer.reset()
+            self._pointed = None
+            self._relock = True
         self._active = self._reporting = False
         self._heard = self._filled = 0
         self._next_beat = self._predict_at = math.inf
@@ -325,9 +419,21 @@ class BeatTracker:
     def _internal_beat(self, n: int) -> None:
         self._score_confidence()
         self._beat_index += 1
-        # On schedule: a grid set by hand (taps, nudges) may fall between hops or just behind us.
+        # On schedule: a grid set by hand (taps, nudges) or steered may fall between hops or just behind us.
         self._last_beat = min(float(n), self._next_beat)
-        self._downbeat_evidence()
+        if self._steered():
+            ps = self._pointed
+            self._meter = ps.meter
+            # The beat taken now is the pointer's last beat when its phase is small, else its next one.
+            pos = ps.beat_in_bar - 1 if ps.phase < 0.5 * ps.period else ps.beat_in_bar % ps.meter
+            if not self._manual_bar:
+                self._bar_offset = (self._beat_index - pos) % self._meter
+            self._next_beat = max(self._last_beat + self.period, n + 1.0)
+            self._steer_check = self._last_beat + STEER_AFTER
+            return
+        if self.pointer is None:
+            self._downbeat_evidence()
+        # (with a pointer, bars held by hand keep counting in the pointer's meter from where they were)
         if self._manual_period is not None:
             self.period = self._manual_period
         elif not self._locked:
@@ -515,8 +621,8 @@ class BeatTracker:
             phase = (t - self._last_beat) / max(nxt - self._last_beat, 1.0)
             index = self._beat_index
         phase = min(max(phase, 0.0), 1.0 - 1e-9)
-        pos = (index - self._bar_offset) % st.beats_per_bar
-        bar_phase = (pos + phase) / st.beats_per_bar
+        pos = (index - self._bar_offset) % self._meter
+        bar_phase = (pos + phase) / self._meter
         return self._set_latest(BeatState(
             beat=beat, beat_phase=phase, bar_phase=bar_phase, beat_in_bar=pos + 1, downbeat=beat and pos == 0,
             bpm=60.0 / (period * self.hop_s), confidence=self._confidence,
