@@ -93,6 +93,9 @@ def test_session_folder_holds_audio_events_and_copies(live):
     assert changes[0]["frame"] == 0 and changes[1]["frame"] >= sent_at
     preset = next(e for e in s.events if e["kind"] == "preset")
     assert preset["frame"] == 0 and (s.folder / preset["file"]).is_file()
+    # The measured latency that beats were reported early by, whenever it changed (whole ms, under a second).
+    latency = [e["s"] for e in s.events if e["kind"] == "latency"]
+    assert latency and all(0.0 < v < 1.0 and round(v, 3) == v for v in latency)
     assert all((s.folder / f).is_file() for f in preset["shaders"].values())
     # The audio kept is exactly what the frames consumed, and it is the demo track, not silence.
     audio = s.audio()

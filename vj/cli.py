@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--web", action="store_true", help="serve the control page on 127.0.0.1 (see --web-port)")
     run.add_argument("--web-port", type=int, default=8080, help="web control page port (default 8080)")
     run.add_argument("--sample-rate", type=int, default=48000, metavar="HZ", help="audio input rate (default 48000)")
+    run.add_argument("--beats-from", choices=("onsets", "network"), default="onsets",
+                     help="beat tracking from onset strength (default) or from vj's beat network (docs/BEAT_CORPUS.md)")
     run.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                      help="audio callback block (default 256 frames, 5.3 ms at 48 kHz)")
     run.add_argument("--audio-channels", type=_channels, metavar="N[,M]",
@@ -165,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ren = sub.add_parser("render", help="render an audio file offline to a video file")
     ren.add_argument("audio", help="audio file (WAV/FLAC/MP3/OGG/M4A) or 'demo'")
+    ren.add_argument("--beats-from", choices=("onsets", "network"), default="onsets",
+                     help="beat tracking from onset strength (default) or from vj's beat network")
     # A string, not a Path: a trailing slash (frames/) asks for an image sequence and Path would drop it.
     ren.add_argument("-o", "--output", required=True,
                      help="output .mp4, or PNG frames + audio.wav: a folder (frames/) or a pattern (frames/%%06d.png)")
@@ -204,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--beats", type=Path, metavar="OUT.beats", help="write beat times: seconds, beat in bar")
     ana.add_argument("--onsets", type=Path, metavar="OUT.onsets", help="write onset times in seconds")
     ana.add_argument("--tempo", type=Path, metavar="OUT.tempo", help="write time, BPM and confidence at each beat")
+    ana.add_argument("--beats-from", choices=("onsets", "network"), default="onsets",
+                     help="beat tracking from onset strength (default) or from vj's beat network")
 
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
@@ -220,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model: stylegan2 or stylegan3 (random weights, published architecture at --size), "
                             "or any generator name (cppn, deepdream, ...)")
     bench.add_argument("--checkpoint", default=None, help="model: time this StyleGAN checkpoint instead")
+    bench.add_argument("--beatnet", default="", metavar="WEIGHTS.npz",
+                       help="beats: score vj with these beat network weights (scripts/train-beatnet.py) instead of the shipped ones")
+    bench.add_argument("--only", default="", metavar="NAME,...", help="beats: score only these files (names without suffix)")
     bench.add_argument("--backends", default="eager,trace,compile,onnx,tensorrt",
                        help="model: comma-separated backends (default: all; those that cannot run here say why)")
     bench.add_argument("--precision", default="fp32,bf16,fp16", help="model: comma-separated precisions")
@@ -232,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--frames", type=int, default=90, help="stages: frames per measurement")
     bench.add_argument("--preset", default=None, help="default: 'default' for stages, 'flash' for latency")
     bench.add_argument("--clicks", type=int, default=40, help="latency: clicks to time (default 40)")
+    bench.add_argument("--beats", nargs="?", const="clicks", default=None, metavar="AUDIO",
+                       help="latency: time flashes on the tracker's beats against the true beats instead: a 120 BPM "
+                            "click track, or AUDIO with AUDIO.beats beside it (first --seconds)")
+    bench.add_argument("--seconds", type=float, default=40.0, help="latency --beats: seconds of audio (default 40)")
+    bench.add_argument("--beats-from", choices=("onsets", "network"), default="onsets",
+                       help="latency --beats: the show's beat tracking (default onsets)")
     bench.add_argument("--server", choices=("jack", "pulse"), default="jack",
                        help="latency: JACK dummy driver (default) or a PulseAudio null sink; "
                             "a running JACK server is used as it is")
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "render":
         from vj.show import render_offline
-        rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args), AudioConfig(),
+        rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args), AudioConfig(beats_from=args.beats_from),
                              start_s=args.start, duration_s=args.duration,
                              progress=False if args.no_progress else None, timeline=args.timeline)
         print(f"wrote {rep.path}: {rep.frames} frames, {rep.duration_s:.2f} s at {args.fps:g} fps, "
@@ -311,7 +326,7 @@ def _dispatch(args) -> int:
         if not 8000 <= args.sample_rate <= 384000 or not 16 <= args.block_size <= 8192:
             raise UsageError("--sample-rate must be 8000..384000 Hz and --block-size 16..8192 frames")
         audio_cfg = AudioConfig(sample_rate_hz=args.sample_rate, block_frames=args.block_size,
-                                input_channels=args.audio_channels)
+                                input_channels=args.audio_channels, beats_from=args.beats_from)
         from vj.config import RecordConfig
         rw, rh = args.record_size or (None, None)
         session = None if args.session is None else Path(args.session or f"vj-session-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -353,7 +368,7 @@ def _dispatch(args) -> int:
         return _demo(args)
     if args.command == "analyze":
         from vj.analyze import analyze_file
-        rep = analyze_file(args.audio, args.beats, args.onsets, args.tempo)
+        rep = analyze_file(args.audio, args.beats, args.onsets, args.tempo, audio_cfg=AudioConfig(beats_from=args.beats_from))
         print(f"{args.audio}: {len(rep.beats_s)} beats at {rep.bpm:.1f} BPM (median), {len(rep.onsets_s)} onsets in "
               f"{rep.duration_s:.1f} s; analysed at {rep.duration_s / max(rep.elapsed_s, 1e-9):.0f}x real time")
         return 0
@@ -371,7 +386,10 @@ def _dispatch(args) -> int:
             if args.folder is None or not args.folder.is_dir():
                 raise UsageError("usage: vj bench beats DIR (a folder of audio files with NAME.beats beside each)")
             from vj.bench_beats import print_beat_bench
-            print_beat_bench(args.folder)
+            from vj.bench_beats import installed_trackers
+
+            only = [n for n in args.only.split(",") if n]
+            print_beat_bench(args.folder, installed_trackers(args.beatnet), only=only)
             return 0
         if args.what == "analysis":
             from vj.audio.bench import print_analysis_bench
@@ -388,6 +406,13 @@ def _dispatch(args) -> int:
         if args.what == "latency":
             if not 16 <= args.block_size <= 8192 or args.clicks < 1:
                 raise UsageError("--block-size must be 16..8192 frames and --clicks at least 1")
+            if args.beats is not None:
+                from vj.beat_latency import run_beat_latency_bench
+                audio = None if args.beats == "clicks" else Path(args.beats)
+                report = run_beat_latency_bench(_render_cfg(args), AudioConfig(block_frames=args.block_size,
+                                                                                beats_from=args.beats_from),
+                                                audio=audio, seconds=args.seconds, server=args.server)
+                return 0 if report.errors_ms else 1
             from vj.latency import run_latency_bench
             report = run_latency_bench(_render_cfg(args), AudioConfig(block_frames=args.block_size),
                                        clicks=args.clicks, preset=args.preset or "flash", server=args.server)

@@ -70,8 +70,10 @@ ENGINE_PARAMS = (
           "beat or bar"),
     Param("/preset/model_fade_s", 1.0, 0.0, 10.0, unit="s", description="a scene change that changes the model "
           "dissolves from the old picture over at least this long (live)"),
-    Param("/audio/lookahead_ms", 0.0, 0.0, 150.0, unit="ms", description="report beats this much early, to "
-          "land them on the sound despite the output latency (the HUD's latency figure is a good value)"),
+    Param("/audio/lookahead_ms", 0.0, 0.0, 150.0, unit="ms", description="report beats this much early (on top "
+          "of the measured latency when /audio/lookahead_auto is on): a projector's or LED processor's own delay"),
+    Param("/audio/lookahead_auto", True, kind="bool", description="live: report beats early by the audio-to-light "
+          "latency the show measures (the HUD's figure), so that a flash on the beat is seen on the beat"),
     Param("/audio/gain", 1.0, 0.0, 8.0, unit="x", description="input gain before analysis"),
 )
 
@@ -149,6 +151,7 @@ class Engine:
         self.modulator = Modulator(self.registry)
         self.analyzer = Analyzer(audio_cfg)
         self.features: Features = SILENT
+        self.output_latency_s = 0.0     # live: audio-to-light latency the show measures (0 offline)
         self.render_scale = render_cfg.render_scale or auto_render_scale(ctx)
         # On a software rasteriser llvmpipe's threads already fill the cores; a second pool of torch
         # threads only fights them (offline 720p render: 15.9 -> 18.5 fps with one torch thread).
@@ -658,7 +661,8 @@ class Engine:
     def analyse(self, mono: np.ndarray | None) -> Features:
         t0 = time.perf_counter()
         hops: list[Features] = []
-        self.analyzer.beats.lookahead_s = float(self.registry.get("/audio/lookahead_ms")) / 1e3
+        auto = self.output_latency_s if self.registry.get("/audio/lookahead_auto") else 0.0
+        self.analyzer.beats.lookahead_s = float(self.registry.get("/audio/lookahead_ms")) / 1e3 + auto
         if mono is not None and len(mono):
             gain = float(self.registry.get("/audio/gain"))
             hops = self.analyzer.process(np.asarray(mono, np.float32) * np.float32(gain))

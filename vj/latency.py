@@ -117,63 +117,82 @@ def _start_server(kind: str, audio_cfg: AudioConfig, stack: contextlib.ExitStack
     raise ValueError(f"unknown audio server {kind!r}: use jack or pulse")
 
 
+def live_rig(stack: contextlib.ExitStack, render_cfg: RenderConfig, audio_cfg: AudioConfig, preset: str, server: str,
+             make_player) -> tuple:
+    """A live show on `preset` listening to an audio server, a player (`make_player(device, sample_rate_hz)`)
+    wired into its input, an Xvfb display where there is none, and a probe that reads the centre of every
+    drawn frame. Everything is closed by `stack`. Returns (show, started player, what the server is)."""
+    from vj.show import LiveShow           # the window stack, only when measuring
+
+    if not os.environ.get("DISPLAY"):
+        from vj.output.xvfb import running_xvfb
+        display = stack.enter_context(running_xvfb(f"{render_cfg.width_px}x{render_cfg.height_px}x24"))
+        stack.enter_context(_env("DISPLAY", display))
+        log.info("no display: measuring in Xvfb %s", display)
+    srv, device, what = _start_server(server, audio_cfg, stack)
+    before = _ports(srv)
+    show = LiveShow(device, preset, render_cfg, audio_cfg, ControlConfig(osc_port=0))
+    stack.callback(show.close)
+    vj_inputs = sorted(p for p in _ports(srv) - before if ":in" in p)
+    player = make_player(device, show.audio_cfg.sample_rate_hz)
+    after_show = _ports(srv)
+    player.start()
+    stack.callback(player.stop)
+    if isinstance(srv, JackServer):
+        outs = sorted(p for p in _ports(srv) - after_show if ":out" in p)
+        if not outs or not vj_inputs:
+            raise AudioServerError(f"could not find the JACK ports (inputs {vj_inputs}, outputs {outs})")
+        for port in vj_inputs:
+            for cap in (p for p in srv.ports() if p.startswith("system:capture")):
+                srv.disconnect(cap, port)
+            srv.connect(outs[0], port)
+    ctx = show.window.ctx
+
+    def probe() -> float:
+        w, h = show.window.framebuffer_size
+        data = ctx.screen.read(viewport=((w - PROBE_PX) // 2, (h - PROBE_PX) // 2, PROBE_PX, PROBE_PX),
+                               components=3)
+        return float(np.frombuffer(data, np.uint8).mean()) / 255.0
+
+    show.probe = probe
+    return show, player, what
+
+
+def drive(show, player, timeout_s: float, length_s: float | None = None) -> list[tuple[int, float]]:
+    """Run the show's frame loop: a second of dark frames once audio flows (the probe's dark level), then arm
+    the player; stop a second after it is done (or `length_s` after arming), or after `timeout_s`. Returns
+    the input callbacks' arrivals: (samples delivered so far, time), in order."""
+    arrivals: dict[int, float] = {}
+    deadline = time.monotonic() + timeout_s
+    armed_at = finished_at = None
+    while time.monotonic() < deadline:
+        show.frame()
+        for t, frames in show.source.arrivals():
+            arrivals.setdefault(frames, t)
+        now = time.monotonic()
+        if armed_at is None and show.source.samples_read > 0 and show.frames > 30:
+            armed_at = now + 1.0
+        if armed_at is not None and now >= armed_at and not player.armed:
+            player.arm()
+            if length_s is not None:
+                finished_at = now + length_s
+        if length_s is None and player.done and finished_at is None:
+            finished_at = now
+        if finished_at is not None and now - finished_at > 1.0:
+            break
+    return sorted(arrivals.items())
+
+
 def measure_latency(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, clicks: int = 40, preset: str = "flash",
                     server: str = "jack", seed: int = 0, timeout_s: float | None = None) -> LatencyReport:
     """Play `clicks` clicks into a live show and time each one to the frame that shows it."""
-    from vj.show import LiveShow           # the window stack, only when measuring
-
     with contextlib.ExitStack() as stack:
-        if not os.environ.get("DISPLAY"):
-            from vj.output.xvfb import running_xvfb
-            display = stack.enter_context(running_xvfb(f"{render_cfg.width_px}x{render_cfg.height_px}x24"))
-            stack.enter_context(_env("DISPLAY", display))
-            log.info("no display: measuring in Xvfb %s", display)
-        srv, device, what = _start_server(server, audio_cfg, stack)
-        before = _ports(srv)
-        show = LiveShow(device, preset, render_cfg, audio_cfg, ControlConfig(osc_port=0))
-        stack.callback(show.close)
-        vj_inputs = sorted(p for p in _ports(srv) - before if ":in" in p)
+        show, player, what = live_rig(stack, render_cfg, audio_cfg, preset, server,
+                                      lambda device, sr: ClickPlayer(device, sr, audio_cfg.block_frames, clicks,
+                                                                     seed=seed))
         sr = show.audio_cfg.sample_rate_hz
-        player = ClickPlayer(device, sr, audio_cfg.block_frames, clicks, seed=seed)
-        after_show = _ports(srv)
-        player.start()
-        stack.callback(player.stop)
-        if isinstance(srv, JackServer):
-            outs = sorted(p for p in _ports(srv) - after_show if ":out" in p)
-            if not outs or not vj_inputs:
-                raise AudioServerError(f"could not find the JACK ports (inputs {vj_inputs}, outputs {outs})")
-            for port in vj_inputs:
-                for cap in (p for p in srv.ports() if p.startswith("system:capture")):
-                    srv.disconnect(cap, port)
-                srv.connect(outs[0], port)
-
-        ctx = show.window.ctx
-
-        def probe() -> float:
-            w, h = show.window.framebuffer_size
-            data = ctx.screen.read(viewport=((w - PROBE_PX) // 2, (h - PROBE_PX) // 2, PROBE_PX, PROBE_PX),
-                                   components=3)
-            return float(np.frombuffer(data, np.uint8).mean()) / 255.0
-
-        show.probe = probe
         show.frame_log = records = []
-        arrivals: dict[int, float] = {}
-        deadline = time.monotonic() + (timeout_s or 15.0 + clicks * 0.8)
-        armed_at = None
-        finished_at = None
-        while time.monotonic() < deadline:
-            show.frame()
-            for t, frames in show.source.arrivals():
-                arrivals.setdefault(frames, t)
-            now = time.monotonic()
-            if armed_at is None and show.source.samples_read > 0 and show.frames > 30:
-                armed_at = now + 1.0       # one second of dark frames first: the probe's dark level
-            if armed_at is not None and now >= armed_at and not player.armed:
-                player.arm()
-            if player.done and finished_at is None:
-                finished_at = now
-            if finished_at is not None and now - finished_at > 1.0:
-                break
+        arrivals = drive(show, player, timeout_s or 15.0 + clicks * 0.8)
         report = LatencyReport(server=what, clicks=clicks, preset=preset,
                                size=(render_cfg.width_px, render_cfg.height_px), block_frames=audio_cfg.block_frames)
         lat, worker = show.latency, show.engine.worker
@@ -182,7 +201,7 @@ def measure_latency(render_cfg: RenderConfig, audio_cfg: AudioConfig, *, clicks:
         report.estimate_ms = show.latency.split_ms()
         report.model_path_ms = show.latency.model_path_ms()
         report.display_fps = show.stats.summary().get("display_fps", 0.0)
-        report.measured = analyse(records, sorted(arrivals.items()), sr, show.source.input_latency_s)
+        report.measured = analyse(records, arrivals, sr, show.source.input_latency_s)
         return report
 
 

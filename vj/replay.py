@@ -57,6 +57,8 @@ class _Events:
                 self._change(ev)
             elif kind == "bpm":
                 self.engine.analyzer.beats.set_bpm(ev.get("bpm"))
+            elif kind == "latency":
+                self.engine.output_latency_s = float(ev.get("s", 0.0))
 
     def _preset(self, ev: dict) -> None:
         engine = self.engine

@@ -19,6 +19,8 @@ A live run with `--session DIR` writes (see also docs/SESSIONS.md):
                                    switch with its morph and fade; false: a plain load or a hot reload)
                     kind "shader"  an effect recompiled from an edited file: "effect", "file"
                     kind "bpm"     the MIDI clock set the tempo ("bpm": number) or let it go (null)
+                    kind "latency" the measured audio-to-light latency changed ("s"): beats are reported that
+                                   much early while /audio/lookahead_auto is on
                     kind "record"  a recording started ("path") or stopped ("path": null)
                     kind "restart" the show restarted after a crash and this folder continues "continues" (the
                                    dead show's folder, which got restart.json); "reason" (vj.showstate)

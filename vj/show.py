@@ -307,6 +307,14 @@ class LiveShow:
             block = self.session.input(self.frames, _stereo(block))
         rec = FrameRecord(time.monotonic(), self.source.samples_read)
         mono = block.mean(axis=1) if block.ndim == 2 else block
+        # Beats are reported this much early (with /audio/lookahead_auto), to be seen when they sound.
+        if self.frames % 16 == 0:
+            self.latency.input_latency_s = self.source.input_latency_s
+            latency_s = round((self.latency.total_ms() or 0.0) / 1e3, 3)     # whole ms: few session events
+            if latency_s != engine.output_latency_s:
+                engine.output_latency_s = latency_s
+                if self.session is not None:           # a replay reports beats as early as the show did
+                    self.session.event("latency", s=latency_s)
         try:
             engine.step_live(mono, self.clock.t_s, dt)
         except Exception as exc:  # the frame boundary: log, keep the show going on the last good state

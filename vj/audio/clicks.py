@@ -25,18 +25,21 @@ class ClickPlayer:
 
     Random gaps keep the clicks from locking to the frame rate, so the measurement samples every phase of the
     frame loop. The callback only copies; `emitted` lists the stream sample index of each click's first sample.
+    `sound` and `offsets_s` play another sound (a whole song: one offset) at given times after arming instead.
     """
 
     def __init__(self, device: int | str | None, sample_rate_hz: int, block_frames: int, count: int,
-                 gap_s: tuple[float, float] = (0.35, 0.65), seed: int = 0, channels: int = 1):
+                 gap_s: tuple[float, float] = (0.35, 0.65), seed: int = 0, channels: int = 1,
+                 sound: np.ndarray | None = None, offsets_s: list[float] | None = None):
         self.device = find_device(device, "output")
         self.sample_rate_hz = sample_rate_hz
         self.block_frames = block_frames
         self.channels = channels
-        self.burst = click_burst(sample_rate_hz)
-        rng = np.random.default_rng(seed)
-        gaps = rng.uniform(gap_s[0], gap_s[1], size=count)
-        self._offsets = np.round(np.cumsum(gaps) * sample_rate_hz).astype(np.int64)   # after arming
+        self.burst = click_burst(sample_rate_hz) if sound is None else np.asarray(sound, np.float32)
+        if offsets_s is None:
+            rng = np.random.default_rng(seed)
+            offsets_s = np.cumsum(rng.uniform(gap_s[0], gap_s[1], size=count))
+        self._offsets = np.round(np.asarray(offsets_s) * sample_rate_hz).astype(np.int64)   # after arming
         self.emitted: list[int] = []
         self._pos = 0
         self._start: int | None = None   # stream index at which the armed schedule begins
