@@ -52,7 +52,8 @@ class BeatLatencyReport:
     def lines(self) -> list[str]:
         e = np.asarray(self.errors_ms)
         out = [f"vj bench latency --beats: {self.what} through {self.server}, {self.size[0]}x{self.size[1]}, "
-               f"display {self.display_fps:.1f} fps, beats reported {self.lookahead_ms:.1f} ms early (measured latency)",
+               f"display {self.display_fps:.1f} fps, beats reported {self.lookahead_ms:.1f} ms early "
+               "(measured latency)",
                f"  flashes on {len(e)}/{self.beats} beats, {self.extra_flashes} flashes off the beat"]
         if len(e):
             verdict = "meets" if self.percentile_abs(95) <= TARGET_P95_MS and len(e) >= 0.9 * self.beats else "misses"

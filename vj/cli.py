@@ -227,8 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "or any generator name (cppn, deepdream, ...)")
     bench.add_argument("--checkpoint", default=None, help="model: time this StyleGAN checkpoint instead")
     bench.add_argument("--beatnet", default="", metavar="WEIGHTS.npz",
-                       help="beats: score vj with these beat network weights (scripts/train-beatnet.py) instead of the shipped ones")
-    bench.add_argument("--only", default="", metavar="NAME,...", help="beats: score only these files (names without suffix)")
+                       help="beats: score vj with these beat network weights (scripts/train-beatnet.py) instead "
+                            "of the shipped ones")
+    bench.add_argument("--only", default="", metavar="NAME,...",
+                       help="beats: score only these files (names without suffix)")
     bench.add_argument("--backends", default="eager,trace,compile,onnx,tensorrt",
                        help="model: comma-separated backends (default: all; those that cannot run here say why)")
     bench.add_argument("--precision", default="fp32,bf16,fp16", help="model: comma-separated precisions")
@@ -316,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "render":
         from vj.show import render_offline
-        rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args), AudioConfig(beats_from=args.beats_from),
+        rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args),
+                             AudioConfig(beats_from=args.beats_from),
                              start_s=args.start, duration_s=args.duration,
                              progress=False if args.no_progress else None, timeline=args.timeline)
         print(f"wrote {rep.path}: {rep.frames} frames, {rep.duration_s:.2f} s at {args.fps:g} fps, "
@@ -368,7 +371,8 @@ def _dispatch(args) -> int:
         return _demo(args)
     if args.command == "analyze":
         from vj.analyze import analyze_file
-        rep = analyze_file(args.audio, args.beats, args.onsets, args.tempo, audio_cfg=AudioConfig(beats_from=args.beats_from))
+        rep = analyze_file(args.audio, args.beats, args.onsets, args.tempo,
+                           audio_cfg=AudioConfig(beats_from=args.beats_from))
         print(f"{args.audio}: {len(rep.beats_s)} beats at {rep.bpm:.1f} BPM (median), {len(rep.onsets_s)} onsets in "
               f"{rep.duration_s:.1f} s; analysed at {rep.duration_s / max(rep.elapsed_s, 1e-9):.0f}x real time")
         return 0

@@ -195,8 +195,8 @@ class Analyzer:
         if self._net is not None:
             self._net.reset()
             self._band_features.reset()
-            self.beats = BeatTracker(self.hop_s, self._beat_settings, odf_delay_s=LABEL_DELAY_HOPS * self.hop_s + st.network_delay_s,
-                                     pointer=self._pointer)
+            delay_s = LABEL_DELAY_HOPS * self.hop_s + st.network_delay_s
+            self.beats = BeatTracker(self.hop_s, self._beat_settings, odf_delay_s=delay_s, pointer=self._pointer)
         else:
             self.beats = BeatTracker(self.hop_s, self._beat_settings, odf_delay_s=st.flux_delay_s)
         self.latest: Features = SILENT
