@@ -176,9 +176,12 @@ def test_analysed_grid_follows_the_kicks():
     samples, kicks = silence_then_kicks(silent_s=1.0, loud_s=8.0)
     g = BeatGrid.from_audio(samples.mean(axis=1), AudioConfig(), 4)
     assert g.period_s == pytest.approx(0.5, abs=0.02)
-    # Every detected beat sits on a kick; bars are four beats apart.
-    for t in g.beats_s:
+    # Every detected beat sits on a kick; bars are four beats apart. The grid's next beat after the last kick
+    # falls when the audio ends (9.0 s) and is reported up to the tracker's report delay (23 ms) before it:
+    # it has no kick to sit on.
+    for t in g.beats_s[g.beats_s < kicks[-1] + 0.25]:
         assert min(abs(t - k) for k in kicks) < 0.05, t
+    assert np.all(g.beats_s < len(samples) / 48000 + 1e-9)
     assert g.time_of_beat(g.bar_start(2)) - g.time_of_beat(g.bar_start(1)) == pytest.approx(2.0, abs=0.06)
     a = analyze_samples(samples.mean(axis=1))
     assert np.allclose(g.beats_s, a.beats_s)          # the same analysis on the same samples: equal in fact
