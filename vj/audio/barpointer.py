@@ -77,18 +77,21 @@ class BarPointer:
         self.meter_of = np.concatenate(meter_of)
         self.period_of = np.concatenate(period_of)
         self.pos_of = np.concatenate(pos_of)
-        seg_start = np.zeros(self.n_states, bool)
         # Beat boundaries: start[m][k, j] is the first hop of beat k (0 = downbeat) at period j, end[m][k, j]
         # the last hop of the beat before it (the bar's last hop for k = 0).
         self._bounds = []
+        firsts = []
         for m, base, _ in self._blocks:
             first = base + np.concatenate(([0], np.cumsum(m * periods)[:-1]))            # (nt,)
-            seg_start[first] = True
+            firsts.append(first)
             start = first[None, :] + np.arange(m)[:, None] * periods[None, :]            # (m, nt)
             end = np.roll(start, -1, axis=0) - 1
             end[-1] = first + m * periods - 1
             end = np.roll(end, 1, axis=0)                                               # beat k-1's last hop
             self._bounds.append((start, end))
+        self._seg_first = np.concatenate(firsts)         # first state of each (meter, period), in layout order
+        # Periods within 4 % of each other: the tempo estimate averages over these (near[j]: around period j).
+        self._near = np.abs(np.log(periods[None, :] / periods[:, None])) < 0.04
         ratio = periods[None, :] / periods[:, None]                                      # (from, to)
         trans = np.exp(-st.tempo_lambda * np.abs(ratio - 1.0)) + st.tempo_jump
         self._trans = trans / trans.sum(axis=1, keepdims=True)
@@ -123,10 +126,12 @@ class BarPointer:
         period = int(self.period_of[best])
         pos = int(self.pos_of[best])
         meter = int(self.meter_of[best])
-        near = (self.meter_of == meter) & (np.abs(np.log(self.period_of / period)) < 0.04)
-        mass = self.p[near]
+        # Probability of each (meter, period), then of the periods near the best in its meter.
+        seg_mass = np.add.reduceat(self.p, self._seg_first).reshape(len(self.settings.meters), len(self.periods))
+        near = self._near[int(np.searchsorted(self.periods, period))]
+        mass = seg_mass[self.settings.meters.index(meter), near]
         total = float(mass.sum())
-        mean = float(mass @ self.period_of[near]) / total if total > 0 else float(period)
+        mean = float(mass @ self.periods[near]) / total if total > 0 else float(period)
         return PointerState(period=float(period), tempo_period=mean, phase=pos % period, beat_in_bar=pos // period + 1,
                             meter=meter, confidence=total)
 
