@@ -134,7 +134,6 @@ class BeatTracker:
         if self.pointer is not None:
             self.pointer.reset()
         self._pointed: PointerState | None = None     # the pointer's newest state
-        self._was_steered = False                     # the pointer steered the last hop
         self._relock = True                           # the next steered hop puts the grid on the pointer
         self._steer_check = math.inf                  # hop at which the last beat is compared with the pointer
         self._misses = 0                              # consecutive beats the pointer put elsewhere
@@ -299,10 +298,11 @@ class BeatTracker:
         return self._report(n)
 
     def _steered(self) -> bool:
-        """The bar pointer decides beats now: there is one, it has an estimate, and nothing manual holds."""
+        """The bar pointer decides beats now: there is one, it has an estimate, and nothing manual holds.
+        While it does not, the grid is the tracker's own, and the pointer takes it over afresh when it can."""
         steered = self._pointed is not None and self._manual_period is None and not self._locked
         if not steered:
-            self._was_steered = False
+            self._relock = True
         return steered
 
     def _steer(self, n: int) -> None:
@@ -318,9 +318,6 @@ class BeatTracker:
         whole-hop periods cannot express) and is reset to the pointer's where they part by more than 6 %."""
         ps = self._pointed
         self._predict_at = math.inf
-        if not self._was_steered:
-            self._relock = True
-        self._was_steered = True
         if self._relock:
             self._grid_period = 0.0
         if not self._grid_period or abs(math.log(self._grid_period / ps.tempo_period)) > 0.06:
