@@ -24,7 +24,7 @@ from vj.audio.clicks import ClickPlayer, click_burst
 from vj.audio.servers import AudioServerError
 from vj.audio.sources import AudioDeviceError
 from vj.config import AudioConfig, RenderConfig
-from vj.latency import drive, find_clicks, live_rig
+from vj.latency import SoundClock, drive, find_clicks, live_rig
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,9 @@ def match_flashes(report: BeatLatencyReport, records, arrivals: list[tuple[int, 
     if not marks or not arrivals:
         return
     start = marks[0] + int(MARKER_GAP_S * sample_rate_hz)           # input-stream index of the content
-    arr_frames = np.array([f for f, _ in arrivals])
-    arr_times = np.array([t for _, t in arrivals])
-    sounds = []
-    for b in beats_s[beats_s >= skip_s]:
-        sample = start + int(round(b * sample_rate_hz))
-        k = int(np.searchsorted(arr_frames, sample, side="right"))
-        if k < len(arr_frames):
-            sounds.append(float(arr_times[k]) - input_latency_s - (int(arr_frames[k]) - 1 - sample) / sample_rate_hz)
+    clock = SoundClock(arrivals, sample_rate_hz, input_latency_s)
+    timed = (clock.at(start + int(round(b * sample_rate_hz))) for b in beats_s[beats_s >= skip_s])
+    sounds = [t[0] for t in timed if t is not None]
     flashes = np.array([records[i].t_swapped for i in flash_onsets(records)])
     if not len(sounds) or not len(flashes):
         return

@@ -236,6 +236,26 @@ def find_clicks(records: list[FrameRecord], sample_rate_hz: int, threshold: floa
     return out
 
 
+class SoundClock:
+    """When a sample of the input stream would have hit the converter, from the callbacks' arrivals: the
+    arrival of the first callback that delivered it, minus the samples after it in that callback, minus the
+    input latency the stream reports."""
+
+    def __init__(self, arrivals: list[tuple[int, float]], sample_rate_hz: int, input_latency_s: float):
+        self.frames = np.array([f for f, _ in arrivals])
+        self.times = np.array([t for _, t in arrivals])
+        self.sample_rate_hz = sample_rate_hz
+        self.input_latency_s = input_latency_s
+
+    def at(self, sample: int) -> tuple[float, float] | None:
+        """(sound time, arrival time) of stream sample `sample`; None if no callback delivered it."""
+        k = int(np.searchsorted(self.frames, sample, side="right"))   # first callback that delivered it
+        if k >= len(self.frames):
+            return None
+        arrival, delivered = float(self.times[k]), int(self.frames[k])
+        return arrival - self.input_latency_s - (delivered - 1 - sample) / self.sample_rate_hz, arrival
+
+
 def analyse(records: list[FrameRecord], arrivals: list[tuple[int, float]], sample_rate_hz: int,
             input_latency_s: float) -> list[ClickLatency]:
     """Time each click in the frames' audio to the first frame whose probe shows the flash."""
@@ -249,15 +269,13 @@ def analyse(records: list[FrameRecord], arrivals: list[tuple[int, float]], sampl
     if bright - dark < 0.05:
         return []                            # the picture never flashed: nothing to time
     threshold = dark + 0.5 * (bright - dark)
-    arr_frames = np.array([f for f, _ in arrivals])
-    arr_times = np.array([t for _, t in arrivals])
+    clock = SoundClock(arrivals, sample_rate_hz, input_latency_s)
     out = []
     for sample in clicks:
-        k = int(np.searchsorted(arr_frames, sample, side="right"))   # first callback that delivered it
-        if k >= len(arr_frames):
+        timed = clock.at(sample)
+        if timed is None:
             continue
-        arrival, delivered = float(arr_times[k]), int(arr_frames[k])
-        sound = arrival - input_latency_s - (delivered - 1 - sample) / sample_rate_hz
+        sound, arrival = timed
         read_i = next((i for i, r in enumerate(records) if r.samples_read > sample), None)
         if read_i is None:
             continue
