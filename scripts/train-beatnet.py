@@ -30,17 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vj.audio import beatnet  # noqa: E402
 from vj.audio.decode import decode_file  # noqa: E402
+from vj.bench_beats import read_beats  # noqa: E402
 
 SR = 48000
 HOP = 512
 FFT = 2048
 SPEEDS = ((5, 6), (11, 12), (1, 1), (12, 11), (6, 5))   # resample up/down: tempo x down/up
 EXCERPT_HOPS = 960                                       # 10.2 s
-
-
-def read_beats(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    return np.array([float(r[0]) for r in rows]), np.array([int(float(r[1])) for r in rows])
 
 
 def labels(times_s: np.ndarray, in_bar: np.ndarray, n_hops: int, hop_s: float) -> np.ndarray:
@@ -64,7 +60,11 @@ def features(args) -> None:
             if not audio.exists():
                 continue
             mono = decode_file(audio, SR).mean(axis=1)
-            times, in_bar = read_beats(beats_path)
+            beats = read_beats(beats_path)
+            if beats.in_bar is None:
+                print(f"{beats_path}: no beat-in-bar column, skipped (the network learns downbeats too)")
+                continue
+            times, in_bar = beats.times_s, beats.in_bar
             for up, down in SPEEDS:
                 dest = out / f"{beats_path.stem}@{tag}@{down}-{up}.npz"
                 if dest.exists():

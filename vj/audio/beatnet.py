@@ -12,11 +12,14 @@ hop; training computes the same features for whole files at once (`file_features
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 WEIGHTS = Path(__file__).with_name("beatnet.npz")
 BANDS_PER_OCTAVE = 4
@@ -107,8 +110,7 @@ class BeatNet:
 
     @classmethod
     def load(cls, path: str | os.PathLike = WEIGHTS) -> "BeatNet":
-        with np.load(path) as data:
-            return cls({k: data[k] for k in data.files})
+        return cls(read_weights(path))
 
     def reset(self) -> None:
         self.h = [np.zeros(w_hh.shape[1]) for _, w_hh, _, _ in self.layers]
@@ -131,6 +133,12 @@ class BeatNet:
         return float(p[1] + p[2]), float(p[2])
 
 
+def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of a weights file (.npz; no pickles: np.load refuses object arrays)."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
 _DEFAULT: dict[str, np.ndarray] | None = None
 
 
@@ -140,11 +148,8 @@ def load_default() -> BeatNet | None:
     global _DEFAULT
     if _DEFAULT is None:
         try:
-            with np.load(WEIGHTS) as data:
-                _DEFAULT = {k: data[k] for k in data.files}
+            _DEFAULT = read_weights(WEIGHTS)
         except (OSError, ValueError) as exc:
-            import logging
-            logging.getLogger(__name__).warning("beat network weights %s unreadable (%s): beats from onsets only",
-                                                WEIGHTS, exc)
+            log.warning("beat network weights %s unreadable (%s): beats from onsets only", WEIGHTS, exc)
             return None
     return BeatNet(_DEFAULT)
