@@ -6,7 +6,6 @@ import ctypes
 import ctypes.util
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import glfw
 import moderngl
 import numpy as np
 import pytest
-from xvfb import xvfb_display  # noqa: F401  (fixture)
+from xvfb import display, xvfb_display, xwd_root  # noqa: F401  (fixtures)
 
 from vj.output import window as window_mod
 from vj.output.window import NO_DISPLAY, Window, WindowError, key_name, list_monitors
@@ -37,14 +36,6 @@ FRAGMENT = """
 out vec4 color;
 void main() { color = vec4(1.0, 0.0, 0.0, 1.0); }
 """
-
-
-@pytest.fixture
-def display(xvfb_display, monkeypatch):  # noqa: F811  (the imported fixture)
-    monkeypatch.setenv("DISPLAY", xvfb_display)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    yield xvfb_display
-    assert window_mod._glfw_users == 0, "a test left glfw initialised"
 
 
 @pytest.fixture
@@ -78,23 +69,6 @@ def read_screen(ctx: moderngl.Context, size: tuple[int, int]) -> np.ndarray:
     # which GL refuses (GL_INVALID_OPERATION) while still reading the back buffer: clear that flag.
     assert ctx.error in ("GL_NO_ERROR", "GL_INVALID_OPERATION")
     return np.frombuffer(data, np.uint8).reshape(h, w, 3)[::-1]
-
-
-def xwd_root(display: str) -> np.ndarray:
-    """(h, w, 3) uint8 screenshot of the whole X screen through `xwd -root` (what was presented)."""
-    raw = subprocess.run(["xwd", "-root", "-silent", "-display", display], check=True,
-                         capture_output=True, timeout=30).stdout
-    header = struct.unpack(">25I", raw[:100])
-    header_size, width, height, byte_order = header[0], header[4], header[5], header[7]
-    bytes_per_pixel, bytes_per_line, masks, ncolors = header[11] // 8, header[12], header[14:17], header[19]
-    start = header_size + 12 * ncolors
-    # Xvfb sends 4 bytes a pixel, or 3 (packed, lines still padded) once GLX is in use.
-    lines = np.frombuffer(raw[start:start + bytes_per_line * height], np.uint8).reshape(height, bytes_per_line)
-    pixels = lines[:, :width * bytes_per_pixel].reshape(height, width, bytes_per_pixel).astype(np.uint32)
-    order = range(bytes_per_pixel) if byte_order == 0 else reversed(range(bytes_per_pixel))
-    words = sum(pixels[..., i] << (8 * k) for k, i in enumerate(order))
-    channels = [(words & mask) >> (int(mask).bit_length() - 8) for mask in masks]   # 8-bit masks
-    return np.stack(channels, axis=-1).astype(np.uint8)
 
 
 def test_window_draws_and_presents(win, display):

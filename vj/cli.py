@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audio", default="demo", help="input device name or index, an audio file, or 'demo'")
     run.add_argument("--fullscreen", nargs="?", const=0, type=int, metavar="MONITOR",
                      help="fullscreen on a monitor (index from `vj devices`, default 0)")
+    run.add_argument("--outputs", type=Path, metavar="FILE",
+                     help="projector outputs (TOML, docs/OUTPUTS.md): a window per output, warped, blended, masked")
     run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
     run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
     _render_options(run)
@@ -284,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.npy|OUT.png",
                     help=".npy: the NCHW float32 tensor as the network returns it; .png: NVlabs' 8-bit conversion")
 
+    outs = sub.add_parser("outputs", help="projection outputs tools (docs/OUTPUTS.md)")
+    osub = outs.add_subparsers(dest="outputs_command", metavar="ACTION")
+    orender = osub.add_parser("render", help="write each output's picture of an outputs file to DIR/<name>.png")
+    orender.add_argument("file", type=Path, help="outputs file (TOML)")
+    orender.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder for the PNG files")
+    orender.add_argument("--pattern", default="grid", metavar="grid|IMAGE.png",
+                         help="the master picture: the calibration grid (default) or a PNG image")
+    orender.add_argument("--size", type=_size, default=None, metavar="WxH",
+                         help="master picture size for the grid (default 1920x1080)")
+
     presets = sub.add_parser("presets", help="list presets")
     presets.set_defaults(command="presets")
     return ap
@@ -334,6 +346,9 @@ def _dispatch(args) -> int:
         rw, rh = args.record_size or (None, None)
         session = None if args.session is None else Path(args.session or f"vj-session-{time.strftime('%Y%m%d-%H%M%S')}")
         control_cfg = _control_cfg(args)
+        if args.outputs is not None:      # a broken outputs file stops the start with its file and line
+            from vj.mapping.spec import load_outputs
+            load_outputs(args.outputs)
         if not args.no_supervise:
             from vj.supervisor import supervise
             return supervise(args.argv)
@@ -355,7 +370,7 @@ def _dispatch(args) -> int:
                 return 0                  # --duration was played out before it died (in its screenshot, say)
             live = resume.start_args()
         run_live(args.audio, live.pop("preset"), _render_cfg(args), audio_cfg, control_cfg,
-                 screenshot=args.screenshot, state_file=args.state_file, resume=resume,
+                 screenshot=args.screenshot, state_file=args.state_file, resume=resume, outputs=args.outputs,
                  record_cfg=RecordConfig(codec=args.record_codec, width_px=rw, height_px=rh, fps=args.record_fps),
                  **live)
         return 0
@@ -439,6 +454,13 @@ def _dispatch(args) -> int:
         out = write_sample(image, args.output)
         print(f"vj model sample: {out} ({'x'.join(str(d) for d in image.shape)} float32, seed {args.seed}, "
               f"psi {args.psi:g}, noise {args.noise})")
+        return 0
+    if args.command == "outputs":
+        if args.outputs_command != "render":
+            raise UsageError("usage: vj outputs render FILE -o DIR [--pattern grid|IMAGE.png] [--size WxH]")
+        from vj.mapping.render import render_outputs
+        for path in render_outputs(args.file, args.output, pattern=args.pattern, size_px=args.size):
+            print(f"wrote {path}")
         return 0
     if args.command == "shaders":
         if args.shaders_command != "test":

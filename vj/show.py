@@ -24,6 +24,8 @@ from vj.engine import NOTE_S, Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import encode_png, write_png
+from vj.mapping.spec import load_outputs
+from vj.mapping.windows import OutputWindows
 from vj.output.recorder import Recorder, RecorderError, due_ticks
 from vj.output.window import Window
 from vj.params import Change
@@ -210,11 +212,12 @@ class LiveShow:
     def __init__(self, audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig,
                  control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
                  screenshot: Path | None = None, hud: bool = False, record_cfg: RecordConfig = RecordConfig(),
-                 session: Path | None = None):
+                 session: Path | None = None, outputs: Path | None = None):
         self.render_cfg = render_cfg
         self.record_cfg = record_cfg
         self.screenshot = screenshot
         self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = self.session = None
+        self.outputs: OutputWindows | None = None       # projector windows of an outputs file (vj.mapping)
         self.watchdog: FrameWatchdog | None = None
         self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
         self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
@@ -227,6 +230,8 @@ class LiveShow:
                                  fullscreen_monitor=fullscreen)
             self.engine = Engine(self.window.ctx, render_cfg, self.audio_cfg, live=True)
             self.engine.load_preset(preset)
+            if outputs is not None:           # a broken file stops the start; edits later keep the last good one
+                self.outputs = OutputWindows(self.window, load_outputs(outputs))
             self.osc = start_control_servers(self.engine.hub, control_cfg, preview=self._preview_png)
             for url in self.osc.urls():
                 log.info("control: %s", url)
@@ -333,6 +338,9 @@ class LiveShow:
                 self._hud_lines = format_stats(self.hud_stats())
                 self._hud_at = self.clock.t_s
             self.hud.draw(window.ctx.screen, (0, 0, *size), self._hud_lines)
+        if self.outputs is not None:
+            self.outputs.poll()
+            self.outputs.draw(engine.master.texture)
         rec.t_drawn = time.monotonic()
         if self.probe is not None:       # `vj bench latency`: look at the drawn picture before it is shown
             rec.probe = self.probe()
@@ -344,6 +352,8 @@ class LiveShow:
             step = preview_step(rgb.shape[1])
             self._preview_rgb = rgb[::step, ::step].copy()                # encoded on the web server's thread
         window.swap()
+        if self.outputs is not None:
+            self.outputs.swap()
         rec.t_swapped = time.monotonic()
         self.latency.add(rec)
         if self.frame_log is not None:
@@ -454,6 +464,8 @@ class LiveShow:
             errors.append(f"recording: {self.recorder.error}")
         if self.session is not None and self.session.writer.error:
             errors.append(self.session.writer.error)
+        if self.outputs is not None and self.outputs.last_error:
+            errors.append(f"outputs: {self.outputs.last_error}")
         now = time.monotonic()
         errors += [note[0] for note in (engine.model_note, self._stall_note) if note and now - note[1] < NOTE_S]
         lat = self.latency
@@ -523,6 +535,8 @@ class LiveShow:
         self.source.stop()
         if self.hud is not None:
             self.hud.release()
+        if self.outputs is not None:
+            self.outputs.close()
         if self.engine is not None:
             self.engine.close()
         if self.window is not None:
@@ -533,14 +547,14 @@ def run_live(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: Audio
              control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
              duration_s: float | None = None, screenshot: Path | None = None, hud: bool = False,
              record_cfg: RecordConfig = RecordConfig(), session: Path | None = None,
-             state_file: Path | None = None, resume: Resume | None = None) -> int:
+             state_file: Path | None = None, resume: Resume | None = None, outputs: Path | None = None) -> int:
     """The live show: audio in, frames out to a window at the display's rate. Returns frames shown.
 
     Under `vj run`'s supervisor (vj.supervisor) it keeps `state_file` current, and a restarted show takes over
-    from `resume` (vj.showstate).
+    from `resume` (vj.showstate). `outputs`: an outputs file (vj.mapping) whose windows show the picture warped.
     """
     show = LiveShow(audio, preset, render_cfg, audio_cfg, control_cfg, fullscreen=fullscreen, record=record,
-                    screenshot=screenshot, hud=hud, record_cfg=record_cfg, session=session)
+                    screenshot=screenshot, hud=hud, record_cfg=record_cfg, session=session, outputs=outputs)
     try:
         with supervised(show, state_file, resume):
             return show.run(duration_s)

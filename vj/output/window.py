@@ -124,7 +124,8 @@ class Window:
     """
 
     def __init__(self, width_px: int, height_px: int, title: str = "vj",
-                 fullscreen_monitor: int | None = None, vsync: bool = True, visible: bool = True):
+                 fullscreen_monitor: int | None = None, vsync: bool = True, visible: bool = True,
+                 share: Window | None = None, position_px: tuple[int, int] | None = None):
         self.title = title
         self.vsync = vsync
         self.fullscreen_monitor = fullscreen_monitor
@@ -135,6 +136,10 @@ class Window:
         self.ctx: moderngl.Context | None = None
         self._window = None
         self._viewport = (0, 0, 0, 0)
+        # `share`: another window whose textures and buffers this one's context can use (projection outputs
+        # sample the show's master texture); `position_px`: where a windowed one opens, in screen pixels.
+        self._share = share
+        self._position = position_px
         _glfw_acquire()
         try:
             self._open(int(width_px), int(height_px), visible)
@@ -158,13 +163,16 @@ class Window:
         if self.fullscreen_monitor is not None:
             monitor = self._monitor(self.fullscreen_monitor)
         # The windowed rect to come back to: centred on the chosen (or primary) monitor.
-        self._windowed = (*self._centred_pos(monitor, width_px, height_px), width_px, height_px)
+        self._windowed = (*(self._position or self._centred_pos(monitor, width_px, height_px)), width_px, height_px)
+        share = self._share._window if self._share is not None else None
         if monitor is not None:
             mode = glfw.get_video_mode(monitor)
             glfw.window_hint(glfw.REFRESH_RATE, mode.refresh_rate or glfw.DONT_CARE)
-            self._window = glfw.create_window(mode.size.width, mode.size.height, self.title, monitor, None)
+            self._window = glfw.create_window(mode.size.width, mode.size.height, self.title, monitor, share)
         else:
-            self._window = glfw.create_window(width_px, height_px, self.title, None, None)
+            self._window = glfw.create_window(width_px, height_px, self.title, None, share)
+        if self._window and monitor is None and self._position is not None:
+            glfw.set_window_pos(self._window, *self._position)
         if not self._window:
             raise WindowError(f"cannot open an OpenGL 3.3 core window: {_glfw_last_error or 'unknown glfw error'}")
         unbind_egl()  # a headless EGL context still current here makes GLX MakeCurrent kill the process
@@ -197,6 +205,14 @@ class Window:
     def request_close(self) -> None:
         glfw.set_window_should_close(self._window, True)
 
+    def keep_open(self) -> None:
+        """Cancel a close request (the window manager's close button on a projector output)."""
+        glfw.set_window_should_close(self._window, False)
+
+    def resize(self, width_px: int, height_px: int) -> None:
+        """Set a windowed window's size; the viewport follows at the next `poll_events`."""
+        glfw.set_window_size(self._window, int(width_px), int(height_px))
+
     def poll_events(self) -> None:
         """Handle window events (keys go to `keys`) and keep `ctx.screen` the size of the window."""
         glfw.poll_events()
@@ -205,6 +221,15 @@ class Window:
     def swap(self) -> None:
         """Show the frame drawn into `ctx.screen` (waits for vsync when it is on)."""
         glfw.swap_buffers(self._window)
+
+    def make_current(self) -> None:
+        """Make this window's context the thread's current one (moderngl draws into whichever is current)."""
+        glfw.make_context_current(self._window)
+
+    def set_vsync(self, on: bool) -> None:
+        """Whether `swap` waits for the display; this window's context must be current."""
+        self.vsync = bool(on)
+        glfw.swap_interval(1 if self.vsync else 0)
 
     def pop_keys(self) -> list[str]:
         """Every key press since the last call, oldest first."""
