@@ -130,6 +130,9 @@ class Engine:
         self.preset_dirs = preset_dirs
         self.registry = Registry()
         self.registry.declare_all(ENGINE_PARAMS)
+        # Params of the show rather than of a scene (the projection outputs' corners, vj.mapping): every scene's
+        # registry gets them with their current values, and no preset sets or saves them.
+        self.show_params: dict[str, Param] = {}
         self.changes: queue.Queue[Change] = queue.Queue()
         self.hub = ControlHub(self.changes)
         self._pub_key: tuple | None = None
@@ -239,11 +242,12 @@ class Engine:
         """Swap a checked scene in (main thread) and close the one it replaces, with its model unless the new scene
         plays that model too."""
         # The performer's master controls and input gain survive a scene change; the output grade is the scene's.
-        keep = {p: v for p, v in self.registry.values().items() if p in PERFORMER_PATHS or p.startswith("/audio/")}
+        keep = {p: v for p, v in self.registry.values().items() if self.kept_across_scenes(p)}
         old = self.scene
         if scene.model is None:
             scene.model = old.hand_over_model()
         self.registry = scene.registry
+        self.registry.declare_all(self.show_params.values())
         for path, v in keep.items():
             self.registry.set(path, v)
         for path, v in scene.preset.values.items():
@@ -370,7 +374,7 @@ class Engine:
         if dur_s > 0.0 and last_picture is not None:
             pairs = {}
             for p in self.registry.params() if beats > 0.0 else ():
-                if p.kind in ("float", "color", "point2d") and p.path in before and p.path not in PERFORMER_PATHS:
+                if p.kind in ("float", "color", "point2d") and p.path in before and not self.kept_across_scenes(p.path):
                     a, b = before.get(p.path), self.registry.get(p.path)
                     if a != b and before.param(p.path).kind == p.kind:
                         pairs[p.path] = (a, b)
@@ -550,6 +554,16 @@ class Engine:
 
     # ---- per frame ------------------------------------------------------------------------------
 
+    def kept_across_scenes(self, path: str) -> bool:
+        """The performer's master controls, the input's settings and the show's own params: never a preset's."""
+        return path in PERFORMER_PATHS or path.startswith("/audio/") or path in self.show_params
+
+    def declare_show_params(self, params: list[Param]) -> None:
+        """Params the show owns beside the scenes (declared on every scene's registry, kept across changes)."""
+        for p in params:
+            self.show_params[p.path] = p
+        self.registry.declare_all(params)
+
     def drain_changes(self) -> None:
         while True:
             try:
@@ -613,8 +627,7 @@ class Engine:
             raise ValueError(f"preset name {name!r}: use letters, digits, '-' and '_' (at most 64)")
         if self.preset is None:
             raise ValueError("no preset loaded")
-        values = {p: v for p, v in self.registry.values().items()
-                  if not p.startswith("/audio/") and p not in PERFORMER_PATHS}
+        values = {p: v for p, v in self.registry.values().items() if not self.kept_across_scenes(p)}
         preset = dataclasses.replace(self.preset, name=name, values=values, routes=tuple(self.modulator.routes),
                                      description=self.preset.description or f"saved from {self.preset.name}")
         folder = (self.preset_dirs or preset_search_dirs())[0]

@@ -24,6 +24,7 @@ from vj.engine import NOTE_S, Engine, OfflinePipeline
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import encode_png, write_png
+from vj.mapping.calibrate import CALIBRATE, output_params
 from vj.mapping.spec import load_outputs
 from vj.mapping.windows import OutputWindows
 from vj.output.recorder import Recorder, RecorderError, due_ticks
@@ -232,6 +233,7 @@ class LiveShow:
             self.engine.load_preset(preset)
             if outputs is not None:           # a broken file stops the start; edits later keep the last good one
                 self.outputs = OutputWindows(self.window, load_outputs(outputs))
+                self.engine.declare_show_params(output_params(self.outputs.file))
             self.osc = start_control_servers(self.engine.hub, control_cfg, preview=self._preview_png)
             for url in self.osc.urls():
                 log.info("control: %s", url)
@@ -339,7 +341,9 @@ class LiveShow:
                 self._hud_at = self.clock.t_s
             self.hud.draw(window.ctx.screen, (0, 0, *size), self._hud_lines)
         if self.outputs is not None:
-            self.outputs.poll()
+            for change in self.outputs.poll():        # handles dragged with the mouse: applied next frame
+                engine.changes.put(change)
+            self.outputs.follow(engine.registry)
             self.outputs.draw(engine.master.texture)
         rec.t_drawn = time.monotonic()
         if self.probe is not None:       # `vj bench latency`: look at the drawn picture before it is shown
@@ -497,7 +501,14 @@ class LiveShow:
                 key = self.window.keys.get_nowait()
             except queue.Empty:
                 return
-            if key == "f":
+            took = self.outputs.key(key) if self.outputs is not None else None
+            if took is not None:                  # calibrating: arrows, tab and digits move the handles
+                if took is not True:
+                    engine.changes.put(took)
+                continue
+            if key == "c" and self.outputs is not None:
+                engine.changes.put(Change(CALIBRATE, not engine.registry.get(CALIBRATE), "key"))
+            elif key == "f":
                 self.window.toggle_fullscreen()
             elif key == "h":
                 self.hud_visible = not self.hud_visible

@@ -36,6 +36,9 @@ uniform vec4 blend_width;        // left, right, top, bottom, shares of the outp
 uniform vec4 blend_gamma;
 uniform vec4 blend_power;
 uniform vec3 trim;               // colour gains times brightness
+uniform bool calibrate;          // calibration: a grid over the picture and the overlay's handles
+uniform float grid_cells;
+uniform sampler2D overlay;       // output space, top row first; alpha blended
 in vec2 pos;
 flat in mat3 hinv;
 out vec4 color;
@@ -53,16 +56,24 @@ float edge(float d, int side) {
 void main() {
     vec3 q = hinv * vec3(pos, 1.0);
     vec2 uv = q.xy / q.z;        // the exact projective map, per pixel
-    if (q.z <= 0.0 || any(lessThan(uv, vec2(-1e-4))) || any(greaterThan(uv, vec2(1.0 + 1e-4)))) {
-        color = vec4(0.0, 0.0, 0.0, 1.0);
-        return;
+    vec3 c = vec3(0.0);
+    if (q.z > 0.0 && all(greaterThanEqual(uv, vec2(-1e-4))) && all(lessThanEqual(uv, vec2(1.0 + 1e-4)))) {
+        vec2 m = source.xy + clamp(uv, 0.0, 1.0) * source.zw;
+        c = texture(master, vec2(m.x, 1.0 - m.y)).rgb * trim;    // the master's row 0 is its bottom
+        c *= edge(uv.x, 0) * edge(1.0 - uv.x, 1) * edge(uv.y, 2) * edge(1.0 - uv.y, 3);
+        if (use_mask) {
+            vec4 k = texture(mask, pos);                               // uploaded top row first
+            c *= dot(k.rgb, vec3(0.2126, 0.7152, 0.0722)) * k.a;
+        }
+        if (calibrate) {         // 1 px lines at every 1/grid_cells of the picture, wherever the warp puts them
+            vec2 g = clamp(uv, 0.0, 1.0) * grid_cells;
+            vec2 d = abs(fract(g + 0.5) - 0.5) / max(fwidth(g), vec2(1e-6));
+            c = mix(c * 0.35, vec3(1.0), 1.0 - clamp(min(d.x, d.y), 0.0, 1.0));
+        }
     }
-    vec2 m = source.xy + clamp(uv, 0.0, 1.0) * source.zw;
-    vec3 c = texture(master, vec2(m.x, 1.0 - m.y)).rgb * trim;    // the master's row 0 is its bottom
-    c *= edge(uv.x, 0) * edge(1.0 - uv.x, 1) * edge(uv.y, 2) * edge(1.0 - uv.y, 3);
-    if (use_mask) {
-        vec4 k = texture(mask, pos);                               // uploaded top row first
-        c *= dot(k.rgb, vec3(0.2126, 0.7152, 0.0722)) * k.a;
+    if (calibrate) {
+        vec4 o = texture(overlay, pos);
+        c = mix(c, o.rgb, o.a);
     }
     color = vec4(clamp(c, 0.0, 1.0), 1.0);
 }
@@ -109,6 +120,8 @@ class WarpPass:
         self._vbo = None
         self.vao = None
         self._mask_tex = None
+        self._overlay = None
+        self.calibrate = False
         self.sampler = ctx.sampler(filter=(moderngl.LINEAR, moderngl.LINEAR), repeat_x=False, repeat_y=False)
         self.mipmaps = False
         self.spec = spec
@@ -148,6 +161,19 @@ class WarpPass:
         p["trim"].value = tuple(c * spec.brightness for c in spec.color)
         self._minify_for = None
 
+    def set_overlay(self, rgba: np.ndarray | None) -> None:
+        """Calibration on with this overlay ((H, W, 4) uint8 in output space, top row first), or off with None."""
+        self.calibrate = rgba is not None
+        if rgba is None:
+            return
+        h, w = rgba.shape[:2]
+        if self._overlay is None or self._overlay.size != (w, h):
+            if self._overlay is not None:
+                self._overlay.release()
+            self._overlay = self.ctx.texture((w, h), 4, alignment=1)
+            self._overlay.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self._overlay.write(np.ascontiguousarray(rgba, np.uint8).tobytes(), alignment=1)
+
     def needs_mipmaps(self, master_size: tuple[int, int], out_size: tuple[int, int]) -> bool:
         """True when this output shrinks the picture enough that the master needs mipmaps to stay unaliased."""
         key = (master_size, out_size)
@@ -176,12 +202,17 @@ class WarpPass:
         if self._mask_tex is not None:
             self._mask_tex.use(1)
             self.prog["mask"].value = 1
+        self.prog["calibrate"].value = self.calibrate and self._overlay is not None
+        if self.calibrate and self._overlay is not None:
+            self._overlay.use(2)
+            self.prog["overlay"].value = 2
+            self.prog["grid_cells"].value = 8.0
         self.ctx.disable(moderngl.BLEND)
         self.vao.render(moderngl.TRIANGLES, vertices=self._n_vertices)
         self.sampler.clear(0)
 
     def release(self) -> None:
-        for obj in (self.vao, self._vbo, self._mask_tex, self.sampler, self.prog):
+        for obj in (self.vao, self._vbo, self._mask_tex, self._overlay, self.sampler, self.prog):
             if obj is not None:
                 obj.release()
-        self.vao = self._vbo = self._mask_tex = None
+        self.vao = self._vbo = self._mask_tex = self._overlay = None

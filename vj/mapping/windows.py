@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 import queue
 import threading
 from dataclasses import dataclass
@@ -12,13 +14,16 @@ from pathlib import Path
 import moderngl
 import numpy as np
 
+from vj.mapping.calibrate import CALIBRATE, Calibration, overlay, rewrite, spec_from, values_of
 from vj.mapping.spec import OutputsError, OutputsFile, OutputSpec, load_outputs
 from vj.mapping.warp import WarpPass, load_mask
 from vj.output.window import Window, list_monitors
+from vj.params import Change, Registry
 
 log = logging.getLogger(__name__)
 
 RELOAD_POLL_S = 0.5
+WRITE_AFTER_S = 0.5          # calibration writes the file once the corners have been still this long
 
 
 def monitor_index(monitor: int | str | None) -> int | None:
@@ -52,8 +57,10 @@ class OutputsWatcher:
         self.interval_s = interval_s
         self._stamp = self._stat()
         self._result: tuple | str | None = None
+        self._write: str | None = None           # text for the thread to write (calibration)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vj-outputs-watch", daemon=True)
         self._thread.start()
 
@@ -65,7 +72,13 @@ class OutputsWatcher:
             return None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            with self._lock:
+                text, self._write = self._write, None
+            if text is not None:
+                self._write_file(text)
             stamp = self._stat()
             if stamp == self._stamp:
                 continue
@@ -78,9 +91,24 @@ class OutputsWatcher:
             with self._lock:
                 self._result = result
 
-    def mark_written(self) -> None:
-        """The show wrote the file itself (calibration): do not load it back as an edit."""
-        self._stamp = self._stat()
+    def write(self, text: str) -> None:
+        """Write the file (calibration moved a corner) on the watcher's thread, which then does not read it back."""
+        with self._lock:
+            self._write = text
+        self._wake.set()
+
+    def _write_file(self, text: str) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.vj-tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._stamp = self._stat()
+            log.info("outputs: corners written to %s", self.path)
+        except OSError as exc:               # a full disk or a read-only file: the mapping plays on, unsaved
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            with self._lock:
+                self._result = f"{self.path}: cannot write the corners back ({exc.strerror or exc}); they play unsaved"
 
     def take(self) -> tuple | str | None:
         with self._lock:
@@ -89,7 +117,8 @@ class OutputsWatcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        self._wake.set()
+        self._thread.join(timeout=5.0)
 
 
 @dataclass
@@ -99,6 +128,7 @@ class _Output:
     warp: WarpPass
     master: moderngl.Texture | None = None     # the show's master texture as seen from this window's context
     master_glo: int = -1
+    overlay_key: tuple | None = None           # what the calibration overlay was last drawn for
 
 
 class OutputWindows:
@@ -116,6 +146,10 @@ class OutputWindows:
         self.items: list[_Output] = []
         self.last_error = ""
         self.reloads = 0
+        self.calibration = Calibration()
+        self.calibrating = False
+        self._reloaded = False              # True: the registry takes the file's values at the next `follow`
+        self._write_due: float | None = None
         masks = load_masks(outputs) if masks is None else masks
         try:
             for k, spec in enumerate(outputs.outputs):
@@ -146,29 +180,102 @@ class OutputWindows:
 
     # -- per frame -------------------------------------------------------------------------
 
-    def poll(self) -> str | None:
-        """Apply an edited outputs file if the watcher has read one; returns an error line for a bad file (the old
-        mapping stays), else None. Keys pressed on the output windows go to the show window's queue."""
-        for o in self.items:
+    def poll(self) -> list[Change]:
+        """Once a frame: apply an edited outputs file if the watcher has read one (a bad file leaves `last_error` and
+        the old mapping), pass keys pressed on the output windows to the show window's queue, and return the
+        Changes of handles dragged with the mouse while calibrating."""
+        changes = []
+        for k, o in enumerate(self.items):
             for key in o.window.pop_keys():
                 try:
                     self.main.keys.put_nowait(key)
                 except queue.Full:        # nobody drains the show's keys: drop, as the window itself does
                     pass
+            while True:
+                try:
+                    kind, x, y = o.window.mouse.get_nowait()
+                except queue.Empty:
+                    break
+                if not self.calibrating:
+                    continue
+                specs, sizes = self.specs, self.sizes
+                if kind == "press":
+                    self.calibration.press(k, x, y, specs, sizes)
+                elif kind == "release":
+                    self.calibration.release()
+                else:
+                    ch = self.calibration.move(k, x, y, specs, sizes)
+                    if ch is not None:
+                        changes.append(ch)
             if o.window.should_close():           # a projector is not closed by a stray click: only the show quits
                 o.window.keep_open()
         got = self.watcher.take() if self.watcher is not None else None
-        if got is None:
-            return None
         if isinstance(got, str):
             self.last_error = got
             log.error("outputs: %s (the last good mapping stays)", got)
-            return got
-        outputs, masks = got
-        why = self.apply(outputs, masks)
-        if why:
-            log.error("outputs: %s (the last good mapping stays)", why)
-        return why
+        elif got is not None:
+            why = self.apply(*got)
+            if why:
+                log.error("outputs: %s (the last good mapping stays)", why)
+        return changes
+
+    @property
+    def specs(self) -> list[OutputSpec]:
+        return [o.spec for o in self.items]
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        return [o.window.framebuffer_size for o in self.items]
+
+    def key(self, key: str) -> Change | bool | None:
+        """While calibrating: a Change for an arrow key, True for a selection key, None for keys it leaves alone."""
+        if not self.calibrating:
+            return None
+        return self.calibration.key(key, self.specs, self.sizes)
+
+    def follow(self, registry: Registry, now_s: float | None = None) -> None:
+        """Once a frame, after the changes are drained: take points and brightness moved by OSC, MIDI, keys or the
+        mouse from the registry, refuse a move that would fold a picture, and write the file back once still."""
+        now = time.monotonic() if now_s is None else now_s
+        if self._reloaded:
+            for spec in self.specs:
+                for path, v in values_of(spec).items():
+                    registry.set(path, v, "outputs file")
+            self._reloaded = False
+        values = registry.values()
+        self.calibration.settled()
+        self.calibrating = bool(values.get(CALIBRATE, False))
+        moved = False
+        for o in self.items:
+            new, why = spec_from(o.spec, values)
+            if why:
+                self.last_error = why
+                log.warning("outputs: %s", why)
+                for path, v in values_of(o.spec).items():         # the registry shows what plays
+                    registry.set(path, v, "outputs")
+            elif new is not o.spec:
+                o.window.make_current()
+                o.warp.set_spec(new)
+                o.spec = new
+                moved = True
+        if moved:
+            self.main.make_current()
+            self._write_due = now + WRITE_AFTER_S
+        if self._write_due is not None and now >= self._write_due:
+            self._write_due = None
+            self._write_back()
+
+    def _write_back(self) -> None:
+        text = self.file.text
+        try:
+            for spec in self.specs:
+                text = rewrite(text, spec)
+        except KeyError as exc:
+            self.last_error = f"{self.file.path}: output {exc} is no longer in the file; corners not written"
+            return
+        self.file = OutputsFile(self.file.path, tuple(self.specs), text)
+        if self.watcher is not None:
+            self.watcher.write(text)
 
     def apply(self, outputs: OutputsFile, masks: dict[str, np.ndarray | None]) -> str | None:
         """Take a new mapping. Outputs keep their windows by name; a file that adds, removes or renames outputs,
@@ -193,6 +300,7 @@ class OutputWindows:
         self.file = outputs
         self.last_error = ""
         self.reloads += 1
+        self._reloaded = True
         log.info("outputs: %s reloaded", outputs.path)
         return None
 
@@ -207,16 +315,31 @@ class OutputWindows:
         # objects shared between contexts); on a GPU this costs the overlap of one frame with the next.
         self.main.ctx.finish()
         try:
-            for o in self.items:
+            for k, o in enumerate(self.items):
                 o.window.make_current()
                 if o.master_glo != master.glo or o.master is None or o.master.size != size:
                     if o.master is not None:
                         o.master.release()
                     o.master = o.window.ctx.external_texture(master.glo, size, 4, 0, "f1")
                     o.master_glo = master.glo
-                o.warp.render(o.master, o.window.ctx.screen, (0, 0, *o.window.framebuffer_size))
+                size_px = o.window.framebuffer_size
+                self._overlay(k, o, size_px)
+                o.warp.render(o.master, o.window.ctx.screen, (0, 0, *size_px))
         finally:
             self.main.make_current()
+
+    def _overlay(self, k: int, o: _Output, size_px: tuple[int, int]) -> None:
+        """Calibration handles over output k, drawn again only when something they show changed."""
+        if not self.calibrating:
+            if o.overlay_key is not None:
+                o.warp.set_overlay(None)
+                o.overlay_key = None
+            return
+        active = k == self.calibration.output % len(self.items)
+        key = (o.spec, size_px, self.calibration.point, active)
+        if key != o.overlay_key:
+            o.warp.set_overlay(overlay(o.spec, size_px, self.calibration.point, active))
+            o.overlay_key = key
 
     def swap(self) -> None:
         """Present every output's frame: the ones that do not wait first, the vsynced one last."""
@@ -232,6 +355,9 @@ class OutputWindows:
     def close(self) -> None:
         """Close every output window; the show window's context is current afterwards. Safe to call twice."""
         if getattr(self, "watcher", None) is not None:
+            if self._write_due is not None:          # corners moved just now: keep them
+                self._write_due = None
+                self._write_back()
             self.watcher.close()
             self.watcher = None
         for o in self.items:

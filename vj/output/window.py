@@ -133,6 +133,10 @@ class Window:
         # threads may read (the show's state writer), where `fullscreen` asks glfw, which is main-thread only.
         self.on_monitor: int | None = None
         self.keys: queue.Queue[str] = queue.Queue(maxsize=KEY_QUEUE_SIZE)
+        # Mouse presses, releases and drags (a button held) as ("press" | "release" | "drag", x, y) in framebuffer
+        # pixels from the top left; only read by projection calibration (vj.mapping), dropped when full.
+        self.mouse: queue.Queue[tuple[str, float, float]] = queue.Queue(maxsize=KEY_QUEUE_SIZE)
+        self._button_down = False
         self.ctx: moderngl.Context | None = None
         self._window = None
         self._viewport = (0, 0, 0, 0)
@@ -186,6 +190,8 @@ class Window:
             glfw.set_input_mode(self._window, glfw.CURSOR, glfw.CURSOR_HIDDEN)
             self.on_monitor = self.fullscreen_monitor
         glfw.set_key_callback(self._window, self._on_key)
+        glfw.set_mouse_button_callback(self._window, self._on_mouse_button)
+        glfw.set_cursor_pos_callback(self._window, self._on_cursor)
         self._sync_viewport()
 
     # -- per frame ---------------------------------------------------------------------------
@@ -323,6 +329,27 @@ class Window:
         if viewport != self._viewport and self.ctx is not None:
             self._viewport = viewport
             self.ctx.screen.viewport = viewport
+
+    def _to_pixels(self, x: float, y: float) -> tuple[float, float]:
+        ww, wh = glfw.get_window_size(self._window)
+        fw, fh = self.framebuffer_size
+        return x * fw / max(ww, 1), y * fh / max(wh, 1)
+
+    def _on_mouse_button(self, window, button: int, action: int, mods: int) -> None:
+        if button != glfw.MOUSE_BUTTON_LEFT:
+            return
+        self._button_down = action == glfw.PRESS
+        self._put_mouse("press" if action == glfw.PRESS else "release", *glfw.get_cursor_pos(self._window))
+
+    def _on_cursor(self, window, x: float, y: float) -> None:
+        if self._button_down:
+            self._put_mouse("drag", x, y)
+
+    def _put_mouse(self, kind: str, x: float, y: float) -> None:
+        try:
+            self.mouse.put_nowait((kind, *self._to_pixels(x, y)))
+        except queue.Full:
+            pass
 
     def _on_key(self, window, key: int, scancode: int, action: int, mods: int) -> None:
         if action != glfw.PRESS:
