@@ -258,3 +258,13 @@ def test_outputs_render_writes_a_png_per_output(tmp_path):
     one, two = read_png(files[1]), read_png(files[2])
     assert one.shape == (36, 64, 3) and two.shape == (18, 32, 3)
     assert (two[:, :15] == 0).all() and two[:, 17:].max() > 0        # the left half of "two" shows nothing
+
+
+def test_the_example_outputs_file_in_the_docs_loads_and_its_blends_cover_the_overlap():
+    from pathlib import Path
+    outputs = load_outputs(Path(__file__).resolve().parent.parent / "docs" / "outputs" / "two-projectors.toml")
+    left, right = outputs.outputs
+    overlap = left.source[0] + left.source[2] - right.source[0]
+    assert overlap > 0
+    assert left.blend["right"].width * left.source[2] == pytest.approx(overlap, abs=1e-3)
+    assert right.blend["left"].width * right.source[2] == pytest.approx(overlap, abs=1e-3)

@@ -112,3 +112,13 @@ def test_keys_and_mouse_calibrate_and_scene_changes_keep_the_mapping(show):
     assert show.engine.registry.get("/output/calibrate") is True
     show.window.keys.put("c")                                       # off again: the arrows are the show's
     assert frames_until(show, lambda: not show.outputs.calibrating and not left.warp.calibrate)
+
+
+def test_bench_outputs_prints_a_row_per_output_count(monkeypatch, capsys):
+    from vj.bench_outputs import run_outputs_bench
+    monkeypatch.delenv("DISPLAY", raising=False)           # it starts an Xvfb of its own
+    rows = run_outputs_bench(RenderConfig(width_px=320, height_px=180), seconds=1.0, warmup_s=0.5)
+    out = capsys.readouterr().out
+    assert set(rows) == {0, 1, 2} and all(r["frames"] > 0 for r in rows.values())
+    assert rows[0]["outputs_ms"] == 0 and rows[1]["outputs_ms"] > 0 and rows[2]["outputs_ms"] > 0
+    assert "two outputs / one: frame time x" in out

@@ -244,3 +244,33 @@ def test_tap_button_sets_the_tempo_shown_as_bpm_and_the_preview_loads(driver, sh
     width = struct.unpack(">I", latest["png"][16:20])[0]
     assert pump(engine, lambda: driver.execute_script("return document.getElementById('preview').naturalWidth")
                 == width)
+
+
+def test_mapping_view_drags_an_output_corner_and_follows_the_engine(driver, show):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from vj.mapping.calibrate import output_params
+    from vj.mapping.spec import parse_outputs
+
+    engine, server, _ = show
+    outputs = parse_outputs('[[output]]\nname = "wall"\n\n[[output]]\nname = "side"\nmesh = '
+                            '[[[0, 0], [0.5, 0], [1, 0]], [[0, 1], [0.5, 1], [1, 1]]]\n')
+    engine.declare_show_params(output_params(outputs))
+    open_page(driver, engine, server)
+    assert pump(engine, lambda: len(driver.find_elements(By.CSS_SELECTOR, "figure.output-map")) == 2)
+    handles = {h.get_attribute("data-path") for h in driver.find_elements(By.CSS_SELECTOR, "g.handle")}
+    assert handles == {f"/output/wall/corner/{i}" for i in range(1, 5)} | {
+        f"/output/side/point/{r}/{c}" for r in (1, 2) for c in (1, 2, 3)}
+    svg = driver.find_element(By.CSS_SELECTOR, "svg[data-output='wall']")
+    width = svg.size["width"]                       # the view box is 1.3 output widths across
+    handle = driver.find_element(By.CSS_SELECTOR, "g.handle[data-path='/output/wall/corner/3'] circle")
+    ActionChains(driver).move_to_element(handle).click_and_hold().move_by_offset(-0.2 * width / 1.3, 0) \
+        .move_by_offset(0, -0.1 * width / 1.3).release().perform()
+    # dragged 0.2 of the output left and 0.1 up, to a pixel of the page: 1.3 / 260 = 0.005 of the output
+    assert pump(engine, lambda: np.allclose(engine.registry.get("/output/wall/corner/3"), (0.8, 0.9), atol=0.012)), \
+        engine.registry.get("/output/wall/corner/3")
+    # the engine moves a point (OSC, the keys, the file): the handle follows
+    engine.registry.set("/output/side/point/2/2", (0.4, 0.7), "osc")
+    assert pump(engine, lambda: driver.find_element(By.CSS_SELECTOR, "g.handle[data-path='/output/side/point/2/2']")
+                .get_attribute("transform") == "translate(0.4 0.7)")

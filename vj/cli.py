@@ -215,13 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
-    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model", "soak", "beats"),
+    bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model", "soak", "beats",
+                                                   "outputs"),
                        default="stages",
                        help="stages (default), latency, osc (10^6 hostile datagrams at the OSC server), "
                             "analysis (us per analysis hop by part, real-time factor), model (ms per frame "
                             "of a network per backend and precision), soak (a live show under real clients "
                             "for --minutes: memory, GL objects, threads, files and frame times per minute), "
-                            "or beats DIR (beat, downbeat scores and CPU cost on annotated audio)")
+                            "beats DIR (beat, downbeat scores and CPU cost on annotated audio), or outputs (frame "
+                            "times with no, one and two projection output windows)")
     bench.add_argument("folder", nargs="?", type=Path, default=None, metavar="DIR",
                        help="beats: a folder of audio files, each with NAME.beats beside it")
     bench.add_argument("--model", default="stylegan2",
@@ -248,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--beats", nargs="?", const="clicks", default=None, metavar="AUDIO",
                        help="latency: time flashes on the tracker's beats against the true beats instead: a 120 BPM "
                             "click track, or AUDIO with AUDIO.beats beside it (first --seconds)")
-    bench.add_argument("--seconds", type=float, default=40.0, help="latency --beats: seconds of audio (default 40)")
+    bench.add_argument("--seconds", type=_positive, default=None,
+                       help="latency --beats: seconds of audio (default 40); outputs: seconds per row (default 10)")
     bench.add_argument("--beats-from", choices=("onsets", "network"), default="onsets",
                        help="latency --beats: the show's beat tracking (default onsets)")
     bench.add_argument("--server", choices=("jack", "pulse"), default="jack",
@@ -430,12 +433,16 @@ def _dispatch(args) -> int:
                 audio = None if args.beats == "clicks" else Path(args.beats)
                 report = run_beat_latency_bench(_render_cfg(args), AudioConfig(block_frames=args.block_size,
                                                                                 beats_from=args.beats_from),
-                                                audio=audio, seconds=args.seconds, server=args.server)
+                                                audio=audio, seconds=args.seconds or 40.0, server=args.server)
                 return 0 if report.errors_ms else 1
             from vj.latency import run_latency_bench
             report = run_latency_bench(_render_cfg(args), AudioConfig(block_frames=args.block_size),
                                        clicks=args.clicks, preset=args.preset or "flash", server=args.server)
             return 0 if report.measured else 1
+        if args.what == "outputs":
+            from vj.bench_outputs import run_outputs_bench
+            run_outputs_bench(_render_cfg(args), seconds=args.seconds or 10.0)
+            return 0
         if args.what == "soak":
             if args.minutes <= 0 or args.switch_every <= 0:
                 raise UsageError("--minutes and --switch-every must be positive")

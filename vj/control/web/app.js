@@ -113,6 +113,82 @@
     return "/" + parts.slice(0, Math.max(1, parts.length - 1)).join("/");
   }
 
+  // ---- mapping view: each projection output's points (/output/NAME/corner/N, /output/NAME/point/R/C) drawn on
+  // its output frame, dragged with the pointer; the same params the sliders below move
+  const SVG = "http://www.w3.org/2000/svg";
+  const POINT = /^\/output\/([^/]+)\/(?:corner\/(\d+)|point\/(\d+)\/(\d+))$/;
+
+  function svgEl(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    return e;
+  }
+
+  function buildMapping(params) {
+    const box = $("mapping");
+    box.replaceChildren();
+    const outputs = new Map();      // name -> [{path, row, col, label}]
+    for (const p of params) {
+      const m = POINT.exec(p.path);
+      if (!m || p.kind !== "point2d") continue;
+      if (!outputs.has(m[1])) outputs.set(m[1], []);
+      const corner = m[2] !== undefined;
+      // a corner pin's 1..4 run around the frame: top left, top right, bottom right, bottom left
+      const rc = corner ? [[0, 0], [0, 1], [1, 1], [1, 0]][Number(m[2]) - 1] : [Number(m[3]) - 1, Number(m[4]) - 1];
+      outputs.get(m[1]).push({ path: p.path, row: rc[0], col: rc[1], label: corner ? m[2] : m[3] + "," + m[4] });
+    }
+    box.hidden = outputs.size === 0;
+    for (const [name, points] of outputs) {
+      const fig = el("figure", { class: "output-map", "data-output": name });
+      const svg = svgEl("svg", { viewBox: "-0.15 -0.15 1.3 1.3", "data-output": name });
+      svg.append(svgEl("rect", { x: 0, y: 0, width: 1, height: 1, class: "frame" }));
+      const lines = svgEl("g", { class: "mesh" });
+      svg.append(lines);
+      const at = new Map();         // "row,col" -> [x, y]
+      const redraw = () => {
+        lines.replaceChildren();
+        for (const q of points) {
+          const a = at.get(q.row + "," + q.col);
+          for (const [dr, dc] of [[0, 1], [1, 0]]) {
+            const b = at.get((q.row + dr) + "," + (q.col + dc));
+            if (a && b) lines.append(svgEl("line", { x1: a[0], y1: a[1], x2: b[0], y2: b[1] }));
+          }
+        }
+      };
+      for (const q of points) {
+        const g = svgEl("g", { class: "handle", "data-path": q.path });
+        const dot = svgEl("circle", { r: 0.035 });
+        const text = svgEl("text", { dx: 0.05, dy: 0.02 });
+        text.textContent = q.label;
+        g.append(dot, text);
+        svg.append(g);
+        const place = (v) => {
+          at.set(q.row + "," + q.col, v);
+          g.setAttribute("transform", `translate(${v[0]} ${v[1]})`);
+          redraw();
+        };
+        const toSvg = (ev) => {
+          const pt = new DOMPoint(ev.clientX, ev.clientY).matrixTransform(svg.getScreenCTM().inverse());
+          return [Math.min(Math.max(pt.x, -1), 2), Math.min(Math.max(pt.y, -1), 2)];
+        };
+        g.addEventListener("pointerdown", (ev) => { held.add(q.path); g.setPointerCapture(ev.pointerId); ev.preventDefault(); });
+        g.addEventListener("pointermove", (ev) => {
+          if (!held.has(q.path)) return;
+          const v = toSvg(ev);
+          place(v);
+          send(q.path, v);
+        });
+        const release = () => held.delete(q.path);
+        g.addEventListener("pointerup", release);
+        g.addEventListener("pointercancel", release);
+        const slider = controls.get(q.path);       // the sliders' control for this path also moves the handle
+        controls.set(q.path, { set(v) { if (slider) slider.set(v); place(v); } });
+      }
+      fig.append(svg, el("figcaption", {}, name));
+      box.append(fig);
+    }
+  }
+
   function buildParams(params) {
     const main = $("params");
     main.replaceChildren();
@@ -166,6 +242,7 @@
   function onSchema(msg) {
     schema = msg;
     buildParams(msg.params);
+    buildMapping(msg.params);
     buildPresets(msg.presets, msg.preset);
     buildCommands(msg.commands);
     const img = $("preview");

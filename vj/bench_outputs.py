@@ -1,0 +1,100 @@
+"""`vj bench outputs`: what projection outputs cost the live show: frame times with no, one and two output windows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vj.config import AudioConfig, ControlConfig, RenderConfig
+from vj.latency import _env
+
+WARMUP_S = 3.0
+
+
+def outputs_file(folder: Path, n: int, width_px: int, height_px: int) -> Path | None:
+    """n outputs of the show's size side by side, each a keystoned half (or the whole) with a blended seam."""
+    if n == 0:
+        return None
+    tables = []
+    for k in range(n):
+        x = k / n - (0.05 if k else 0.0)
+        w = min(1.0 - x, 1.0 / n + (0.05 if n > 1 else 0.0) + (0.05 if k else 0.0))
+        blend = "" if n == 1 else ("blend = { left = 0.08 }" if k else "blend = { right = 0.08 }")
+        tables.append(f'[[output]]\nname = "out{k + 1}"\nsize = [{width_px}, {height_px}]\n'
+                      f"position = [{k * 40}, {k * 40}]\nsource = [{x:.4f}, 0, {w:.4f}, 1]\n"
+                      f"corners = [[0.03, 0.02], [0.98, 0.0], [1.0, 1.0], [0.0, 0.97]]\n{blend}\n")
+    path = folder / f"outputs-{n}.toml"
+    path.write_text("\n".join(tables))
+    return path
+
+
+def measure(render_cfg: RenderConfig, outputs: Path | None, seconds: float, warmup_s: float = WARMUP_S) -> dict:
+    """Frame times of the default scene on the demo track, and the time the output windows took in them."""
+    from vj.show import LiveShow
+
+    show = LiveShow("demo", "default", render_cfg, AudioConfig(),
+                    ControlConfig(osc_port=0, oscquery_port=0, mdns=False), outputs=outputs)
+    spent: list[float] = []
+    try:
+        if show.outputs is not None:
+            wins = show.outputs
+            draw, swap = wins.draw, wins.swap
+            acc = [0.0]
+
+            def timed_draw(master):
+                t0 = time.perf_counter()
+                draw(master)
+                acc[0] += time.perf_counter() - t0
+
+            def timed_swap():
+                t0 = time.perf_counter()
+                swap()
+                acc[0] += time.perf_counter() - t0
+            wins.draw, wins.swap = timed_draw, timed_swap
+        end = time.monotonic() + warmup_s
+        while time.monotonic() < end:
+            show.frame()
+        times = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            if show.outputs is not None:
+                acc[0] = 0.0
+            show.frame()
+            times.append(time.perf_counter() - t0)
+            spent.append(acc[0] if show.outputs is not None else 0.0)
+    finally:
+        show.close()
+    t = np.asarray(times) * 1e3
+    return {"frames": len(t), "mean_ms": float(t.mean()), "p50_ms": float(np.median(t)),
+            "p99_ms": float(np.percentile(t, 99)), "outputs_ms": float(np.mean(spent) * 1e3)}
+
+
+def run_outputs_bench(render_cfg: RenderConfig, seconds: float = 10.0, counts=(0, 1, 2),
+                      warmup_s: float = WARMUP_S) -> dict[int, dict]:
+    """Print one row per number of outputs and the cost of two against one; under Xvfb where there is no display."""
+    w, h = render_cfg.width_px, render_cfg.height_px
+    print(f"outputs bench: the default scene at {w}x{h} on the demo track, {seconds:g} s per row after "
+          f"{warmup_s:g} s warm-up; outputs {w}x{h} each, corner-pinned, two with a blended seam")
+    print(f"  {'outputs':>7s} {'frames':>7s} {'mean ms':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'in outputs ms':>14s}")
+    rows = {}
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        if not os.environ.get("DISPLAY"):
+            from vj.output.xvfb import running_xvfb
+            display = stack.enter_context(running_xvfb(f"{w + 200}x{h + 200}x24"))
+            stack.enter_context(_env("DISPLAY", display))
+        for n in counts:
+            r = measure(render_cfg, outputs_file(Path(tmp), n, w, h), seconds, warmup_s)
+            rows[n] = r
+            print(f"  {n:7d} {r['frames']:7d} {r['mean_ms']:8.1f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} "
+                  f"{r['outputs_ms']:14.1f}", flush=True)
+    if 1 in rows and 2 in rows:
+        one, two = rows[1], rows[2]
+        print(f"  two outputs / one: frame time x{two['mean_ms'] / one['mean_ms']:.2f}, time in the outputs "
+              f"x{two['outputs_ms'] / max(one['outputs_ms'], 1e-9):.2f}")
+    return rows
