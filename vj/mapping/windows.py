@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import time
@@ -11,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import glfw
 import moderngl
 import numpy as np
 
@@ -21,6 +23,46 @@ from vj.output.window import Window, list_monitors
 from vj.params import Change, Registry
 
 log = logging.getLogger(__name__)
+
+_SYNC_GPU_COMMANDS_COMPLETE = 0x9117
+_TIMEOUT_IGNORED = 0xFFFFFFFFFFFFFFFF
+
+
+class SharedSync:
+    """Makes the master picture, drawn in the show's context, safe to read in the output windows' contexts without
+    the CPU waiting: a fence after the master (glFenceSync + glFlush) that each output context's GPU waits on
+    (glWaitSync), GL's way for objects shared between contexts (GL 4.6 section 5.3). Where the functions are
+    missing (GL before 3.2) it falls back to glFinish, which waits on the CPU."""
+
+    def __init__(self):
+        get = glfw.get_proc_address            # the show window's context is current: its GL's entry points
+        ptrs = [get(name) for name in ("glFenceSync", "glWaitSync", "glDeleteSync", "glFlush")]
+        self.available = all(ptrs)
+        if self.available:
+            self._fence = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)(ptrs[0])
+            self._wait = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint64)(ptrs[1])
+            self._delete = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(ptrs[2])
+            self._flush = ctypes.CFUNCTYPE(None)(ptrs[3])
+        self._sync = None
+
+    def after_master(self, ctx: moderngl.Context) -> None:
+        """In the show's context, once the master is drawn."""
+        if not self.available:
+            ctx.finish()
+            return
+        self._sync = self._fence(_SYNC_GPU_COMMANDS_COMPLETE, 0)
+        self._flush()
+
+    def before_read(self) -> None:
+        """In an output's context, before it samples the master."""
+        if self._sync:
+            self._wait(self._sync, 0, _TIMEOUT_IGNORED)
+
+    def done(self) -> None:
+        """Back in the show's context, once every output has drawn."""
+        if self._sync:
+            self._delete(self._sync)
+            self._sync = None
 
 RELOAD_POLL_S = 0.5
 WRITE_AFTER_S = 0.5          # calibration writes the file once the corners have been still this long
@@ -151,6 +193,8 @@ class OutputWindows:
         self._reloaded = False              # True: the registry takes the file's values at the next `follow`
         self._write_due: float | None = None
         masks = load_masks(outputs) if masks is None else masks
+        main.make_current()
+        self.sync = SharedSync()
         try:
             for k, spec in enumerate(outputs.outputs):
                 self.items.append(self._open(spec, masks.get(spec.name), vsync=(k == 0 and main.vsync)))
@@ -311,9 +355,7 @@ class OutputWindows:
         size = master.size
         if any(o.warp.needs_mipmaps(size, o.window.framebuffer_size) for o in self.items):
             master.build_mipmaps()
-        # The other contexts read the master only after this one has finished drawing it (GL's rule for
-        # objects shared between contexts); on a GPU this costs the overlap of one frame with the next.
-        self.main.ctx.finish()
+        self.sync.after_master(self.main.ctx)
         try:
             for k, o in enumerate(self.items):
                 o.window.make_current()
@@ -324,9 +366,11 @@ class OutputWindows:
                     o.master_glo = master.glo
                 size_px = o.window.framebuffer_size
                 self._overlay(k, o, size_px)
+                self.sync.before_read()
                 o.warp.render(o.master, o.window.ctx.screen, (0, 0, *size_px))
         finally:
             self.main.make_current()
+            self.sync.done()
 
     def _overlay(self, k: int, o: _Output, size_px: tuple[int, int]) -> None:
         """Calibration handles over output k, drawn again only when something they show changed."""
