@@ -118,3 +118,21 @@ def test_an_edited_outputs_file_is_applied_and_a_broken_one_keeps_the_old_mappin
     finally:
         wins.close()
     assert main.ctx.error == "GL_NO_ERROR"
+
+
+def test_an_output_on_a_monitor_goes_fullscreen_and_a_missing_monitor_gets_a_window(show, tmp_path, caplog):
+    main, master, picture = show
+    f = tmp_path / "outputs.toml"
+    f.write_text('[[output]]\nname = "proj"\nmonitor = 0\n\n[[output]]\nname = "lost"\nmonitor = "HDMI-9"\n'
+                 'size = [200, 100]\n')
+    wins = OutputWindows(main, load_outputs(f), watch=False)
+    try:
+        proj, lost = wins.items
+        assert proj.window.fullscreen and proj.window.framebuffer_size == (1280, 720)    # the Xvfb screen
+        assert not lost.window.fullscreen and lost.window.framebuffer_size == (200, 100)
+        assert "no monitor named like 'HDMI-9'" in caplog.text
+        wins.draw(master)
+        wins.swap()
+    finally:
+        wins.close()
+    assert main.ctx.error == "GL_NO_ERROR"
