@@ -29,11 +29,14 @@ def test_every_point_and_brightness_is_a_param():
     outputs = parse_outputs(FILE)
     paths = [p.path for p in output_params(outputs)]
     assert paths == ["/output/calibrate", "/output/left/corner/1", "/output/left/corner/2", "/output/left/corner/3",
-                     "/output/left/corner/4", "/output/left/brightness", "/output/wall/point/1/1",
+                     "/output/left/corner/4", *(f"/output/left/blend/{s}" for s in ("left", "right", "top", "bottom")),
+                     "/output/left/brightness", "/output/wall/point/1/1",
                      "/output/wall/point/1/2", "/output/wall/point/1/3", "/output/wall/point/2/1",
-                     "/output/wall/point/2/2", "/output/wall/point/2/3", "/output/wall/brightness"]
+                     "/output/wall/point/2/2", "/output/wall/point/2/3",
+                     *(f"/output/wall/blend/{s}" for s in ("left", "right", "top", "bottom")), "/output/wall/brightness"]
     left = outputs.outputs[0]
     assert values_of(left)["/output/left/corner/3"] == (1.0, 1.0)
+    assert values_of(left)["/output/left/blend/right"] == 0.1 and values_of(left)["/output/left/blend/top"] == 0.0
 
 
 def test_moved_points_make_a_new_spec_and_a_fold_is_refused():
@@ -60,6 +63,20 @@ def test_written_back_corners_keep_every_other_line_and_read_back_the_same():
                  "# measured 2026-12-01", "size = [640, 360]", "brightness = 0.8"):
         assert line in text
     assert len(text.splitlines()) == len(FILE.splitlines()) + 1          # one line added: left's brightness
+
+
+def test_blend_widths_written_back_keep_each_sides_gamma():
+    text = ('[[output]]\nname = "a"\nblend = { left = { width = 0.1, gamma = 2.4 }, right = 0.2 }  # tuned\n'
+            '\n[[output]]\nname = "b"\nblend = { right = 0.3, gamma = 1.8 }\n')
+    a, b = parse_outputs(text).outputs
+    a2, _ = spec_from(a, {"/output/a/blend/left": 0.15, "/output/a/blend/bottom": 0.05})
+    b2, _ = spec_from(b, {"/output/b/blend/right": 0.0})
+    out = rewrite(rewrite(text, a2), b2)
+    again = parse_outputs(out)
+    assert {s: (x.width, x.gamma) for s, x in again.get("a").blend.items()} == {
+        "left": (0.15, 2.4), "right": (0.2, 2.2), "top": (0.0, 2.2), "bottom": (0.05, 2.2)}
+    assert "blend" not in out.split("[[output]]")[2]                  # b has no soft edge left: the line goes
+    assert "# tuned" in out
 
 
 def test_a_corner_pin_without_corners_gets_them_after_its_name():

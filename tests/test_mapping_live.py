@@ -76,6 +76,12 @@ def test_osc_moves_a_corner_and_the_file_is_written_back(show):
     frames_until(show, lambda: False, 1.0)
     assert np.allclose(right.spec.corners[0], (0.1, 0.05), atol=1e-6) and show.outputs.reloads == 0
 
+    # blend widths too, keeping the file's other blend settings
+    left = show.outputs.items[0]
+    subprocess.run(["oscsend", "127.0.0.1", str(show.port), "/output/left/blend/right", "f", "0.2"], check=True)
+    assert frames_until(show, lambda: abs(left.warp.spec.blend["right"].width - 0.2) < 1e-6)
+    assert frames_until(show, lambda: abs(load_outputs(show.file).get("left").blend["right"].width - 0.2) < 1e-6)
+
     # OSCQuery lists the points with their values
     oq = show.osc.oscquery
     with urllib.request.urlopen(f"http://127.0.0.1:{oq.port}/output/right/corner/1", timeout=5) as r:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from types import MappingProxyType
 
 import numpy as np
 
 from vj.mapping.geometry import GeometryError, mesh_problem
 from vj.mapping.pattern import stamp_text
-from vj.mapping.spec import OutputSpec, OutputsFile
+from vj.mapping.spec import SIDES, OutputsError, OutputSpec, OutputsFile, parse_outputs
 from vj.params import Change, Param, Value
 
 CALIBRATE = "/output/calibrate"
@@ -30,7 +31,7 @@ def point_paths(spec: OutputSpec) -> list[tuple[str, int, int]]:
 
 
 def output_params(outputs: OutputsFile) -> list[Param]:
-    """The params of calibration: the mode and, per output, its points and its brightness."""
+    """The params of calibration: the mode and, per output, its points, its blend widths and its brightness."""
     params = [Param(CALIBRATE, False, kind="bool", description="projection outputs: show the calibration grid and "
                     "numbered handles (key c); arrows move the selected handle, tab the next output, 1-4 a corner")]
     for spec in outputs.outputs:
@@ -38,6 +39,10 @@ def output_params(outputs: OutputsFile) -> list[Param]:
             params.append(Param(path, tuple(spec.mesh_array[r, c]), *POINT_RANGE, kind="point2d",
                                 description=f"output {spec.name}: where this point of the picture lands "
                                             "(0..1 of the output, y down); written back to the outputs file"))
+        for side in SIDES:
+            params.append(Param(f"/output/{spec.name}/blend/{side}", spec.blend[side].width, 0.0, 0.5,
+                                description=f"output {spec.name}: soft edge on the {side}, a share of its picture "
+                                            "(0: hard); its gamma and curve stay the file's"))
         params.append(Param(f"/output/{spec.name}/brightness", spec.brightness, 0.0, 4.0,
                             description=f"output {spec.name}: brightness trim"))
     return params
@@ -46,12 +51,15 @@ def output_params(outputs: OutputsFile) -> list[Param]:
 def values_of(spec: OutputSpec) -> dict[str, Value]:
     m = spec.mesh_array
     out: dict[str, Value] = {path: (float(m[r, c, 0]), float(m[r, c, 1])) for path, r, c in point_paths(spec)}
+    for side in SIDES:
+        out[f"/output/{spec.name}/blend/{side}"] = spec.blend[side].width
     out[f"/output/{spec.name}/brightness"] = spec.brightness
     return out
 
 
 def spec_from(spec: OutputSpec, values) -> tuple[OutputSpec, str | None]:
-    """The output with its points and brightness from `values` (a registry snapshot), and why not if the new points
+    """The output with its points, blend widths and brightness from `values` (a registry snapshot), and why not if
+    the new points
     fold the picture over (then the spec comes back unchanged)."""
     m = spec.mesh_array.copy()
     for path, r, c in point_paths(spec):
@@ -59,7 +67,10 @@ def spec_from(spec: OutputSpec, values) -> tuple[OutputSpec, str | None]:
         if v is not None:
             m[r, c] = v
     b = float(values.get(f"/output/{spec.name}/brightness", spec.brightness))
-    if np.array_equal(m, spec.mesh_array) and b == spec.brightness:
+    blend = {side: replace(spec.blend[side], width=float(values.get(f"/output/{spec.name}/blend/{side}",
+                                                                     spec.blend[side].width)))
+             for side in SIDES}
+    if np.array_equal(m, spec.mesh_array) and b == spec.brightness and blend == dict(spec.blend):
         return spec, None
     try:
         why = mesh_problem(m)
@@ -68,7 +79,7 @@ def spec_from(spec: OutputSpec, values) -> tuple[OutputSpec, str | None]:
     if why:
         return spec, f"output {spec.name!r}: that move would fold the picture ({why}); not taken"
     mesh = tuple(tuple((float(x), float(y)) for x, y in row) for row in m)
-    return replace(spec, mesh=mesh, brightness=b), None
+    return replace(spec, mesh=mesh, brightness=b, blend=MappingProxyType(blend)), None
 
 
 # -- writing back ----------------------------------------------------------------------------
@@ -85,6 +96,23 @@ def _geometry_line(spec: OutputSpec) -> str:
     return f"mesh = [\n    {rows},\n]"
 
 
+def _blend_line(spec: OutputSpec) -> str | None:
+    """The blend table as the file would say it: widths, and gamma/power beside them where every side shares them."""
+    sides = [(s, spec.blend[s]) for s in SIDES if spec.blend[s].width > 0]
+    if not sides:
+        return None
+    gammas = {b.gamma for _, b in sides}
+    powers = {b.power for _, b in sides}
+    if len(gammas) == 1 and len(powers) == 1:
+        parts = [f"{s} = {_fmt(b.width)}" for s, b in sides] + [f"gamma = {_fmt(gammas.pop())}"]
+        if powers != {2.0}:
+            parts.append(f"power = {_fmt(powers.pop())}")
+    else:
+        parts = [f"{s} = {{ width = {_fmt(b.width)}, gamma = {_fmt(b.gamma)}, power = {_fmt(b.power)} }}"
+                 for s, b in sides]
+    return "blend = { " + ", ".join(parts) + " }"
+
+
 def _value_span(lines: list[str], start: int) -> int:
     """The index after the last line of the key = value that starts on lines[start] (arrays may span lines)."""
     depth, k = 0, start
@@ -98,8 +126,15 @@ def _value_span(lines: list[str], start: int) -> int:
 
 
 def rewrite(text: str, spec: OutputSpec) -> str:
-    """The outputs file's text with this output's points and brightness replaced (or added after its name); every
-    other line, comments included, as it was."""
+    """The outputs file's text with those of this output's points, blend and brightness that differ from what it says
+    replaced (or added after its name); every other line, comments included, as it was."""
+    try:
+        old = parse_outputs(text).get(spec.name)
+    except OutputsError:
+        old = None
+    changed = {"corners|mesh": old is None or not np.array_equal(old.mesh_array, spec.mesh_array),
+               "blend": old is None or dict(old.blend) != dict(spec.blend),
+               "brightness": old is None or old.brightness != spec.brightness}
     lines = text.split("\n")
     headers = [i for i, line in enumerate(lines) if re.match(r"^\s*\[\[\s*output\s*\]\]", line)]
     for n, h in enumerate(headers):
@@ -107,8 +142,15 @@ def rewrite(text: str, spec: OutputSpec) -> str:
         if not any(re.match(rf'^\s*name\s*=\s*["\']{re.escape(spec.name)}["\']', lines[i]) for i in range(h, end)):
             continue
         block = lines[h:end]
-        for key, new in (("corners|mesh", _geometry_line(spec)), ("brightness", f"brightness = {_fmt(spec.brightness)}")):
+        for key, new in (("corners|mesh", _geometry_line(spec)), ("blend", _blend_line(spec)),
+                         ("brightness", f"brightness = {_fmt(spec.brightness)}")):
+            if not changed[key]:
+                continue
             at = next((i for i, line in enumerate(block) if re.match(rf"^\s*({key})\s*=", line)), None)
+            if new is None:                          # no blend left: drop the line
+                if at is not None:
+                    del block[at:_value_span(block, at)]
+                continue
             if at is None:
                 if key == "brightness" and spec.brightness == 1.0:
                     continue
