@@ -124,6 +124,6 @@ def test_the_overlay_marks_each_point_and_the_selected_one():
     img = overlay(left, (640, 360), selected=2, active=True)
     assert img.shape == (360, 640, 4)
     assert (img[355:360, 635:640, :3] == (255, 200, 0)).all(axis=-1).any()     # corner 3, selected: filled amber
-    assert (img[0:12, 0:12, :3] == (0, 220, 255)).all(axis=-1).any()          # corner 1: a cyan ring
+    assert (img[0:24, 0:24, :3] == (0, 220, 255)).all(axis=-1).any()          # corner 1: a cyan ring
     assert img[180, 320, 3] == 0                                               # the middle shows the picture
     assert len(point_paths(left)) == 4

@@ -174,7 +174,7 @@ def overlay(spec: OutputSpec, size_px: tuple[int, int], selected: int | None, ac
     w, h = size_px
     img = np.zeros((h, w, 4), np.uint8)
     rgb = img[:, :, :3]
-    scale = max(1, min(w, h) // 240)
+    scale = max(2, min(w, h) // 240)            # handles and numbers big enough to find on a projector
     paths = point_paths(spec)
     m = spec.mesh_array
     r_px = 10 * scale
@@ -193,7 +193,7 @@ def overlay(spec: OutputSpec, size_px: tuple[int, int], selected: int | None, ac
         tx = int(min(max(x + r_px + 2, 0), w - 6 * scale * len(label)))
         ty = int(min(max(y + r_px + 2, 0), h - 8 * scale))
         stamp_text(rgb, label, tx, ty, scale, colour)
-    stamp_text(rgb, spec.name + (" *" if active else ""), 4 * scale, h // 2, 2 * scale, (255, 255, 255))
+    stamp_text(rgb, spec.name + (" *" if active else ""), 12 * scale, h // 2, 2 * scale, (255, 255, 255))
     img[:, :, 3] = np.where(rgb.any(axis=2), 255, img[:, :, 3])
     return img
 
