@@ -56,5 +56,7 @@ case $WHAT in engine|all)
     # the three frame paths from the model's tensor to the GL texture side by side.
     step bench --size 1920x1080 --frames "$FRAMES" --preset default
     step bench --size 1920x1080 --frames "$FRAMES" --preset dream --model-size 1280x720
+    # Projection outputs: the warp passes of one and two 1920x1080 outputs, headless (no display there).
+    step bench outputs --headless --size 1920x1080
     ;;
 esac

@@ -127,4 +127,4 @@ def test_bench_outputs_prints_a_row_per_output_count(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert set(rows) == {0, 1, 2} and all(r["frames"] > 0 for r in rows.values())
     assert rows[0]["outputs_ms"] == 0 and rows[1]["outputs_ms"] > 0 and rows[2]["outputs_ms"] > 0
-    assert "two outputs / one: frame time x" in out
+    assert "two outputs / one: frame time x" in out and "warp passes alone (headless, 320x180 outputs): 1 output" in out

@@ -75,10 +75,52 @@ def measure(render_cfg: RenderConfig, outputs: Path | None, seconds: float, warm
             "p99_ms": float(np.percentile(t, 99)), "outputs_ms": float(np.mean(spent) * 1e3)}
 
 
+def pass_times(width_px: int, height_px: int, frames: int = 200, counts=(1, 2)) -> dict[int, float]:
+    """Milliseconds a frame for the warp passes alone, headless (EGL): a grid master of the given size drawn through
+    `counts` outputs of that size; the same GL work the windows do, without windows, swaps or a display."""
+    from vj.gfx.context import bind_default_framebuffer, create_headless_context, release_context
+    from vj.mapping.pattern import grid_pattern
+    from vj.mapping.render import upload_master
+    from vj.mapping.spec import load_outputs
+    from vj.mapping.warp import WarpPass
+
+    ctx = create_headless_context()
+    out = {}
+    try:
+        master = upload_master(ctx, grid_pattern(width_px, height_px))
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in counts:
+                specs = load_outputs(outputs_file(Path(tmp), n, width_px, height_px)).outputs
+                passes = [WarpPass(ctx, spec) for spec in specs]
+                fbos = [ctx.framebuffer(color_attachments=[ctx.texture(spec.size_px, 4)]) for spec in specs]
+                for k in range(frames + 10):
+                    if k == 10:                     # after a warm-up: shaders compiled, memory touched
+                        ctx.finish()
+                        t0 = time.perf_counter()
+                    for p, fbo, spec in zip(passes, fbos, specs):
+                        p.render(master, fbo, (0, 0, *spec.size_px))
+                ctx.finish()
+                out[n] = (time.perf_counter() - t0) / frames * 1e3
+                bind_default_framebuffer(ctx)
+                for p, fbo in zip(passes, fbos):
+                    p.release()
+                    fbo.color_attachments[0].release()
+                    fbo.release()
+        master.release()
+    finally:
+        release_context(ctx)
+    return out
+
+
 def run_outputs_bench(render_cfg: RenderConfig, seconds: float = 10.0, counts=(0, 1, 2),
-                      warmup_s: float = WARMUP_S) -> dict[int, dict]:
+                      warmup_s: float = WARMUP_S, headless: bool = False) -> dict[int, dict]:
     """Print one row per number of outputs and the cost of two against one; under Xvfb where there is no display."""
     w, h = render_cfg.width_px, render_cfg.height_px
+    passes = pass_times(w, h)
+    print(f"warp passes alone (headless, {w}x{h} outputs): " +
+          ", ".join(f"{n} output{'s' if n > 1 else ''} {ms:.2f} ms a frame" for n, ms in passes.items()))
+    if headless:
+        return {}
     print(f"outputs bench: the default scene at {w}x{h} on the demo track, {seconds:g} s per row after "
           f"{warmup_s:g} s warm-up; outputs {w}x{h} each, corner-pinned, two with a blended seam")
     print(f"  {'outputs':>7s} {'frames':>7s} {'mean ms':>8s} {'p50 ms':>7s} {'p99 ms':>7s} {'in outputs ms':>14s}")

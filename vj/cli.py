@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "a running JACK server is used as it is")
     bench.add_argument("--block-size", type=int, default=256, metavar="FRAMES",
                        help="latency: audio block and JACK period (default 256)")
+    bench.add_argument("--headless", action="store_true",
+                       help="outputs: only the warp passes, headless (a GPU machine without a display)")
     bench.add_argument("--minutes", type=float, default=30.0, help="soak: how long the show runs (default 30)")
     bench.add_argument("--switch-every", type=float, default=10.0, metavar="S",
                        help="soak: seconds between scene changes (default 10)")
@@ -441,7 +443,7 @@ def _dispatch(args) -> int:
             return 0 if report.measured else 1
         if args.what == "outputs":
             from vj.bench_outputs import run_outputs_bench
-            run_outputs_bench(_render_cfg(args), seconds=args.seconds or 10.0)
+            run_outputs_bench(_render_cfg(args), seconds=args.seconds or 10.0, headless=args.headless)
             return 0
         if args.what == "soak":
             if args.minutes <= 0 or args.switch_every <= 0:
