@@ -95,11 +95,12 @@ def pass_times(width_px: int, height_px: int, frames: int = 200, counts=(1, 2)) 
                 fbos = [ctx.framebuffer(color_attachments=[ctx.texture(spec.size_px, 4)]) for spec in specs]
                 for k in range(frames + 10):
                     if k == 10:                     # after a warm-up: shaders compiled, memory touched
-                        ctx.finish()
                         t0 = time.perf_counter()
                     for p, fbo, spec in zip(passes, fbos, specs):
                         p.render(master, fbo, (0, 0, *spec.size_px))
-                ctx.finish()
+                    # Each frame finished: llvmpipe drops a pass that a later opaque one covers before it ran,
+                    # so unfinished frames into the same target would time one pass for many.
+                    ctx.finish()
                 out[n] = (time.perf_counter() - t0) / frames * 1e3
                 bind_default_framebuffer(ctx)
                 for p, fbo in zip(passes, fbos):

@@ -18,29 +18,33 @@ in vec3 in_h0;                   // rows of the cell's homography: output positi
 in vec3 in_h1;
 in vec3 in_h2;
 out vec2 pos;
-flat out mat3 hinv;
+out vec3 q;                      // the homography applied here: it is affine in the position, so interpolating it
+                                 // is exact, and each pixel only divides
 void main() {
     pos = in_pos;
-    hinv = transpose(mat3(in_h0, in_h1, in_h2));
+    q = transpose(mat3(in_h0, in_h1, in_h2)) * vec3(in_pos, 1.0);
     gl_Position = vec4(in_pos.x * 2.0 - 1.0, 1.0 - in_pos.y * 2.0, 0.0, 1.0);
 }
 """
 
 _FS = """
-#version 330
+// One output's fragment; compiled per set of features (the #defines WarpPass puts in front): Mesa's llvmpipe runs
+// every branch of a shader, taken or not, so features an output does not use cost nothing only when compiled out.
 uniform sampler2D master;
-uniform sampler2D mask;
-uniform bool use_mask;
 uniform vec4 source;             // x, y, w, h of the master picture, y down
 uniform vec4 blend_width;        // left, right, top, bottom, shares of the output's picture
 uniform vec4 blend_gamma;
 uniform vec4 blend_power;
 uniform vec3 trim;               // colour gains times brightness
-uniform bool calibrate;          // calibration: a grid over the picture and the overlay's handles
-uniform float grid_cells;
+#ifdef MASK
+uniform sampler2D mask;
+#endif
+#ifdef CALIBRATE
+uniform float grid_cells;        // calibration: a grid over the picture and the overlay's handles
 uniform sampler2D overlay;       // output space, top row first; alpha blended
+#endif
 in vec2 pos;
-flat in mat3 hinv;
+in vec3 q;
 out vec4 color;
 
 float ramp(float t, float p) {   // vj.mapping.spec.blend_ramp: ramp(t) + ramp(1 - t) = 1
@@ -48,33 +52,41 @@ float ramp(float t, float p) {   // vj.mapping.spec.blend_ramp: ramp(t) + ramp(1
     return t < 0.5 ? 0.5 * pow(2.0 * t, p) : 1.0 - 0.5 * pow(2.0 * (1.0 - t), p);
 }
 
-float edge(float d, int side) {
-    if (blend_width[side] <= 0.0) return 1.0;
-    return pow(ramp(d / blend_width[side], blend_power[side]), 1.0 / blend_gamma[side]);
+float edge(float d, int i) {     // one soft edge, as light: the ramp through the projector's gamma
+    return pow(ramp(d / blend_width[i], blend_power[i]), 1.0 / blend_gamma[i]);
 }
 
 void main() {
-    vec3 q = hinv * vec3(pos, 1.0);
-    vec2 uv = q.xy / q.z;        // the exact projective map, per pixel
-    vec3 c = vec3(0.0);
-    if (q.z > 0.0 && all(greaterThanEqual(uv, vec2(-1e-4))) && all(lessThanEqual(uv, vec2(1.0 + 1e-4)))) {
-        vec2 m = source.xy + clamp(uv, 0.0, 1.0) * source.zw;
-        c = texture(master, vec2(m.x, 1.0 - m.y)).rgb * trim;    // the master's row 0 is its bottom
-        c *= edge(uv.x, 0) * edge(1.0 - uv.x, 1) * edge(uv.y, 2) * edge(1.0 - uv.y, 3);
-        if (use_mask) {
-            vec4 k = texture(mask, pos);                               // uploaded top row first
-            c *= dot(k.rgb, vec3(0.2126, 0.7152, 0.0722)) * k.a;
-        }
-        if (calibrate) {         // 1 px lines at every 1/grid_cells of the picture, wherever the warp puts them
-            vec2 g = clamp(uv, 0.0, 1.0) * grid_cells;
-            vec2 d = abs(fract(g + 0.5) - 0.5) / max(fwidth(g), vec2(1e-6));
-            c = mix(c * 0.35, vec3(1.0), 1.0 - clamp(min(d.x, d.y), 0.0, 1.0));
-        }
-    }
-    if (calibrate) {
-        vec4 o = texture(overlay, pos);
-        c = mix(c, o.rgb, o.a);
-    }
+    vec2 uv = q.xy / q.z;        // the exact projective map, per pixel (q is interpolated exactly: it is affine)
+    vec2 m = source.xy + clamp(uv, 0.0, 1.0) * source.zw;
+    vec3 c = texture(master, vec2(m.x, 1.0 - m.y)).rgb * trim;    // the master's row 0 is its bottom
+#ifdef BLEND_LEFT
+    c *= edge(uv.x, 0);
+#endif
+#ifdef BLEND_RIGHT
+    c *= edge(1.0 - uv.x, 1);
+#endif
+#ifdef BLEND_TOP
+    c *= edge(uv.y, 2);
+#endif
+#ifdef BLEND_BOTTOM
+    c *= edge(1.0 - uv.y, 3);
+#endif
+#ifdef MASK
+    vec4 k = texture(mask, pos);                                   // uploaded top row first
+    c *= dot(k.rgb, vec3(0.2126, 0.7152, 0.0722)) * k.a;
+#endif
+#ifdef CALIBRATE                 // 1 px lines at every 1/grid_cells of the picture, wherever the warp puts them
+    vec2 g = clamp(uv, 0.0, 1.0) * grid_cells;
+    vec2 d = abs(fract(g + 0.5) - 0.5) / max(fwidth(g), vec2(1e-6));
+    c = mix(c * 0.35, vec3(1.0), 1.0 - clamp(min(d.x, d.y), 0.0, 1.0));
+#endif
+    bool inside = q.z > 0.0 && all(greaterThanEqual(uv, vec2(-1e-4))) && all(lessThanEqual(uv, vec2(1.0 + 1e-4)));
+    c = inside ? c : vec3(0.0);
+#ifdef CALIBRATE
+    vec4 o = texture(overlay, pos);
+    c = mix(c, o.rgb, o.a);
+#endif
     color = vec4(clamp(c, 0.0, 1.0), 1.0);
 }
 """
@@ -116,9 +128,8 @@ class WarpPass:
 
     def __init__(self, ctx: moderngl.Context, spec: OutputSpec, mask: np.ndarray | None = None):
         self.ctx = ctx
-        self.prog = ctx.program(vertex_shader=_VS, fragment_shader=_FS)
+        self._variants: dict[tuple, tuple[moderngl.Program, moderngl.VertexArray]] = {}   # by feature set
         self._vbo = None
-        self.vao = None
         self._mask_tex = None
         self._overlay = None
         self.calibrate = False
@@ -127,6 +138,21 @@ class WarpPass:
         self.spec = spec
         self.set_spec(spec)
         self.set_mask(mask)
+        # The calibration twin of the playing variant, made now: pressing c during a show compiles nothing.
+        self._variant((*self._features()[:-1], True))
+
+    def _features(self) -> tuple:
+        return (*(self.spec.blend[s].width > 0 for s in SIDES), self._mask_tex is not None,
+                self.calibrate and self._overlay is not None)
+
+    def _variant(self, key: tuple) -> tuple[moderngl.Program, moderngl.VertexArray]:
+        if key not in self._variants:
+            names = [f"BLEND_{s.upper()}" for s in SIDES] + ["MASK", "CALIBRATE"]
+            defines = "".join(f"#define {n}\n" for n, on in zip(names, key) if on)
+            prog = self.ctx.program(vertex_shader=_VS, fragment_shader="#version 330\n" + defines + _FS)
+            vao = self.ctx.vertex_array(prog, [(self._vbo, "2f 3f 3f 3f", "in_pos", "in_h0", "in_h1", "in_h2")])
+            self._variants[key] = (prog, vao)
+        return self._variants[key]
 
     def set_mask(self, mask: np.ndarray | None) -> None:
         """The mask as `load_mask` gives it, or None for none."""
@@ -144,21 +170,21 @@ class WarpPass:
         data = cell_vertices(spec)
         if self._vbo is not None and self._vbo.size == data.nbytes:
             self._vbo.write(data.tobytes())
-        else:
-            if self.vao is not None:
-                self.vao.release()
+        else:                                   # another mesh size: every variant's vertex array is remade
+            self._release_variants()
+            if self._vbo is not None:
                 self._vbo.release()
             self._vbo = self.ctx.buffer(data.tobytes())
-            self.vao = self.ctx.vertex_array(self.prog, [(self._vbo, "2f 3f 3f 3f", "in_pos", "in_h0", "in_h1",
-                                                          "in_h2")])
         self._n_vertices = len(data)
         self.spec = spec
-        p = self.prog
-        p["source"].value = spec.source
-        p["blend_width"].value = tuple(spec.blend[s].width for s in SIDES)
-        p["blend_gamma"].value = tuple(spec.blend[s].gamma for s in SIDES)
-        p["blend_power"].value = tuple(spec.blend[s].power for s in SIDES)
-        p["trim"].value = tuple(c * spec.brightness for c in spec.color)
+        self._uniforms = {
+            "source": spec.source,
+            "blend_width": tuple(spec.blend[s].width for s in SIDES),
+            "blend_gamma": tuple(spec.blend[s].gamma for s in SIDES),
+            "blend_power": tuple(spec.blend[s].power for s in SIDES),
+            "trim": tuple(c * spec.brightness for c in spec.color),
+            "master": 0, "mask": 1, "overlay": 2, "grid_cells": 8.0,
+        }
         self._minify_for = None
 
     def set_overlay(self, rgba: np.ndarray | None) -> None:
@@ -195,24 +221,29 @@ class WarpPass:
         target.viewport = viewport
         target.clear(0.0, 0.0, 0.0, 1.0, viewport=viewport)
         self.needs_mipmaps(master.size, viewport[2:])
+        prog, vao = self._variant(self._features())
+        for name, value in self._uniforms.items():
+            if name in prog:
+                prog[name].value = value
         master.use(0)
         self.sampler.use(0)
-        self.prog["master"].value = 0
-        self.prog["use_mask"].value = self._mask_tex is not None
         if self._mask_tex is not None:
             self._mask_tex.use(1)
-            self.prog["mask"].value = 1
-        self.prog["calibrate"].value = self.calibrate and self._overlay is not None
         if self.calibrate and self._overlay is not None:
             self._overlay.use(2)
-            self.prog["overlay"].value = 2
-            self.prog["grid_cells"].value = 8.0
         self.ctx.disable(moderngl.BLEND)
-        self.vao.render(moderngl.TRIANGLES, vertices=self._n_vertices)
+        vao.render(moderngl.TRIANGLES, vertices=self._n_vertices)
         self.sampler.clear(0)
 
+    def _release_variants(self) -> None:
+        for prog, vao in self._variants.values():
+            vao.release()
+            prog.release()
+        self._variants.clear()
+
     def release(self) -> None:
-        for obj in (self.vao, self._vbo, self._mask_tex, self._overlay, self.sampler, self.prog):
+        self._release_variants()
+        for obj in (self._vbo, self._mask_tex, self._overlay, self.sampler):
             if obj is not None:
                 obj.release()
-        self.vao = self._vbo = self._mask_tex = self._overlay = None
+        self._vbo = self._mask_tex = self._overlay = None
