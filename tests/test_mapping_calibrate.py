@@ -105,6 +105,9 @@ def test_keys_select_and_move_points_in_pixel_steps():
     ch = cal.key("right", specs, sizes)
     assert ch.path == "/output/wall/point/2/1" and np.allclose(ch.value, (0.001, 1.0))
     assert cal.key("f", specs, sizes) is None                  # not calibration's: the show's own key
+    held = cal.key("shift+right:repeat", specs, sizes)         # a held arrow goes on moving
+    assert held.path == "/output/wall/point/2/1" and np.allclose(held.value, (0.011, 1.0))
+    assert cal.key("tab:repeat", specs, sizes) is None and cal.output == 1
 
 
 def test_the_mouse_drags_the_nearest_handle():

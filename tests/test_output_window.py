@@ -222,3 +222,26 @@ def test_without_display_window_error_is_one_line(env_display):
 
 def test_window_error_is_an_exception_class():
     assert issubclass(WindowError, Exception)
+
+
+def test_a_held_key_repeats_as_its_own_name(win, display):
+    glfw.focus_window(win._window)
+    win.poll_events()
+    x11, xtst = _xtest()
+    dpy = x11.XOpenDisplay(display.encode())
+    try:
+        code = x11.XKeysymToKeycode(dpy, x11.XStringToKeysym(b"Left"))
+        xtst.XTestFakeKeyEvent(dpy, code, True, 0)
+        x11.XFlush(dpy)
+        names: list[str] = []
+        deadline = time.monotonic() + 30           # the server's autorepeat starts after its delay (~0.6 s)
+        while "left:repeat" not in names and time.monotonic() < deadline:
+            win.poll_events()
+            names += win.pop_keys()
+            time.sleep(0.01)
+        xtst.XTestFakeKeyEvent(dpy, code, False, 0)
+        x11.XFlush(dpy)
+    finally:
+        x11.XCloseDisplay(dpy)
+    win.poll_events()
+    assert names[0] == "left" and "left:repeat" in names and set(names[1:]) == {"left:repeat"}, names

@@ -217,6 +217,10 @@ class Calibration:
         use (the show handles that one as usual)."""
         if not specs:
             return None
+        if key.endswith(":repeat"):                 # a held key: only the arrows go on moving
+            key = key.removesuffix(":repeat")
+            if key.split("+")[-1] not in _ARROWS:
+                return None
         self.output %= len(specs)
         spec = specs[self.output]
         paths = point_paths(spec)

@@ -352,9 +352,11 @@ class Window:
             pass
 
     def _on_key(self, window, key: int, scancode: int, action: int, mods: int) -> None:
-        if action != glfw.PRESS:
+        # A held key repeats as 'NAME:repeat' (a held arrow nudges a projector corner on); the show's own keys
+        # act on presses only, so holding 'right' does not run through the presets.
+        if action not in (glfw.PRESS, glfw.REPEAT):
             return
         try:
-            self.keys.put_nowait(key_name(key, scancode, mods))
+            self.keys.put_nowait(key_name(key, scancode, mods) + (":repeat" if action == glfw.REPEAT else ""))
         except queue.Full:
             pass  # nobody drains the queue: newest presses are lost, never the frame loop
