@@ -29,11 +29,12 @@ requirements). The LMMS and Hydrogen demo songs are held out for acceptance test
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -521,6 +522,34 @@ def build(piece: Piece, out_dir: Path, soundfont: Path) -> tuple[float, float, f
     return duration, float(bpm.min()), float(bpm.max())
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Extra training music: MMA library grooves the corpus does not use
+
+MMA_LIB = Path("/usr/share/mma/lib/stdlib")
+CHARTS = (POP, MINOR, DORIAN, BLUES, JAZZ, FUNK, LATIN, DARK, SOUL, COUNTRY)
+
+
+def extra_pieces(seed: int = 1000) -> list[Piece]:
+    """One training-only piece per groove file of MMA's library that no corpus piece takes a groove from (so that
+    out-of-fold scores stay out of fold): its first groove that is not an intro, ending or fill, 32 bars of a
+    chord chart picked by a seeded generator, at a seeded tempo from 70 to 180 BPM (log-uniform), 45 s."""
+    used = {part.groove.lower() for p in PIECES for part in p.mma}
+    rng = np.random.default_rng(seed)
+    out = []
+    for path in sorted(MMA_LIB.glob("*.mma")):
+        text = path.read_text(errors="replace")
+        names = re.findall(r"^\s*DefGroove\s+(\S+)", text, re.M | re.I)
+        if not names or any(n.lower() in used for n in names) or path.stem.startswith("metronome"):
+            continue
+        plain = [n for n in names if not re.search(r"intro|end|fill|sus", n, re.I)] or names
+        bpm = float(np.round(np.exp(rng.uniform(np.log(70), np.log(180)))))
+        chart = CHARTS[int(rng.integers(len(CHARTS)))]
+        out.append(Piece(f"extra_{re.sub(r'[^a-z0-9]+', '_', path.stem.lower())}", "training only",
+                         f"MMA groove {plain[0]}", bpm=bpm, seed=seed + len(out), duration_s=45.0,
+                         mma=(Part(plain[0], 32, chart),)))
+    return out
+
+
 def readme(rows: list[tuple[Piece, float, float, float]], soundfont: Path) -> str:
     lines = ["# Beat corpus", "",
              "Made by `scripts/beat-corpus.py` (see docs/BEAT_CORPUS.md): MIDI rendered through FluidSynth with",
@@ -551,9 +580,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated piece names")
     ap.add_argument("--soundfont", type=Path, default=None, help=f"default: {SOUNDFONTS[0]}")
     ap.add_argument("--list", action="store_true", help="list the pieces and stop")
+    ap.add_argument("--extra", action="store_true",
+                    help="build the training-only pieces instead (MMA library grooves no corpus piece uses)")
     args = ap.parse_args(argv)
+    pieces = tuple(extra_pieces()) if args.extra else PIECES
     if args.list or args.out is None:
-        for p in PIECES:
+        for p in pieces:
             print(f"{p.name:28s} {p.genre:22s} {p.note}")
         return 0
     missing = [tool for tool in ("fluidsynth", "mma", "sox") if shutil.which(tool) is None]
@@ -561,18 +593,24 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"beat-corpus: {', '.join(missing)} not found; apt-get install {' '.join(APT_PACKAGES)}")
     soundfont = find_soundfont(args.soundfont)
     wanted = {n for n in args.only.split(",") if n}
-    unknown = wanted - {p.name for p in PIECES}
+    unknown = wanted - {p.name for p in pieces}
     if unknown:
         raise SystemExit(f"beat-corpus: no such piece: {', '.join(sorted(unknown))}")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for p in PIECES:
+    for p in pieces:
         if wanted and p.name not in wanted:
             continue
         if p.file and not (Path(p.source[3]) / p.file).is_file():
             print(f"{p.name}: skipped, {p.file} missing (apt-get install {p.source[0]})", file=sys.stderr)
             continue
-        dur, lo, hi = build(p, args.out, soundfont)
+        try:
+            dur, lo, hi = build(p, args.out, soundfont)
+        except RuntimeError as exc:          # an extra groove MMA cannot play: the others still come
+            if not args.extra:
+                raise
+            print(f"{p.name}: skipped, {exc}", file=sys.stderr)
+            continue
         rows.append((p, dur, lo, hi))
         print(f"{p.name:28s} {dur:5.1f} s  {lo:5.1f}-{hi:5.1f} BPM", flush=True)
     (args.out / "README.md").write_text(readme(rows, soundfont))

@@ -2,7 +2,7 @@
 """Trains vj's beat network (vj/audio/beatnet.py) on the beat corpus (docs/BEAT_CORPUS.md).
 
     python scripts/train-beatnet.py features CORPUS_DIR [CORPUS_DIR ...] -o CACHE_DIR
-    python scripts/train-beatnet.py train CACHE_DIR -o vj/audio/beatnet.npz [--fold K/N]
+    python scripts/train-beatnet.py train CACHE_DIR -o vj/audio/beatnet.npz [--fold K/N] [--extra CACHE_DIR]
 
 `features` decodes every NAME.flac + NAME.beats pair, plays it at several speeds (varispeed: tempo and
 pitch together, so the network sees each groove at other tempi) and stores the band magnitudes of every
@@ -104,8 +104,9 @@ def train(args) -> None:
         k, n = (int(v) for v in args.fold.split("/"))
         held = {name for i, name in enumerate(names) if i % n == k}
     data = []
-    for p in sorted(cache.glob("*.npz")):
-        if p.name.split("@")[0] in held:
+    files = sorted(cache.glob("*.npz")) + sorted(p for c in args.extra for p in Path(c).glob("*.npz"))
+    for p in files:
+        if p.parent == cache and p.name.split("@")[0] in held:
             continue
         with np.load(p) as d:
             data.append((d["mags"], d["y"]))
@@ -187,6 +188,8 @@ def main() -> None:
     t.add_argument("cache")
     t.add_argument("-o", "--out", required=True)
     t.add_argument("--fold", default="")
+    t.add_argument("--extra", action="append", default=[], metavar="CACHE_DIR",
+                   help="features of training-only music (beat-corpus.py --extra), never held out by --fold")
     t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=3e-3)

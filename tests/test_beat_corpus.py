@@ -132,3 +132,21 @@ def test_rendered_kicks_land_on_the_annotated_beats(tmp_path):
     slack = 1 / sr + 0.00005
     assert lags.min() >= -tick_s / 2 - slack, lags
     assert lags.max() <= 64 / sr + 0.001 + tick_s / 2 + slack, lags
+
+
+@pytest.mark.skipif(not Path("/usr/share/mma/lib/stdlib").is_dir(), reason="mma (apt) is not installed")
+def test_extra_training_music_shares_no_groove_file_with_the_corpus():
+    import re
+    extra = bc.extra_pieces()
+    corpus_grooves = {part.groove.lower() for p in bc.PIECES for part in p.mma}
+    files_of = {}
+    for path in bc.MMA_LIB.glob("*.mma"):
+        for name in re.findall(r"^\s*DefGroove\s+(\S+)", path.read_text(errors="replace"), re.M | re.I):
+            files_of.setdefault(name.lower(), set()).add(path)
+    corpus_files = set().union(*(files_of.get(g, set()) for g in corpus_grooves))
+    assert len(extra) > 50 and len({p.name for p in extra}) == len(extra)
+    for p in extra:
+        (part,) = p.mma
+        assert not files_of[part.groove.lower()] & corpus_files, p.name     # out-of-fold scores stay out of fold
+        assert 70 <= p.bpm <= 180 and part.bars == 32
+    assert [p.bpm for p in bc.extra_pieces()] == [p.bpm for p in extra]       # seeded: the same music each time
