@@ -95,6 +95,9 @@ def test_osc_moves_a_corner_and_the_file_is_written_back(show):
     assert np.allclose(right.spec.corners[0], (0.1, 0.05), atol=1e-6)
     assert frames_until(show, lambda: np.allclose(show.engine.registry.get("/output/right/corner/1"), (0.1, 0.05),
                                                   atol=1e-6))
+    subprocess.run(["oscsend", "127.0.0.1", str(show.port), "/output/right/corner/1", "ff", "0.05", "0.05"],
+                   check=True)                                   # a good move again: the HUD's error goes
+    assert frames_until(show, lambda: show.outputs.last_error == "")
 
 
 def test_keys_and_mouse_calibrate_and_scene_changes_keep_the_mapping(show):

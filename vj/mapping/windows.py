@@ -302,6 +302,8 @@ class OutputWindows:
                 o.warp.set_spec(new)
                 o.spec = new
                 moved = True
+                if "fold the picture" in self.last_error:     # a refused move is old news once one is taken
+                    self.last_error = ""
         if moved:
             self.main.make_current()
             self._write_due = now + WRITE_AFTER_S
