@@ -131,3 +131,15 @@ def test_bench_outputs_prints_a_row_per_output_count(monkeypatch, capsys):
     assert set(rows) == {0, 1, 2} and all(r["frames"] > 0 for r in rows.values())
     assert rows[0]["outputs_ms"] == 0 and rows[1]["outputs_ms"] > 0 and rows[2]["outputs_ms"] > 0
     assert "two outputs / one: frame time x" in out and "warp passes alone (headless, 320x180 outputs): 1 output" in out
+
+
+def test_a_failing_output_leaves_the_show_playing_and_says_so_once(show, caplog):
+    def broken(master):
+        raise RuntimeError("GL_OUT_OF_MEMORY in the output's context")
+    show.outputs.draw = broken
+    frames = show.frames
+    for _ in range(10):
+        show.frame()
+    assert show.frames == frames + 10
+    assert len([r for r in caplog.records if "GL_OUT_OF_MEMORY" in r.getMessage()]) == 1
+    assert show.window.ctx.error == "GL_NO_ERROR"

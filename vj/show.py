@@ -266,6 +266,7 @@ class LiveShow:
         self._recording_error_logged = False
         self._hud_lines: list = []
         self._hud_at = 0.0
+        self._outputs_failed = ""                # the last error the output windows raised, logged once
         self.latency = LatencyEstimate(self.audio_cfg.block_frames / self.audio_cfg.sample_rate_hz,
                                        self.audio_cfg.hop_samples / self.audio_cfg.sample_rate_hz)
         self.probe: Callable[[], float] | None = None       # set by `vj bench latency`
@@ -341,10 +342,7 @@ class LiveShow:
                 self._hud_at = self.clock.t_s
             self.hud.draw(window.ctx.screen, (0, 0, *size), self._hud_lines)
         if self.outputs is not None:
-            for change in self.outputs.poll():        # handles dragged with the mouse: applied next frame
-                engine.changes.put(change)
-            self.outputs.follow(engine.registry)
-            self.outputs.draw(engine.master.texture)
+            self._outputs_step(self._draw_outputs)
         rec.t_drawn = time.monotonic()
         if self.probe is not None:       # `vj bench latency`: look at the drawn picture before it is shown
             rec.probe = self.probe()
@@ -357,12 +355,29 @@ class LiveShow:
             self._preview_rgb = rgb[::step, ::step].copy()                # encoded on the web server's thread
         window.swap()
         if self.outputs is not None:
-            self.outputs.swap()
+            self._outputs_step(self.outputs.swap)
         rec.t_swapped = time.monotonic()
         self.latency.add(rec)
         if self.frame_log is not None:
             self.frame_log.append(rec)
         self.frames += 1
+
+    def _draw_outputs(self) -> None:
+        for change in self.outputs.poll():        # handles dragged with the mouse: applied next frame
+            self.engine.changes.put(change)
+        self.outputs.follow(self.engine.registry)
+        self.outputs.draw(self.engine.master.texture)
+
+    def _outputs_step(self, step: Callable[[], None]) -> None:
+        """A step of the projection outputs, at the frame boundary: a failure leaves the show window playing and
+        is logged once per reason."""
+        try:
+            step()
+        except Exception as exc:
+            if str(exc) != self._outputs_failed:
+                self._outputs_failed = str(exc)
+                log.exception("outputs: %s", exc)
+            self.window.make_current()
 
     def _record(self, block: np.ndarray) -> None:
         rec = self.recorder
