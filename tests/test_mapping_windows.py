@@ -115,6 +115,10 @@ def test_an_edited_outputs_file_is_applied_and_a_broken_one_keeps_the_old_mappin
         wins.last_error = ""
         err = next_result()
         assert "restart" in err and wins.names == ["left", "right"]
+        f.write_text(TWO.format(right_extra="mesh = [[[0, 0], [0.5, 0], [1, 0]], [[0, 1], [0.5, 1], [1, 1]]]"))
+        wins.last_error = ""
+        err = next_result()                                                 # another number of points: refused
+        assert "restart" in err and wins.items[1].spec.is_corner_pin
     finally:
         wins.close()
     assert main.ctx.error == "GL_NO_ERROR"

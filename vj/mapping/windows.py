@@ -325,12 +325,13 @@ class OutputWindows:
 
     def apply(self, outputs: OutputsFile, masks: dict[str, np.ndarray | None]) -> str | None:
         """Take a new mapping. Outputs keep their windows by name; a file that adds, removes or renames outputs,
-        or moves one to another monitor, needs a restart and is refused (the old mapping stays)."""
-        old = [(o.spec.name, o.spec.monitor) for o in self.items]
-        new = [(o.name, o.monitor) for o in outputs.outputs]
+        moves one to another monitor or gives one another number of points (their params are declared once)
+        needs a restart and is refused (the old mapping stays)."""
+        old = [(o.spec.name, o.spec.monitor, o.spec.mesh_array.shape) for o in self.items]
+        new = [(o.name, o.monitor, o.mesh_array.shape) for o in outputs.outputs]
         if old != new:
-            self.last_error = (f"{outputs.path}: outputs or monitors changed ({', '.join(n for n, _ in new)}); "
-                               "restart the show to open or close windows")
+            self.last_error = (f"{outputs.path}: outputs, monitors or numbers of points changed "
+                               f"({', '.join(n for n, _, _ in new)}); restart the show for that")
             return self.last_error
         try:
             for o, spec in zip(self.items, outputs.outputs):
