@@ -96,6 +96,7 @@ def test_outputs_file_reads_every_setting(tmp_path):
     ('[[output]]\nname = "a"\nmask = "nowhere.png"\n', 3, "not found"),
     ('[[output]]\nname = "a"\ncorners = [[0,0],[1,0],[1,1],[0,1]]\nmesh = [[[0,0],[1,0]],[[0,1],[1,1]]]\n', 4,
      "not both"),
+    ('[[output]]\nname = "a"\ncorners = [[-3, 0], [1, 0], [1, 1], [0, 1]]\n', 3, "within -1..2"),
     ('[display]\nx = 1\n', 1, "unknown key 'display'"),
     ('# nothing here\n', None, "no [[output]]"),
 ])

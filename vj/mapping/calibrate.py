@@ -11,11 +11,10 @@ import numpy as np
 
 from vj.mapping.geometry import GeometryError, mesh_problem
 from vj.mapping.pattern import stamp_text
-from vj.mapping.spec import SIDES, OutputsError, OutputSpec, OutputsFile, parse_outputs
+from vj.mapping.spec import POINT_RANGE, SIDES, OutputsError, OutputSpec, OutputsFile, parse_outputs
 from vj.params import Change, Param, Value
 
 CALIBRATE = "/output/calibrate"
-POINT_RANGE = (-1.0, 2.0)          # a corner may sit off its output (a projector wider than its screen)
 PICK_PX = 24                       # a click this close to a handle takes it
 STEP_PX = {"": 1.0, "shift+": 10.0, "alt+": 0.1}      # arrow keys: 1 px, 10 px, a tenth of a pixel
 _ARROWS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}

@@ -21,6 +21,7 @@ _OUTPUT_KEYS = {"name", "monitor", "size", "position", "source", "corners", "mes
 _BLEND_KEYS = {"width", "gamma", "power"}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 MAX_MESH = 33                     # points a side: a curved screen needs a handful, a typo 10^6
+POINT_RANGE = (-1.0, 2.0)          # where a point may sit: off its output too (a projector wider than its screen)
 DEFAULT_SIZE_PX = (1280, 720)
 
 EXAMPLE = """\
@@ -204,6 +205,10 @@ def _output(t: dict, index: int, where: _Where, base: Path) -> OutputSpec:
         if pts is None or any(p is None for r in pts for p in r):
             raise bad("mesh", f"mesh must be rows of [x, y] points, every row as long, 2 to {MAX_MESH} each way")
         kw["mesh"] = tuple(tuple(r) for r in pts)
+    lo, hi = POINT_RANGE
+    if "mesh" in kw and not all(lo <= c <= hi for row in kw["mesh"] for pt in row for c in pt):
+        raise bad("mesh" if "mesh" in t else "corners",
+                  "points must lie within -1..2 of the output (0..1 is the output itself)")
     if "mesh" in kw:
         try:
             why = mesh_problem(np.asarray(kw["mesh"], float))
