@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vj.audio.bench import timed
 from vj.config import AudioConfig, ControlConfig, RenderConfig
 from vj.latency import _env
 
@@ -39,35 +40,22 @@ def measure(render_cfg: RenderConfig, outputs: Path | None, seconds: float, warm
 
     show = LiveShow("demo", "default", render_cfg, AudioConfig(),
                     ControlConfig(osc_port=0, oscquery_port=0, mdns=False), outputs=outputs)
-    spent: list[float] = []
+    sink: list[float] = []                  # the output windows' draw and swap times of the frame
     try:
         if show.outputs is not None:
-            wins = show.outputs
-            draw, swap = wins.draw, wins.swap
-            acc = [0.0]
-
-            def timed_draw(master):
-                t0 = time.perf_counter()
-                draw(master)
-                acc[0] += time.perf_counter() - t0
-
-            def timed_swap():
-                t0 = time.perf_counter()
-                swap()
-                acc[0] += time.perf_counter() - t0
-            wins.draw, wins.swap = timed_draw, timed_swap
+            show.outputs.draw = timed(show.outputs.draw, sink)
+            show.outputs.swap = timed(show.outputs.swap, sink)
         end = time.monotonic() + warmup_s
         while time.monotonic() < end:
             show.frame()
-        times = []
+        times, spent = [], []
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            sink.clear()
             t0 = time.perf_counter()
-            if show.outputs is not None:
-                acc[0] = 0.0
             show.frame()
             times.append(time.perf_counter() - t0)
-            spent.append(acc[0] if show.outputs is not None else 0.0)
+            spent.append(sum(sink))
     finally:
         show.close()
     t = np.asarray(times) * 1e3

@@ -48,7 +48,8 @@ def _feed(analyzer: Analyzer, mono: np.ndarray, block: int) -> int:
     return hops
 
 
-def _timed(fn: Callable, sink: list[float]) -> Callable:
+def timed(fn: Callable, sink: list[float]) -> Callable:
+    """`fn` that appends how long each call took (s) to `sink`."""
     def wrapper(*args, **kwargs):
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
@@ -76,15 +77,15 @@ def bench_analysis(audio_cfg: AudioConfig = AudioConfig(), duration_s: float = 6
 
     analyzer = Analyzer(audio_cfg, AnalyzerSettings(beat_network=True))
     samples: dict[str, list[float]] = {"whole hop": [], "beat tracker": [], "beat network": []}
-    analyzer._hop = _timed(analyzer._hop, samples["whole hop"])
-    analyzer.beats.update = _timed(analyzer.beats.update, samples["beat tracker"])
+    analyzer._hop = timed(analyzer._hop, samples["whole hop"])
+    analyzer.beats.update = timed(analyzer.beats.update, samples["beat tracker"])
     if analyzer._net is not None:
-        analyzer._net.step = _timed(analyzer._net.step, samples["beat network"])
-        analyzer._band_features.step = _timed(analyzer._band_features.step, samples["beat network"])
+        analyzer._net.step = timed(analyzer._net.step, samples["beat network"])
+        analyzer._band_features.step = timed(analyzer._band_features.step, samples["beat network"])
     for label, methods in _PARTS:
         sink = samples.setdefault(label, [])
         for m in methods:
-            setattr(analyzer, m, _timed(getattr(analyzer, m), sink))
+            setattr(analyzer, m, timed(getattr(analyzer, m), sink))
     _feed(analyzer, mono, block)
     whole = np.asarray(samples["whole hop"])
     net = np.asarray(samples["beat network"])
