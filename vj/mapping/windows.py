@@ -169,7 +169,6 @@ class _Output:
     window: Window
     warp: WarpPass
     master: moderngl.Texture | None = None     # the show's master texture as seen from this window's context
-    master_glo: int = -1
     overlay_key: tuple | None = None           # what the calibration overlay was last drawn for
 
 
@@ -337,8 +336,7 @@ class OutputWindows:
             for o, spec in zip(self.items, outputs.outputs):
                 o.window.make_current()
                 o.warp.set_spec(spec)
-                if spec.mask != o.spec.mask or masks.get(spec.name) is not None:
-                    o.warp.set_mask(masks.get(spec.name))
+                o.warp.set_mask(masks.get(spec.name))
                 if spec.size_px != o.spec.size_px and not o.window.fullscreen:
                     o.window.resize(*spec.size_px)
                 o.spec = spec
@@ -355,19 +353,17 @@ class OutputWindows:
         """Warp the show's finished master picture into every output window's back buffer."""
         if not self.items:
             return
-        size = master.size
-        if any(o.warp.needs_mipmaps(size, o.window.framebuffer_size) for o in self.items):
+        size, sizes = master.size, self.sizes
+        if any(o.warp.needs_mipmaps(size, size_px) for o, size_px in zip(self.items, sizes)):
             master.build_mipmaps()
         self.sync.after_master(self.main.ctx)
         try:
-            for k, o in enumerate(self.items):
+            for k, (o, size_px) in enumerate(zip(self.items, sizes)):
                 o.window.make_current()
-                if o.master_glo != master.glo or o.master is None or o.master.size != size:
+                if o.master is None or o.master.glo != master.glo or o.master.size != size:   # a new master
                     if o.master is not None:
                         o.master.release()
                     o.master = o.window.ctx.external_texture(master.glo, size, 4, 0, "f1")
-                    o.master_glo = master.glo
-                size_px = o.window.framebuffer_size
                 self._overlay(k, o, size_px)
                 self.sync.before_read()
                 o.warp.render(o.master, o.window.ctx.screen, (0, 0, *size_px))
