@@ -54,7 +54,7 @@ def test_written_back_corners_keep_every_other_line_and_read_back_the_same():
     left, wall = outputs.outputs
     left2, _ = spec_from(left, {"/output/left/corner/2": (0.9, 0.1), "/output/left/brightness": 0.75})
     wall2, _ = spec_from(wall, {"/output/wall/point/2/2": (0.55, 0.9)})
-    text = rewrite(rewrite(FILE, left2), wall2)
+    text = rewrite(rewrite(FILE, left, left2), wall, wall2)
     again = parse_outputs(text)
     np.testing.assert_allclose(again.outputs[0].corners, left2.corners)
     assert again.outputs[0].brightness == 0.75
@@ -71,7 +71,7 @@ def test_blend_widths_written_back_keep_each_sides_gamma():
     a, b = parse_outputs(text).outputs
     a2, _ = spec_from(a, {"/output/a/blend/left": 0.15, "/output/a/blend/bottom": 0.05})
     b2, _ = spec_from(b, {"/output/b/blend/right": 0.0})
-    out = rewrite(rewrite(text, a2), b2)
+    out = rewrite(rewrite(text, a, a2), b, b2)
     again = parse_outputs(out)
     assert {s: (x.width, x.gamma) for s, x in again.get("a").blend.items()} == {
         "left": (0.15, 2.4), "right": (0.2, 2.2), "top": (0.0, 2.2), "bottom": (0.05, 2.2)}
@@ -81,8 +81,9 @@ def test_blend_widths_written_back_keep_each_sides_gamma():
 
 def test_a_corner_pin_without_corners_gets_them_after_its_name():
     text = '[[output]]\nname = "a"\nsize = [10, 10]\n'
-    spec, _ = spec_from(parse_outputs(text).outputs[0], {"/output/a/corner/4": (0.05, 0.95)})
-    out = rewrite(text, spec)
+    old = parse_outputs(text).outputs[0]
+    spec, _ = spec_from(old, {"/output/a/corner/4": (0.05, 0.95)})
+    out = rewrite(text, old, spec)
     assert out.splitlines()[2].startswith("corners = [[0, 0], [1, 0], [1, 1], [0.05, 0.95]]")
     assert parse_outputs(out).outputs[0].corners[3].tolist() == [0.05, 0.95]
 

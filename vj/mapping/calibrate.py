@@ -11,7 +11,7 @@ import numpy as np
 
 from vj.mapping.geometry import GeometryError, mesh_problem
 from vj.mapping.pattern import stamp_text
-from vj.mapping.spec import POINT_RANGE, SIDES, OutputsError, OutputSpec, OutputsFile, parse_outputs
+from vj.mapping.spec import POINT_RANGE, SIDES, OutputSpec, OutputsFile, output_headers
 from vj.params import Change, Param, Value
 
 CALIBRATE = "/output/calibrate"
@@ -124,18 +124,15 @@ def _value_span(lines: list[str], start: int) -> int:
     return k
 
 
-def rewrite(text: str, spec: OutputSpec) -> str:
-    """The outputs file's text with those of this output's points, blend and brightness that differ from what it says
-    replaced (or added after its name); every other line, comments included, as it was."""
-    try:
-        old = parse_outputs(text).get(spec.name)
-    except OutputsError:
-        old = None
+def rewrite(text: str, old: OutputSpec | None, spec: OutputSpec) -> str:
+    """The outputs file's text with those of this output's points, blend and brightness that differ from `old` (what
+    the text says of it; None: all of them) replaced (or added after its name); every other line, comments
+    included, as it was. Text only: no parse, no disk."""
     changed = {"corners|mesh": old is None or not np.array_equal(old.mesh_array, spec.mesh_array),
                "blend": old is None or dict(old.blend) != dict(spec.blend),
                "brightness": old is None or old.brightness != spec.brightness}
     lines = text.split("\n")
-    headers = [i for i, line in enumerate(lines) if re.match(r"^\s*\[\[\s*output\s*\]\]", line)]
+    headers = [n - 1 for n in output_headers(text)]
     for n, h in enumerate(headers):
         end = headers[n + 1] if n + 1 < len(headers) else len(lines)
         if not any(re.match(rf'^\s*name\s*=\s*["\']{re.escape(spec.name)}["\']', lines[i]) for i in range(h, end)):

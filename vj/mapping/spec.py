@@ -88,7 +88,7 @@ class OutputsFile:
         return next((o for o in self.outputs if o.name == name), None)
 
 
-def _headers(text: str) -> list[int]:
+def output_headers(text: str) -> list[int]:
     """Line numbers (1-based) of the [[output]] headers, in order."""
     return [i for i, line in enumerate(text.splitlines(), 1) if re.match(r"^\s*\[\[\s*output\s*\]\]", line)]
 
@@ -97,7 +97,7 @@ class _Where:
     """Points at lines: the header of output `index`, or the first line in its block that sets `key`."""
 
     def __init__(self, path: Path | None, text: str):
-        self.path, self.lines, self.headers = path, text.splitlines(), _headers(text)
+        self.path, self.lines, self.headers = path, text.splitlines(), output_headers(text)
 
     def line(self, index: int | None, key: str | None = None) -> int | None:
         if index is None or index >= len(self.headers):

@@ -314,7 +314,7 @@ class OutputWindows:
         text = self.file.text
         try:
             for spec in self.specs:
-                text = rewrite(text, spec)
+                text = rewrite(text, self.file.get(spec.name), spec)
         except KeyError as exc:
             self.last_error = f"{self.file.path}: output {exc} is no longer in the file; corners not written"
             return
