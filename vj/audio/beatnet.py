@@ -61,16 +61,21 @@ class BandFeatures:
 
     def step(self, power: np.ndarray) -> np.ndarray:
         """One hop's `(2 * n_bands,)` input."""
-        log_mag = np.log10(1.0 + COMPRESSION * self.magnitudes(power))
+        log_mag = compress(self.magnitudes(power))
         x = np.concatenate((log_mag, np.maximum(log_mag - self._prev, 0.0)))
         self._prev = log_mag
         return x
 
 
-def inputs_from_magnitudes(mags: np.ndarray, gain: float = 1.0) -> np.ndarray:
+def compress(mags: np.ndarray) -> np.ndarray:
+    """Band magnitudes (full-scale sine = 1) -> the network's log scale."""
+    return np.log10(1.0 + COMPRESSION * np.asarray(mags, np.float64))
+
+
+def inputs_from_magnitudes(mags: np.ndarray) -> np.ndarray:
     """`(n_hops, n_bands)` band magnitudes of consecutive hops -> `(n_hops, 2 * n_bands)` inputs, as
     `BandFeatures.step` gives them hop by hop (the hop before the first is silence)."""
-    log_mag = np.log10(1.0 + COMPRESSION * gain * np.asarray(mags, np.float64))
+    log_mag = compress(mags)
     prev = np.vstack((np.zeros((1, log_mag.shape[1])), log_mag[:-1]))
     return np.hstack((log_mag, np.maximum(log_mag - prev, 0.0)))
 
