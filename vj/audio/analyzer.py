@@ -68,8 +68,8 @@ class AnalyzerSettings:
     # peak); they are reported this much earlier on top.
     network_delay_s: float = 0.011
     # True: beats, tempo and bars from vj's beat network and a bar-pointer model (vj/audio/beatnet.py,
-    # barpointer.py). Off by default: out of fold on the beat corpus it does not yet beat the onset
-    # tracker (docs/BEAT_CORPUS.md).
+    # barpointer.py). Off by default: out of fold on the beat corpus it beats the onset tracker over all
+    # pieces but not in every fold, and its downbeats are weaker (docs/BEAT_CORPUS.md).
     beat_network: bool = False
     beat_weights: str = ""              # another weights file for the network (training); "" = the shipped one
     beat_onset_share: float = 0.5       # the bar pointer hears this share of onset strength beside the network's
