@@ -127,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--size", type=_size, default=(1280, 720), help="render size WxH (default 1280x720)")
     run.add_argument("--fps", type=_positive, default=30.0, help="recording frame rate (default 30)")
     _render_options(run)
+    run.add_argument("--link", action="store_true",
+                     help="join the Ableton Link session: while peers are there, tempo and beat come from it")
+    run.add_argument("--link-quantum", type=int, default=4, metavar="BEATS", help="beats per bar in Link (default 4)")
+    run.add_argument("--ndi", nargs="?", const="vj", metavar="NAME",
+                     help="publish the output (without the HUD) as an NDI source (default name: vj)")
+    run.add_argument("--ndi-audio", action="store_true", help="send the show's audio with the NDI video")
+    run.add_argument("--midi-clock-out", metavar="PORT",
+                     help="send MIDI clock (24 ppq, start/stop, song position) to this output port (name or part)")
     run.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="ultrafast",
                      help="x264 preset for --record (default ultrafast: the show keeps the cores)")
     run.add_argument("--record", type=Path, metavar="FILE", help="record the show to an MP4 file (MKV with ffv1)")
@@ -216,14 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
     bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model", "soak", "beats",
-                                                   "outputs"),
+                                                   "outputs", "midiclock"),
                        default="stages",
                        help="stages (default), latency, osc (10^6 hostile datagrams at the OSC server), "
                             "analysis (us per analysis hop by part, real-time factor), model (ms per frame "
                             "of a network per backend and precision), soak (a live show under real clients "
                             "for --minutes: memory, GL objects, threads, files and frame times per minute), "
-                            "beats DIR (beat, downbeat scores and CPU cost on annotated audio), or outputs (frame "
-                            "times with no, one and two projection output windows)")
+                            "beats DIR (beat, downbeat scores and CPU cost on annotated audio), outputs (frame "
+                            "times with no, one and two projection output windows), or midiclock (MIDI clock out "
+                            "jitter on JACK MIDI)")
     bench.add_argument("folder", nargs="?", type=Path, default=None, metavar="DIR",
                        help="beats: a folder of audio files, each with NAME.beats beside it")
     bench.add_argument("--model", default="stylegan2",
@@ -251,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="latency: time flashes on the tracker's beats against the true beats instead: a 120 BPM "
                             "click track, or AUDIO with AUDIO.beats beside it (first --seconds)")
     bench.add_argument("--seconds", type=_positive, default=None,
-                       help="latency --beats: seconds of audio (default 40); outputs: seconds per row (default 10)")
+                       help="latency --beats: seconds of audio (default 40); outputs: seconds per row (default 10); "
+                            "midiclock: seconds per run (default 10)")
+    bench.add_argument("--jack-period", type=int, choices=(32, 64, 128, 256, 512, 1024), default=256,
+                       help="midiclock: the JACK server's period in frames at 48 kHz (default 256 = 5.3 ms)")
     bench.add_argument("--beats-from", choices=("onsets", "network"), default="onsets",
                        help="latency --beats: the show's beat tracking (default onsets)")
     bench.add_argument("--server", choices=("jack", "pulse"), default="jack",
@@ -354,6 +366,11 @@ def _dispatch(args) -> int:
         if args.outputs is not None:      # a broken outputs file stops the start with its file and line
             from vj.mapping.spec import load_outputs
             load_outputs(args.outputs)
+        if args.link_quantum < 1 or (args.ndi is not None and not args.ndi.strip()):
+            raise UsageError("--link-quantum must be 1 or more beats, and --ndi's name must not be empty")
+        from vj.config import SyncConfig
+        sync_cfg = SyncConfig(link=args.link, link_quantum=args.link_quantum, ndi_name=args.ndi,
+                              ndi_audio=args.ndi_audio, midi_clock_port=args.midi_clock_out, midi_clock_api=args.midi_api)
         if not args.no_supervise:
             from vj.supervisor import supervise
             return supervise(args.argv)
@@ -376,6 +393,7 @@ def _dispatch(args) -> int:
             live = resume.start_args()
         run_live(args.audio, live.pop("preset"), _render_cfg(args), audio_cfg, control_cfg,
                  screenshot=args.screenshot, state_file=args.state_file, resume=resume, outputs=args.outputs,
+                 sync=sync_cfg,
                  record_cfg=RecordConfig(codec=args.record_codec, width_px=rw, height_px=rh, fps=args.record_fps),
                  **live)
         return 0
@@ -441,6 +459,10 @@ def _dispatch(args) -> int:
             report = run_latency_bench(_render_cfg(args), AudioConfig(block_frames=args.block_size),
                                        clicks=args.clicks, preset=args.preset or "flash", server=args.server)
             return 0 if report.measured else 1
+        if args.what == "midiclock":
+            from vj.sync.bench import print_midiclock_bench
+            print_midiclock_bench(seconds=args.seconds or 10.0, period_frames=args.jack_period)
+            return 0
         if args.what == "outputs":
             from vj.bench_outputs import run_outputs_bench
             run_outputs_bench(_render_cfg(args), seconds=args.seconds or 10.0, headless=args.headless)

@@ -70,6 +70,18 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """Playing with the rest of the rig (vj.sync, vj.ndi): tempo and video shared with other software."""
+
+    link: bool = False               # join the Ableton Link session
+    link_quantum: int = 4            # beats per bar in the Link session
+    ndi_name: str | None = None      # publish the output (no HUD) as this NDI source; None: no NDI out
+    ndi_audio: bool = False          # ... with the show's audio
+    midi_clock_port: str | None = None   # send MIDI clock to this output port (substring; "" the first); None: off
+    midi_clock_api: str = "auto"     # auto, alsa or jack
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     render: RenderConfig = field(default_factory=RenderConfig)

@@ -154,7 +154,11 @@ class Engine:
         self.modulator = Modulator(self.registry)
         self.analyzer = Analyzer(audio_cfg)
         self.features: Features = SILENT
+        self.tracked: Features = SILENT   # the analyser's own features, before any beat_source
         self.output_latency_s = 0.0     # live: audio-to-light latency the show measures (0 offline)
+        # Set by the show to take the beat from elsewhere (Ableton Link): given each frame's features as the
+        # tracker made them, it returns them with the beat fields replaced (vj.sync).
+        self.beat_source: Callable[[Features], Features] | None = None
         self.render_scale = render_cfg.render_scale or auto_render_scale(ctx)
         # On a software rasteriser llvmpipe's threads already fill the cores; a second pool of torch
         # threads only fights them (offline 720p render: 15.9 -> 18.5 fps with one torch thread).
@@ -671,15 +675,22 @@ class Engine:
         """The active preset's MIDI mappings ([[midi.cc]], ...), which the show lays over the controller's map."""
         return self.preset.midi if self.preset else ()
 
+    @property
+    def lookahead_s(self) -> float:
+        """How early beats are reported: the user's /audio/lookahead_ms plus, with /audio/lookahead_auto, the
+        measured output latency (so that what the frame shows is the beat at the moment it is seen)."""
+        auto = self.output_latency_s if self.registry.get("/audio/lookahead_auto") else 0.0
+        return float(self.registry.get("/audio/lookahead_ms")) / 1e3 + auto
+
     def analyse(self, mono: np.ndarray | None) -> Features:
         t0 = time.perf_counter()
         hops: list[Features] = []
-        auto = self.output_latency_s if self.registry.get("/audio/lookahead_auto") else 0.0
-        self.analyzer.beats.lookahead_s = float(self.registry.get("/audio/lookahead_ms")) / 1e3 + auto
+        self.analyzer.beats.lookahead_s = self.lookahead_s
         if mono is not None and len(mono):
             gain = float(self.registry.get("/audio/gain"))
             hops = self.analyzer.process(np.asarray(mono, np.float32) * np.float32(gain))
-        self.features = merge_hops(hops, self.features)
+        self.tracked = merge_hops(hops, self.tracked)
+        self.features = self.tracked if self.beat_source is None else self.beat_source(self.tracked)
         if hops:
             self.times.add("analysis", (time.perf_counter() - t0) / len(hops))
         return self.features

@@ -17,7 +17,8 @@ import numpy as np
 
 from vj.audio.sources import load_track, open_source
 from vj.clock import FrameClock
-from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig
+from vj.audio.features import Features
+from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig, SyncConfig
 from vj.control.midi import MIDI_COMMANDS, MidiInput
 from vj.control.web import start_control_servers
 from vj.engine import NOTE_S, Engine, OfflinePipeline
@@ -31,6 +32,8 @@ from vj.output.recorder import Recorder, RecorderError, due_ticks
 from vj.output.window import Window
 from vj.params import Change
 from vj.session import SessionTap, SessionWriter
+from vj.sync.link import LINK_PARAMS, LinkSession, LinkSync
+from vj.sync.midiclock import MIDI_CLOCK_PARAMS, MidiClockOut
 from vj.showstate import Resume, supervised
 from vj.timing import FrameRecord, LatencyEstimate
 from vj.watchdog import FrameWatchdog
@@ -213,13 +216,16 @@ class LiveShow:
     def __init__(self, audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig,
                  control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
                  screenshot: Path | None = None, hud: bool = False, record_cfg: RecordConfig = RecordConfig(),
-                 session: Path | None = None, outputs: Path | None = None):
+                 session: Path | None = None, outputs: Path | None = None, sync: SyncConfig = SyncConfig()):
         self.render_cfg = render_cfg
         self.record_cfg = record_cfg
         self.screenshot = screenshot
         self.window = self.engine = self.osc = self.recorder = self.hud = self.midi = self.session = None
         self.outputs: OutputWindows | None = None       # projector windows of an outputs file (vj.mapping)
         self.watchdog: FrameWatchdog | None = None
+        self.link: LinkSync | None = None               # Ableton Link (vj.sync.link)
+        self.clock_out: MidiClockOut | None = None      # MIDI clock out (vj.sync.midiclock)
+        self.ndi = None                                 # NDI out (vj.ndi.sender.NdiSender)
         self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
         self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
         self.source = open_source(audio, audio_cfg)
@@ -243,6 +249,7 @@ class LiveShow:
                                       api=control_cfg.midi_api).start()
                 for path in MIDI_COMMANDS:
                     self.engine.commands[path] = lambda v, path=path: self.midi.command(path, v)
+            self._start_sync(sync)
             if record is not None:      # here, not via start_recording: a bad --record path stops the start
                 self.recorder = self._new_recorder(record)
             if session is not None:     # likewise a session folder that cannot be written
@@ -273,6 +280,30 @@ class LiveShow:
         self.frame_log: list[FrameRecord] | None = None      # set to a list to keep every frame's record
         self._stall_note: tuple[str, float] | None = None    # the newest frame-loop stall, for the HUD
         self.watchdog = FrameWatchdog()         # made here: it watches the thread that runs the show
+
+    def _start_sync(self, sync: SyncConfig) -> None:
+        """Link, MIDI clock out and NDI out, as asked. A Link or NDI that cannot start stops the start with its
+        reason; a MIDI clock port that is missing is only waited for (a drum machine may be plugged in later)."""
+        if sync.link:
+            self.link = LinkSync(LinkSession(quantum=sync.link_quantum))
+            self.engine.declare_show_params(LINK_PARAMS)
+            self.engine.beat_source = self._link_beat
+        if sync.midi_clock_port is not None:
+            self.clock_out = MidiClockOut(sync.midi_clock_port, api=sync.midi_clock_api).start()
+            self.engine.declare_show_params(MIDI_CLOCK_PARAMS)
+        if sync.ndi_name is not None:
+            from vj.ndi.sender import NdiSender       # cyndilib loads the NDI runtime: only when asked for
+            cfg = self.render_cfg
+            self.ndi = NdiSender(sync.ndi_name, cfg.width_px, cfg.height_px, cfg.fps,
+                                 audio_rate_hz=self.source.sample_rate_hz if sync.ndi_audio else None)
+
+    def _link_beat(self, f: Features) -> Features:
+        """The engine's beat_source while Link runs: the session's beat while following it (vj.sync.link)."""
+        beats = self.engine.analyzer.beats
+        out, request = self.link.step(self.engine.registry, f, beats.latest.bpm, self.engine.lookahead_s)
+        if request is not None and not self.link.following:
+            beats.set_bpm(request)          # leading: the performer's tempo is vj's own too
+        return out
 
     def run(self, duration_s: float | None = None) -> int:
         log.info("live: preset %s, audio %s; %s", self.engine.preset.name, self.source.status, KEY_HELP)
@@ -327,6 +358,11 @@ class LiveShow:
             engine.step_live(mono, self.clock.t_s, dt)
         except Exception as exc:  # the frame boundary: log, keep the show going on the last good state
             log.exception("frame %d failed: %s", self.frames, exc)
+        if self.clock_out is not None:    # the beat as seen now + lookahead: pulses sound when the beat is seen
+            f = engine.features
+            bar = self.link.session.quantum if self.link is not None else engine.analyzer.beats.settings.beats_per_bar
+            self.clock_out.follow(f.bar_phase, f.bpm if f.beat_in_bar else 0.0, bar,
+                                  time.monotonic() + engine.lookahead_s, bool(engine.registry.get("/midiclock/run")))
         if self.midi is not None and engine.preset is not self._midi_preset:
             # The active preset's [[midi.*]] mappings lie over the controller's map; a new preset replaces them.
             self._midi_preset = engine.preset
@@ -348,6 +384,8 @@ class LiveShow:
             rec.probe = self.probe()
             rec.block = mono
         self._record(block)
+        if self.ndi is not None:
+            self._send_ndi(block)
         web = self.osc.web if self.osc is not None else None
         if web is not None and web.clients and self.frames % 10 == 0:
             rgb = engine.read_rgb()
@@ -394,6 +432,15 @@ class LiveShow:
             rec.add_video(rgb, tick)
             self._rec_frames = tick + 1
         rec.add_audio(_stereo(block))
+
+    def _send_ndi(self, block: np.ndarray) -> None:
+        """The output, without the HUD, to NDI: its thread sends, a full queue drops (counted on the HUD)."""
+        ndi = self.ndi
+        if ndi.error:
+            return
+        ndi.send(self.engine.read_rgb())
+        if ndi.audio_rate_hz:
+            ndi.add_audio(_stereo(block))
 
     def _preview_png(self) -> bytes | None:
         """The web page's preview (called on the web server's thread)."""
@@ -506,8 +553,22 @@ class LiveShow:
             "preset": (engine.preset.name if engine.preset else "") +
                       (f" (loading {engine.loading}...)" if engine.loading else ""),
             "audio_status": self.source.status + (f"; {self.midi.status}" if self.midi is not None else ""),
+            "sync": self._sync_lines(),
             "errors": errors,
         }
+
+    def _sync_lines(self) -> list[str]:
+        """HUD lines for Link, MIDI clock out and NDI out (what runs)."""
+        lines = []
+        if self.link is not None:
+            own = self.engine.analyzer.beats.latest.bpm
+            lines.append(self.link.status() + (f"  (tracker {own:.1f})" if own else ""))
+        if self.clock_out is not None:
+            lines.append(self.clock_out.status)
+        if self.ndi is not None:
+            ndi = self.ndi
+            lines.append(f"ndi     {ndi.name}: " + (ndi.error or f"{ndi.sent} sent, {ndi.dropped} dropped"))
+        return lines
 
     def _handle_keys(self) -> None:
         engine = self.engine
@@ -558,6 +619,12 @@ class LiveShow:
             self.osc.close()
         if self.midi is not None:
             self.midi.close()
+        if self.clock_out is not None:
+            self.clock_out.close()
+        if self.link is not None:
+            self.link.session.close()
+        if self.ndi is not None:
+            self.ndi.close()
         self.source.stop()
         if self.hud is not None:
             self.hud.release()
@@ -573,14 +640,16 @@ def run_live(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: Audio
              control_cfg: ControlConfig, *, fullscreen: int | None = None, record: Path | None = None,
              duration_s: float | None = None, screenshot: Path | None = None, hud: bool = False,
              record_cfg: RecordConfig = RecordConfig(), session: Path | None = None,
-             state_file: Path | None = None, resume: Resume | None = None, outputs: Path | None = None) -> int:
+             state_file: Path | None = None, resume: Resume | None = None, outputs: Path | None = None,
+             sync: SyncConfig = SyncConfig()) -> int:
     """The live show: audio in, frames out to a window at the display's rate. Returns frames shown.
 
     Under `vj run`'s supervisor (vj.supervisor) it keeps `state_file` current, and a restarted show takes over
     from `resume` (vj.showstate). `outputs`: an outputs file (vj.mapping) whose windows show the picture warped.
     """
     show = LiveShow(audio, preset, render_cfg, audio_cfg, control_cfg, fullscreen=fullscreen, record=record,
-                    screenshot=screenshot, hud=hud, record_cfg=record_cfg, session=session, outputs=outputs)
+                    screenshot=screenshot, hud=hud, record_cfg=record_cfg, session=session, outputs=outputs,
+                    sync=sync)
     try:
         with supervised(show, state_file, resume):
             return show.run(duration_s)

@@ -287,6 +287,7 @@ def format_stats(stats: Mapping[str, object]) -> list[HudLine]:
       model_latency_ms  float   what visuals driven through the model add to it, ms
       preset            str     active preset name
       audio_status      str     audio source state, e.g. "device lost" (amber when it sounds bad)
+      sync              list[str]  Link, MIDI clock out and NDI out, a line each (amber when it sounds bad)
       errors            list[str]  shown in red, at most 3 lines, each on one line cut to TEXT_COLS
     """
     lines: list[HudLine] = []
@@ -328,6 +329,9 @@ def format_stats(stats: Mapping[str, object]) -> list[HudLine]:
         status = str(stats["audio_status"])
         bad = any(word in status.lower() for word in _BAD_STATUS)
         lines.append(HudLine("audio: " + _one_line(status), AMBER if bad else GREY))
+    for line in stats.get("sync") or ():
+        bad = any(word in str(line).lower() for word in _BAD_STATUS)
+        lines.append(HudLine(_one_line(str(line)), AMBER if bad else GREY))
     errors = [e for e in (stats.get("errors") or ()) if str(e).strip()]
     if len(errors) > MAX_ERRORS:
         shown = [_one_line(str(e)) for e in errors[:MAX_ERRORS - 1]]

@@ -1,0 +1,131 @@
+"""MIDI clock out through a real JACK server: pulse rate, Continue from the song position, Stop, tempo changes."""
+
+import threading
+import time
+
+import pytest
+
+from test_midi import jack, unique  # noqa: F401  (fixture)
+from vj.sync.midiclock import CLOCK, CONTINUE, PPQN, SONG_POSITION, STOP, MidiClockOut
+
+rtmidi = pytest.importorskip("rtmidi")
+
+
+class Receiver:
+    """A drum machine: a virtual JACK MIDI input that keeps every message with its arrival time (JACK's clock)."""
+
+    def __init__(self):
+        self.client = unique("drum")
+        self.midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=self.client)
+        self.midi.ignore_types(sysex=False, timing=False, active_sense=False)
+        self.midi.open_virtual_port("clock_in")
+        self.t_s = 0.0
+        self.messages: list[tuple[float, list[int]]] = []
+        self.lock = threading.Lock()
+        self.midi.set_callback(self._take)
+
+    def _take(self, event, _):
+        msg, delta = event
+        with self.lock:
+            self.t_s += delta          # rtmidi's delta times: JACK's time of each process cycle
+            self.messages.append((self.t_s, msg))
+
+    def taken(self):
+        with self.lock:
+            return list(self.messages)
+
+    def close(self):
+        self.midi.cancel_callback()
+        self.midi.close_port()
+        self.midi.delete()
+
+
+def play(clock: MidiClockOut, seconds: float, bpm: float, start_beat: float = 0.0, running: bool = True,
+         t0: float | None = None, fps: float = 60.0):
+    """A frame loop handing the clock a steady beat: position start_beat at t0, 4 beats a bar."""
+    t0 = time.monotonic() if t0 is None else t0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        now = time.monotonic()
+        pos = start_beat + (now - t0) * bpm / 60.0
+        clock.follow((pos % 4.0) / 4.0, bpm, 4, now, running)
+        time.sleep(1.0 / fps)
+    return t0
+
+
+@pytest.fixture
+def wired(jack):  # noqa: F811
+    rx = Receiver()
+    clock = MidiClockOut(f"{rx.client}:clock_in", api="jack").start()
+    yield rx, clock
+    clock.close()
+    rx.close()
+
+
+def pulses(messages):
+    return [t for t, m in messages if m == [CLOCK]]
+
+
+def test_pulses_at_24_per_beat_start_from_the_song_position_and_stop(wired, jack):  # noqa: F811
+    rx, clock = wired
+    # Start 2.6 beats into a bar at 120 BPM: the next sixteenth is the 11th of the bar (ceil(2.6 * 4)).
+    t0 = play(clock, 2.5, 120.0, start_beat=2.6)
+    assert clock.status.startswith("midi clock: sending to")
+    msgs = rx.taken()
+    kinds = [m[0] for _, m in msgs if m != [CLOCK]]
+    assert kinds[:2] == [SONG_POSITION, CONTINUE]
+    spp = next(m for _, m in msgs if m[0] == SONG_POSITION)
+    assert spp[1] | spp[2] << 7 == 11
+    ticks = pulses(msgs)
+    # The pulse rate is the tempo's, to the pulse: 2.5 s at 120 BPM is 120 pulses, less the part of a frame before
+    # the port opened and what is still on its way (a JACK period, 5.3 ms, is a quarter of a pulse).
+    assert 110 <= len(ticks) <= 121, len(ticks)
+    period_s = 60.0 / (120.0 * PPQN)
+    mean = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+    # JACK moves each event to a process cycle: each end of the span is off by up to one period (256/48000 s).
+    slack_s = 2 * jack.period_frames / jack.sample_rate_hz / (len(ticks) - 1)
+    assert abs(mean - period_s) < slack_s + 0.002 * period_s, (mean, period_s)
+    # Continue goes out just before the pulse of that sixteenth (6 pulses a sixteenth): no pulse between them.
+    i_cont = next(i for i, (_, m) in enumerate(msgs) if m == [CONTINUE])
+    assert msgs[i_cont + 1][1] == [CLOCK]
+    # The thread sends each pulse at its time: half of them within a millisecond (a median, so a busy machine's
+    # odd late wake-up does not decide it; `vj bench midiclock` prints the whole spread).
+    assert clock.jitter_ms()["p50"] < 1.0, clock.jitter_ms()
+
+    stop_at = len(rx.taken())
+    play(clock, 0.3, 120.0, start_beat=2.6, running=False, t0=t0)
+    after = rx.taken()[stop_at:]
+    assert [STOP] in [m for _, m in after]
+    assert len(pulses(after)) > 5                         # pulses carry on while stopped
+    play(clock, 0.3, 120.0, start_beat=2.6, running=True, t0=t0)
+    assert clock.starts == 2
+
+
+def test_a_tempo_change_changes_the_pulse_rate_and_unknown_tempo_stops_the_pulses(wired):
+    rx, clock = wired
+    t0 = play(clock, 1.0, 100.0)
+    n = len(rx.taken())
+    t1 = time.monotonic()
+    play(clock, 2.0, 150.0, start_beat=(t1 - t0) * 100.0 / 60.0, t0=t1)
+    ticks = pulses(rx.taken()[n + 3:])
+    mean = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+    assert mean == pytest.approx(60.0 / (150.0 * PPQN), rel=0.02)
+    clock.follow(0.0, 0.0, 4, time.monotonic(), True)     # the tempo is lost (silence, tracker not sure)
+    time.sleep(0.2)
+    n = len(rx.taken())
+    time.sleep(0.3)
+    tail = rx.taken()[n:]
+    assert [STOP] in [m for _, m in rx.taken()] and not pulses(tail)
+
+
+def test_a_missing_port_is_waited_for_and_the_clock_thread_ends_on_close(jack):  # noqa: F811
+    before = threading.active_count()
+    clock = MidiClockOut("no-such-drum-machine", api="jack").start()
+    try:
+        deadline = time.monotonic() + 5
+        while "waiting" not in clock.status and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "waiting for output 'no-such-drum-machine'" in clock.status
+    finally:
+        clock.close()
+    assert threading.active_count() == before
