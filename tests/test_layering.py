@@ -8,7 +8,8 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "vj"
 HEAVY = ("torch", "moderngl", "glfw")
 LAYER = {"config": 0, "clock": 0, "params": 0, "audio": 1, "control": 1, "modulation": 1, "presets": 1, "video": 1,
-         "sync": 1, "ndi": 1, "models": 2, "gfx": 2, "output": 3, "engine": 4, "show": 5, "bench": 5, "timeline": 5, "session": 4,
+         "sync": 1, "ndi": 1, "share": 1,
+         "models": 2, "gfx": 2, "output": 3, "engine": 4, "show": 5, "bench": 5, "timeline": 5, "session": 4,
          "replay": 5, "cli": 6, "scene": 3, "mapping": 3, "watchdog": 0, "showstate": 5, "supervisor": 6, "spare": 6}
 
 
@@ -36,8 +37,8 @@ def test_imports_point_downward(path):
     if own is None:
         return
     for mod in imports(path):
-        if rel.parts[0] in ("audio", "control", "video"):
-            assert mod.split(".")[0] not in HEAVY, f"{rel} imports {mod}: audio/ and control/ stay light"
+        if rel.parts[0] in ("audio", "control", "video", "ndi"):
+            assert mod.split(".")[0] not in HEAVY, f"{rel} imports {mod}: audio/, control/, video/ and ndi/ stay light"
         other = layer_of(mod)
         if other is not None and mod.split(".")[1] != rel.parts[0].removesuffix(".py"):
             assert other <= own, f"{rel} (layer {own}) imports {mod} (layer {other})"

@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ndi", nargs="?", const="vj", metavar="NAME",
                      help="publish the output (without the HUD) as an NDI source (default name: vj)")
     run.add_argument("--ndi-audio", action="store_true", help="send the show's audio with the NDI video")
+    run.add_argument("--share-via", choices=("ndi", "syphon", "spout"), default="ndi",
+                     help="what --ndi publishes through: ndi (default), syphon (macOS) or spout (Windows); "
+                          "Syphon and Spout are untested")
     run.add_argument("--midi-clock-out", metavar="PORT",
                      help="send MIDI clock (24 ppq, start/stop, song position) to this output port (name or part)")
     run.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="ultrafast",
@@ -370,7 +373,8 @@ def _dispatch(args) -> int:
             raise UsageError("--link-quantum must be 1 or more beats, and --ndi's name must not be empty")
         from vj.config import SyncConfig
         sync_cfg = SyncConfig(link=args.link, link_quantum=args.link_quantum, ndi_name=args.ndi,
-                              ndi_audio=args.ndi_audio, midi_clock_port=args.midi_clock_out, midi_clock_api=args.midi_api)
+                              ndi_audio=args.ndi_audio, share=args.share_via, midi_clock_port=args.midi_clock_out,
+                              midi_clock_api=args.midi_api)
         if not args.no_supervise:
             from vj.supervisor import supervise
             return supervise(args.argv)

@@ -77,6 +77,7 @@ class SyncConfig:
     link_quantum: int = 4            # beats per bar in the Link session
     ndi_name: str | None = None      # publish the output (no HUD) as this NDI source; None: no NDI out
     ndi_audio: bool = False          # ... with the show's audio
+    share: str = "ndi"               # how --ndi publishes: ndi, or syphon (macOS) / spout (Windows), untested
     midi_clock_port: str | None = None   # send MIDI clock to this output port (substring; "" the first); None: off
     midi_clock_api: str = "auto"     # auto, alsa or jack
 

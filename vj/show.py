@@ -292,10 +292,17 @@ class LiveShow:
             self.clock_out = MidiClockOut(sync.midi_clock_port, api=sync.midi_clock_api).start()
             self.engine.declare_show_params(MIDI_CLOCK_PARAMS)
         if sync.ndi_name is not None:
-            from vj.ndi.sender import NdiSender       # cyndilib loads the NDI runtime: only when asked for
             cfg = self.render_cfg
-            self.ndi = NdiSender(sync.ndi_name, cfg.width_px, cfg.height_px, cfg.fps,
-                                 audio_rate_hz=self.source.sample_rate_hz if sync.ndi_audio else None)
+            if sync.share == "ndi":
+                from vj.ndi.sender import NdiSender   # cyndilib loads the NDI runtime: only when asked for
+                self.ndi = NdiSender(sync.ndi_name, cfg.width_px, cfg.height_px, cfg.fps,
+                                     audio_rate_hz=self.source.sample_rate_hz if sync.ndi_audio else None)
+            elif sync.share == "syphon":              # macOS only, untested here (vj/share/syphon.py)
+                from vj.share.syphon import SyphonSender
+                self.ndi = SyphonSender(sync.ndi_name, cfg.width_px, cfg.height_px, cfg.fps)
+            else:                                     # Windows only, untested here (vj/share/spout.py)
+                from vj.share.spout import SpoutSender
+                self.ndi = SpoutSender(sync.ndi_name, cfg.width_px, cfg.height_px, cfg.fps)
 
     def _link_beat(self, f: Features) -> Features:
         """The engine's beat_source while Link runs: the session's beat while following it (vj.sync.link)."""
@@ -439,7 +446,7 @@ class LiveShow:
         if ndi.error:
             return
         ndi.send(self.engine.read_rgb())
-        if ndi.audio_rate_hz:
+        if getattr(ndi, "audio_rate_hz", None):
             ndi.add_audio(_stereo(block))
 
     def _preview_png(self) -> bytes | None:
@@ -567,7 +574,8 @@ class LiveShow:
             lines.append(self.clock_out.status)
         if self.ndi is not None:
             ndi = self.ndi
-            lines.append(f"ndi     {ndi.name}: " + (ndi.error or f"{ndi.sent} sent, {ndi.dropped} dropped"))
+            lines.append(f"{getattr(ndi, 'kind', 'ndi'):<8}{ndi.name}: " +
+                         (f"error: {ndi.error}" if ndi.error else f"{ndi.sent} sent, {ndi.dropped} dropped"))
         return lines
 
     def _handle_keys(self) -> None:
