@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,12 @@ NETNS_ERROR = enter_loopback_namespace()
 # jackd and libjack read the server name from JACK_DEFAULT_SERVER: the servers this session starts are
 # its own, and a JACK server a user already runs ("default") is never touched or stopped by a test.
 os.environ.setdefault("JACK_DEFAULT_SERVER", f"vjtest{os.getpid()}")
+
+# The NDI runtime reads its config once, when it first starts in a process: a loopback-only config for the whole
+# session (no mDNS here), set before any test can start it (tests/ndi_helpers.py says what it holds).
+from ndi_helpers import write_config  # noqa: E402
+
+write_config(Path(tempfile.mkdtemp(prefix="vj-ndi-")))
 
 # The `vj` command caps glibc malloc's arenas before its first thread (vj.allocator); the tests that measure a
 # long show's memory (test_long_show.py) measure it the way the show runs.

@@ -179,7 +179,11 @@ def test_following_a_peer_tempo_and_phase_and_its_tempo_change_within_a_beat(ses
         # Within one beat at the new tempo (the bound), counting our 60 fps polling.
         assert seen_at - peer.tempo_set[0][0] < 60.0 / 140.0
         assert "140.0 bpm  1 peer  following" in sync.status()
-        peer.tempo_set.clear()
+
+        peer.proc.kill()                      # the DJ's laptop goes away without a goodbye
+        assert wait_for(lambda: sync.step(registry, Features(bpm=97.0), own_bpm=97.0, ahead_s=0.0)[0].bpm == 97.0,
+                        15.0), "vj still follows a peer that is gone"
+        assert not sync.following and registry.get("/link/peers") == 0 and "alone" in sync.status()
     finally:
         peer.close()
 

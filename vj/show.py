@@ -574,8 +574,9 @@ class LiveShow:
             lines.append(self.clock_out.status)
         if self.ndi is not None:
             ndi = self.ndi
-            lines.append(f"{getattr(ndi, 'kind', 'ndi'):<8}{ndi.name}: " +
-                         (f"error: {ndi.error}" if ndi.error else f"{ndi.sent} sent, {ndi.dropped} dropped"))
+            kind = getattr(ndi, "kind", "ndi")
+            error = (ndi.error or "").removeprefix(f"{kind} {ndi.name}: ")
+            lines.append(f"{kind:<8}{ndi.name}: " + (error or f"{ndi.sent} sent, {ndi.dropped} dropped"))
         return lines
 
     def _handle_keys(self) -> None:

@@ -1,4 +1,4 @@
-"""The "video" generator: a file, a folder of clips cut on the beat, or a webcam, optionally through an image model.
+"""The "video" generator: a file, a folder of clips cut on the beat, a webcam or NDI, optionally through an image model.
 
 advance (main thread, no decoding): integrates the media time (`/model/speed`, onsets can skip
 ahead), counts beats and downbeats, and on a cut asks the seeded `CutPlan` for the next clip and
@@ -6,7 +6,7 @@ its start time; the args carry (clip index, media time). render (worker thread):
 `VideoSource` gives the frame for that time (one decoder per recently used clip, decoding forward,
 seeking only on jumps), `fit_frame` covers or letterboxes it to the output size, and an optional
 `Img2ImgModel` (colourisation, style transfer, ...) is blended over it by `/model/mix`. The same
-sequence of args gives the same frames (files only: a webcam is live).
+sequence of args gives the same frames (files only: a webcam or an NDI source is live).
 
 Cuts without a freeze: the cut plan is seeded, so the next cut's clip and start are known a cut ahead.
 advance asks a `Prefetcher` for them (a request, no decoding); its thread opens the clip and decodes up
@@ -36,6 +36,7 @@ import torch
 from vj.audio.features import Features
 from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, read_params
 from vj.models.img2img import Img2ImgModel
+from vj.ndi.receiver import NdiSource
 from vj.params import Param
 from vj.video.clips import CutPlan, find_clips
 from vj.video.source import FITS, Prefetcher, VideoError, VideoSource, WebcamSource, fit_frame
@@ -85,7 +86,7 @@ def _resolve(path: str, base_dir: str | os.PathLike | None) -> Path:
 
 
 class VideoGenerator(Generator):
-    """Video as a scene source. Settings: `path` (file or folder) or `device` ("webcam", /dev/videoN).
+    """Video as a scene source. Settings: `path` (file or folder) or `device` ("webcam", /dev/videoN, "ndi:NAME").
 
     `prefetch` (default on) positions the next cut's decoder ahead of time on a thread; `close()` (or
     garbage collection) stops that thread.
@@ -102,11 +103,12 @@ class VideoGenerator(Generator):
             raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
         if (path is None) == (device is None):
             raise ValueError("the video generator needs either `path` (a video file or a folder of clips) "
-                             "or `device` (\"webcam\" or /dev/videoN)")
+                             "or `device` (\"webcam\", /dev/videoN or \"ndi:NAME\", an NDI source)")
         self.width_px, self.height_px, self.seed = int(width_px), int(height_px), int(seed)
         self.live = device is not None
         if self.live:
-            self._webcam = WebcamSource(str(device))
+            device = str(device)
+            self._webcam = NdiSource(device[4:]) if device.startswith("ndi:") else WebcamSource(device)
             self.clips = [self._webcam.info]
             self.folder = None
         else:
@@ -244,7 +246,7 @@ class VideoGenerator(Generator):
             old.close()
         self._keep(args.clip, src)
 
-    def _source(self, clip: int) -> VideoSource | WebcamSource:
+    def _source(self, clip: int) -> VideoSource | WebcamSource | NdiSource:
         """The open decoder for `clip` (opened on first use; the least recently used one closed past the cap)."""
         if self._webcam is not None:
             return self._webcam
