@@ -75,7 +75,8 @@ def test_the_show_reports_beats_early_by_its_latency_only_when_auto():
         fake.analyzer = Analyzer(AudioConfig())
         fake.output_latency_s = 0.030
         from vj.audio.features import SILENT
-        fake.features = SILENT
+        fake.features = fake.tracked = SILENT
+        fake.beat_source = None
         fake.times = type("T", (), {"add": lambda *a: None})()
         Engine.analyse(fake, None)
         assert fake.analyzer.beats.lookahead_s == pytest.approx(want)

@@ -4,11 +4,15 @@ Link sends multicast on every interface: these tests run only when the session's
 (tests/conftest.py puts it there).
 """
 
+import json
 import math
+import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +20,7 @@ import pytest
 
 from netns import only_loopback
 from vj.audio.features import Features
-from vj.params import Change, Registry
+from vj.params import Registry
 from vj.sync.beatclock import BeatFollower
 from xvfb import xvfb_display  # noqa: F401  (fixture)
 
@@ -267,15 +271,24 @@ def test_sessions_open_and_close_without_leaving_threads():
     assert threading.active_count() == before
 
 
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @needs_loopback
 @pytest.mark.slow
-def test_live_show_with_link_follows_the_peer_and_says_so_on_the_hud(xvfb_display, monkeypatch):  # noqa: F811
+@pytest.mark.skipif(shutil.which("oscsend") is None, reason="liblo-tools missing")
+def test_live_show_with_link_follows_the_peer_shows_it_over_oscquery_and_switches_back_over_osc(
+        xvfb_display, monkeypatch):  # noqa: F811
     from vj.config import AudioConfig, ControlConfig, RenderConfig, SyncConfig
     from vj.show import LiveShow
     monkeypatch.setenv("DISPLAY", xvfb_display)
     peer = Peer(128.0)
+    osc_port, query_port = free_port(), free_port(socket.SOCK_STREAM)
     show = LiveShow("demo", "default", RenderConfig(width_px=160, height_px=90), AudioConfig(),
-                    ControlConfig(osc_port=0), sync=SyncConfig(link=True))
+                    ControlConfig(osc_port=osc_port, oscquery_port=query_port, mdns=False), sync=SyncConfig(link=True))
     try:
         reg = show.engine.registry
         assert wait_for(lambda: (show.frame(), reg.get("/link/peers") == 1)[1], 10.0, 0.0)
@@ -289,10 +302,15 @@ def test_live_show_with_link_follows_the_peer_and_says_so_on_the_hud(xvfb_displa
         own = show.engine.analyzer.beats.latest.bpm     # the tracker goes on with the demo track's own tempo
         line = show.hud_stats()["sync"][0]
         assert line.startswith("link    128.0 bpm  1 peer  following") and (not own or f"tracker {own:.1f}" in line)
-        show.engine.changes.put(Change("/link/enabled", False, "osc"))    # the performer switches back
+        with urllib.request.urlopen(f"http://127.0.0.1:{query_port}/link/tempo", timeout=5) as reply:
+            node = json.load(reply)
+        assert node["VALUE"][0] == pytest.approx(128.0, abs=0.01)      # OSCQuery shows the session's tempo
+        # The performer switches back to the tracker over OSC.
+        subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/link/enabled", "i", "0"], check=True)
+        assert wait_for(lambda: (show.frame(), show.hud_stats()["sync"][0] == "link    off")[1], 5.0, 0.0)
         show.frame()
-        show.frame()
-        assert show.engine.features.bpm == own and show.hud_stats()["sync"][0] == "link    off"
+        assert show.engine.features.bpm == show.engine.analyzer.beats.latest.bpm
+        assert wait_for(lambda: peer.latest()[3] == 0, 5.0)                    # vj left the session
     finally:
         show.close()
         peer.close()

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from test_midi import jack, unique  # noqa: F401  (fixture)
+from xvfb import xvfb_display  # noqa: F401  (fixture)
 from vj.sync.midiclock import CLOCK, CONTINUE, PPQN, SONG_POSITION, STOP, MidiClockOut
 
 rtmidi = pytest.importorskip("rtmidi")
@@ -129,3 +130,39 @@ def test_a_missing_port_is_waited_for_and_the_clock_thread_ends_on_close(jack): 
     finally:
         clock.close()
     assert threading.active_count() == before
+
+
+@pytest.mark.slow
+def test_the_live_show_sends_clock_at_the_link_sessions_tempo(jack, xvfb_display, monkeypatch,  # noqa: F811
+                                                               loopback_only):
+    from test_link import Peer, wait_for
+    from vj.config import AudioConfig, ControlConfig, RenderConfig, SyncConfig
+    from vj.show import LiveShow
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    rx = Receiver()
+    peer = Peer(128.0)
+    show = None
+    try:
+        show = LiveShow("demo", "default", RenderConfig(width_px=160, height_px=90), AudioConfig(),
+                        ControlConfig(osc_port=0), sync=SyncConfig(link=True, midi_clock_port=f"{rx.client}:clock_in",
+                                                                   midi_clock_api="jack"))
+        assert wait_for(lambda: (show.frame(), show.engine.registry.get("/link/peers") == 1)[1], 10.0, 0.0)
+        peer.send("tempo 128")
+        assert wait_for(lambda: (show.frame(), abs(show.engine.features.bpm - 128.0) < 0.01)[1], 5.0, 0.0)
+        n = len(rx.taken())
+        end = time.monotonic() + 2.5
+        while time.monotonic() < end:                     # a 60 fps show
+            t = time.monotonic()
+            show.frame()
+            time.sleep(max(0.0, t + 1 / 60 - time.monotonic()))
+        ticks = pulses(rx.taken()[n:])
+        assert len(ticks) > 100
+        mean = (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+        # JACK's period at each end (2 x 5.3 ms over ~125 intervals) is 0.4 % of a pulse: 1 % holds.
+        assert mean == pytest.approx(60.0 / (128.0 * PPQN), rel=0.01)
+        assert any(line.startswith("midi clock: sending to") for line in show.hud_stats()["sync"])
+    finally:
+        if show is not None:
+            show.close()
+        peer.close()
+        rx.close()
