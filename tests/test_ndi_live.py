@@ -27,7 +27,7 @@ def test_the_live_show_publishes_its_output_without_the_hud_at_its_frame_rate(xv
     monkeypatch.setenv("DISPLAY", xvfb_display)
     name = f"{RUN}-show"
     show = LiveShow("demo", "default", RenderConfig(width_px=W, height_px=H, render_scale=1.0), AudioConfig(),
-                    ControlConfig(osc_port=0), hud=True, sync=SyncConfig(ndi_name=name))
+                    ControlConfig(osc_port=0), hud=True, sync=SyncConfig(ndi_name=name, ndi_audio=True))
     try:
         # A picture with something in it (the first frames are black until the model's first image), then held.
         wait_for(lambda: (show.frame(), show.engine.read_rgb().std() > 20)[1], 30.0, 0.0)
@@ -37,6 +37,7 @@ def test_the_live_show_publishes_its_output_without_the_hud_at_its_frame_rate(xv
         with NdiSource(name, timeout_s=10.0) as src:
             wait_for(lambda: (show.frame(), src.frames_received > 0)[1], 10.0, 0.0)
             sent0, got0, t0 = show.ndi.sent, src.frames_received, time.monotonic()
+            audio0 = show.ndi.audio_samples_sent
             while time.monotonic() - t0 < 2.0:      # a 30 fps show (under Xvfb frames are not held to a display)
                 t = time.monotonic()
                 show.frame()
@@ -45,6 +46,7 @@ def test_the_live_show_publishes_its_output_without_the_hud_at_its_frame_rate(xv
             wait_for(lambda: show.ndi.sent + show.ndi.dropped >= shown - 8 and
                      src.frames_received - got0 >= 0.8 * (show.ndi.sent - sent0), 5.0)
             sent, got = show.ndi.sent - sent0, src.frames_received - got0
+            audio_s = (show.ndi.audio_samples_sent - audio0) / show.source.sample_rate_hz
             rgb = src.frame_at().to_ndarray()
         want = show.engine.read_rgb()
         assert want.std() > 20                                # not a black or flat frame
@@ -59,6 +61,8 @@ def test_the_live_show_publishes_its_output_without_the_hud_at_its_frame_rate(xv
         # receiver got at least 80 % of them at the show's rate (it takes the newest: a frame that arrives while
         # the receiver's thread is busy is replaced by the next).
         assert sent >= 10 and got >= 0.8 * sent, (sent, got, show.ndi.dropped)
+        # The show's audio went along (--ndi-audio): the 2 s played, within the audio blocks still queued.
+        assert 1.5 < audio_s < 2.5 and show.ndi.audio_dropped == 0, audio_s
         line = next(s for s in show.hud_stats()["sync"] if s.startswith("ndi"))
         assert line.startswith(f"ndi     {name}: ") and " sent, " in line
     finally:

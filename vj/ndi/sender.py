@@ -201,6 +201,10 @@ class NdiSender:
         return self._worker.error
 
     @property
+    def audio_samples_sent(self) -> int:
+        return self._worker.audio_samples_sent
+
+    @property
     def receivers(self) -> int:
         """How many receivers are connected now (libndi answers from any thread)."""
         ndi = self._worker.ndi
