@@ -216,7 +216,8 @@ def test_leading_publishes_own_tempo_and_the_performer_sets_the_session_tempo(se
         assert peer_tempo_becomes(90.0, 90.0)
         registry.set("/link/lead", False)                 # following again: the peer's tempo change wins
         peer.send("tempo 133")
-        assert wait_for(lambda: sync.step(registry, Features(), own_bpm=90.0, ahead_s=0.0)[0].bpm == pytest.approx(133.0, abs=0.01), 5.0)
+        assert wait_for(lambda: sync.step(registry, Features(), own_bpm=90.0, ahead_s=0.0)[0].bpm ==
+                        pytest.approx(133.0, abs=0.01), 5.0)
         registry.set("/link/enabled", False)              # leave the session: the peer is alone
         f, _ = sync.step(registry, Features(bpm=90.0, beat_phase=0.3), own_bpm=90.0, ahead_s=0.0)
         assert (f.bpm, f.beat_phase) == (90.0, 0.3)       # the tracker's beat again

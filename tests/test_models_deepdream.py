@@ -382,10 +382,14 @@ def test_feedback_loop_stays_bounded_for_1000_frames(source):
         worker.close()
 
 
-def test_dream_preset_validates():
+def test_dream_preset_validates(tmp_path, monkeypatch):
+    from vj.scene import files_beside
+    monkeypatch.setenv("VJ_MODELS", str(tmp_path))      # GoogLeNet not downloaded: random weights (missing = "random")
     preset = load_preset(str(find_preset("dream")))
     assert preset.model == "deepdream"
-    gen = create_generator(preset.model, width_px=64, height_px=36, **dict(preset.model_settings))
+    settings = files_beside(dict(preset.model_settings), preset.path)     # as the scene builds it
+    assert "weights" not in settings and "missing" not in settings
+    gen = create_generator(preset.model, width_px=64, height_px=36, **settings)
     reg = Registry()
     reg.declare_all(gen.params())
     for path, value in preset.values.items():

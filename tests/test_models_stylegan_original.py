@@ -133,14 +133,21 @@ def test_keyframes_in_a_preset_come_from_a_file_beside_it_and_bad_ones_name_the_
     assert engine.preset.name == "faces"                      # the last good scene keeps playing
 
 
-def test_the_faces_example_plays_an_original_code_network_and_bass_moves_it(engine, tmp_path):
+def test_the_faces_example_plays_an_original_code_network_and_bass_moves_it(engine, tmp_path, monkeypatch):
     """presets/examples/faces.toml on the StyleGAN3-T fixture: its seeds, directions and routes load, and
     a bass-heavy moment gives another picture than a quiet one at the same walk position."""
     example = Path(__file__).resolve().parent.parent / "presets" / "examples" / "faces.toml"
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "faces.pkl").write_bytes((FIXTURES / "sg3-t-16.pkl").read_bytes())
+    monkeypatch.setenv("VJ_MODELS", str(tmp_path / "models"))
     scene = tmp_path / "faces.toml"
-    scene.write_text(example.read_text())               # checkpoint = "models/faces.pkl", beside the preset
+    scene.write_text(example.read_text())               # checkpoint = "catalog:stylegan2-ffhq-512"
+    with pytest.raises(PresetError, match=r"faces\.toml:\d+: model 'stylegan': catalog model stylegan2-ffhq-512 is "
+                                          r"not downloaded: run `vj models get stylegan2-ffhq-512` \(or start with "
+                                          r"--fetch\)"):
+        engine.load_preset(parse_preset(scene.read_text(), scene))
+    # The fixture where the catalog model would be (what `vj models get` leaves; it is not checked again here).
+    (tmp_path / "models" / "stylegan2-ffhq-512").mkdir(parents=True)
+    (tmp_path / "models" / "stylegan2-ffhq-512" / "stylegan2-ffhq-512x512.pkl").write_bytes(
+        (FIXTURES / "sg3-t-16.pkl").read_bytes())
     engine.load_preset(parse_preset(scene.read_text(), scene))
     gen = engine.generator
     assert gen.name == "stylegan" and gen.loaded.family == "stylegan3-t"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="live output in a window")
     run.add_argument("--preset", default="default", help="preset name (in presets/) or a .toml file")
+    run.add_argument("--fetch", action="store_true",
+                     help="download the catalog models the preset names (catalog:NAME) that are not here yet")
     run.add_argument("--audio", default="demo", help="input device name or index, an audio file, or 'demo'")
     run.add_argument("--fullscreen", nargs="?", const=0, type=int, metavar="MONITOR",
                      help="fullscreen on a monitor (index from `vj devices`, default 0)")
@@ -186,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("-o", "--output", required=True,
                      help="output .mp4, or PNG frames + audio.wav: a folder (frames/) or a pattern (frames/%%06d.png)")
     ren.add_argument("--preset", default="default", help="preset name (in presets/) or a .toml file")
+    ren.add_argument("--fetch", action="store_true",
+                     help="download the catalog models the preset names (catalog:NAME) that are not here yet")
     ren.add_argument("--size", type=_size, default=(1280, 720), help="WxH (default 1280x720)")
     ren.add_argument("--fps", type=_positive, default=30.0, help="frames per second (default 30)")
     _render_options(ren)
@@ -306,6 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.npy|OUT.png",
                     help=".npy: the NCHW float32 tensor as the network returns it; .png: NVlabs' 8-bit conversion")
 
+    mods = sub.add_parser("models", help="the catalog of released networks: list, get (download and check), path, "
+                                         "verify")
+    modsub = mods.add_subparsers(dest="models_command", metavar="ACTION")
+    for action, what in (("list", "every catalog model and whether it is here"),
+                         ("get", "download a model (resumable) and check it before it is used"),
+                         ("path", "print where a downloaded model is"),
+                         ("verify", "check downloaded models again (size, sha256, that they load)")):
+        mp = modsub.add_parser(action, help=what)
+        if action in ("get", "path"):
+            mp.add_argument("name", help="catalog name (vj models list)")
+        elif action == "verify":
+            mp.add_argument("name", nargs="?", default=None, help="one model (default: every one downloaded)")
+        mp.add_argument("--models-dir", type=Path, default=None,
+                        help="the models folder (default: $VJ_MODELS, else the cache folder)")
+
     outs = sub.add_parser("outputs", help="projection outputs tools (docs/OUTPUTS.md)")
     osub = outs.add_subparsers(dest="outputs_command", metavar="ACTION")
     orender = osub.add_parser("render", help="write each output's picture of an outputs file to DIR/<name>.png")
@@ -319,6 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list presets")
     presets.set_defaults(command="presets")
     return ap
+
+
+def _fetch_models(preset: str) -> None:
+    """--fetch: the catalog models the starting preset names, downloaded and checked before anything starts.
+
+    Each in a `vj models get` of its own: checking a file loads it with torch, which `vj run`'s supervisor
+    process (this one) must not carry through the show."""
+    from vj.catalog.store import FetchError, preset_models
+    from vj.presets import load_preset
+    for name in preset_models(load_preset(preset).model_settings):
+        get = [sys.executable, "-m", "vj.cli", "models", "get", name]
+        if subprocess.run(get, stdout=subprocess.DEVNULL).returncode:
+            raise FetchError(f"--fetch: {name} could not be fetched (the reason is above)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if getattr(args, "fetch", False):
+        _fetch_models(args.preset)
     if args.command == "render":
         from vj.show import render_offline
         rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args),
@@ -490,6 +525,11 @@ def _dispatch(args) -> int:
         print(f"vj model sample: {out} ({'x'.join(str(d) for d in image.shape)} float32, seed {args.seed}, "
               f"psi {args.psi:g}, noise {args.noise})")
         return 0
+    if args.command == "models":
+        from vj.catalog.cli import run_models
+        if args.models_command is None:
+            raise UsageError("usage: vj models list | get NAME | path NAME | verify [NAME] [--models-dir DIR]")
+        return run_models(args.models_command, getattr(args, "name", None), args.models_dir)
     if args.command == "outputs":
         if args.outputs_command != "render":
             raise UsageError("usage: vj outputs render FILE -o DIR [--pattern grid|IMAGE.png] [--size WxH]")

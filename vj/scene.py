@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from vj.catalog.store import CATALOG_PREFIX, FetchError
+from vj.catalog.store import resolve as resolve_catalog
 from vj.config import RenderConfig
 from vj.gfx.isf import ISFError, ISFShader, load_isf
 from vj.models.registry import create_generator
@@ -149,14 +151,14 @@ class SceneBuilder:
 
     def make_model(self, preset: Preset, scale: float = 1.0) -> SceneModel:
         """The preset's generator (no worker yet), at `scale` of its size a side. PresetError naming the setting."""
-        settings = files_beside(dict(preset.model_settings), preset.path)
-        if isinstance(settings.get("source_settings"), Mapping):          # deepdream's source model
-            settings["source_settings"] = files_beside(dict(settings["source_settings"]), preset.path)
         try:
+            settings = files_beside(dict(preset.model_settings), preset.path)
+            if isinstance(settings.get("source_settings"), Mapping):          # deepdream's source model
+                settings["source_settings"] = files_beside(dict(settings["source_settings"]), preset.path)
             base_size = model_size(settings.pop("size", None), self.render_cfg)
             width_px, height_px = scaled_size(base_size, scale)
             generator = create_generator(preset.model, width_px=width_px, height_px=height_px, **settings)
-        except (TypeError, ValueError, OSError) as exc:
+        except (TypeError, ValueError, OSError, FetchError) as exc:
             reason = f"model {preset.model!r}: {exc}"
             raise preset.error(reason, line=model_setting_line(preset, str(exc))) from None
         return SceneModel(generator, scene_key(preset), base_size, scale)
@@ -251,10 +253,24 @@ def _close_untaken(future: Future) -> None:
 
 
 def files_beside(settings: dict, preset_path: Path | None) -> dict:
-    """A file named in a preset is looked for beside the preset first, then in the current folder."""
+    """A file named in a preset is looked for beside the preset first, then in the current folder; "catalog:NAME"
+    is the catalog model's file (FetchError, naming the command that fetches it, when it is not downloaded, or,
+    with the setting `missing = "random"`, left out so that the model runs with random weights)."""
+    missing = settings.pop("missing", None)
+    if missing not in (None, "error", "random"):
+        raise ValueError(f"missing must be \"error\" or \"random\", got {missing!r}")
     for k in MODEL_FILE_SETTINGS:
         v = settings.get(k)
-        if isinstance(v, str) and v and preset_path is not None and not Path(v).expanduser().is_absolute():
+        if isinstance(v, str) and v.startswith(CATALOG_PREFIX):
+            try:
+                settings[k] = resolve_catalog(v)
+            except FetchError as exc:
+                if missing != "random":
+                    raise
+                # `missing = "random"`: the model plays without the file (random weights) until it is fetched.
+                log.warning("%s; meanwhile the model runs with random weights", exc)
+                del settings[k]
+        elif isinstance(v, str) and v and preset_path is not None and not Path(v).expanduser().is_absolute():
             beside = preset_path.parent / v
             if beside.exists():
                 settings[k] = str(beside)

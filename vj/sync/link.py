@@ -164,7 +164,8 @@ class LinkSync:
         self._shown_tempo: float | None = None   # what /link/tempo was last set to from the session
         self._published = 0.0                    # the own tempo last published
 
-    def step(self, registry: Registry, features: Features, own_bpm: float, ahead_s: float) -> tuple[Features, float | None]:
+    def step(self, registry: Registry, features: Features, own_bpm: float,
+             ahead_s: float) -> tuple[Features, float | None]:
         """This frame's features (beat fields from the session while following) and a tempo the performer asked
         for through /link/tempo, which vj's own tempo should take while it leads (None: no request)."""
         enabled = bool(registry.get("/link/enabled"))

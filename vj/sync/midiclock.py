@@ -1,8 +1,8 @@
 """MIDI clock out: 24 pulses per beat, Start/Continue/Stop and song position from the show's beat, for drum
 machines, sequencers and lighting desks that follow vj.
 
-The main thread hands over the beat once a frame (`follow`): its place in the bar and tempo at the moment the frame is seen.
-A thread of its own sends each pulse at its time from the newest timeline, so pulses never wait for a frame:
+The main thread hands over the beat once a frame (`follow`): its place in the bar and tempo at the moment the
+frame is seen. A thread of its own sends each pulse at its time from the newest timeline, so pulses never wait for a frame:
 between frames they run on at the tempo. The frame-to-frame phase of the beat tracker wobbles by a hop or so;
 the timeline takes a quarter of each small difference per frame (a phase-locked loop of about 4 frames), and
 re-anchors at once after a jump of more than a tenth of a beat (a tap, a nudge, Link taking over).
