@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -395,3 +397,66 @@ def test_dream_preset_validates(tmp_path, monkeypatch):
     for path, value in preset.values.items():
         if path.startswith("/model/"):
             assert reg.set(path, value), path
+
+
+# ------------------------------------------------------------------------------------------------
+# Inception-v3 (torchvision's layout: tests/fixtures/inception_v3_state_dict.json lists its keys and shapes,
+# written down from torchvision 0.28.0's Inception3 with aux_logits=True)
+
+def inception_state_dict(seed: int = 2, with_aux: bool = True) -> dict[str, torch.Tensor]:
+    import json
+    shapes = json.loads((Path(__file__).parent / "fixtures" / "inception_v3_state_dict.json").read_text())["shapes"]
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, shape in shapes.items():
+        if not with_aux and k.startswith("AuxLogits."):
+            continue
+        if k.endswith("num_batches_tracked"):
+            out[k] = torch.tensor(0)
+        elif k.endswith("running_var"):
+            out[k] = torch.rand(shape, generator=g) * 0.5 + 0.75
+        elif k.endswith(("running_mean", "bn.bias")):
+            out[k] = torch.randn(shape, generator=g) * 0.05
+        elif k.endswith("bn.weight"):
+            out[k] = torch.rand(shape, generator=g) * 0.5 + 0.75
+        else:                                   # convs and the classifier: He-normal, so activations keep scale
+            fan_in = max(1, int(np.prod(shape[1:])))
+            out[k] = torch.randn(shape, generator=g) * math.sqrt(2.0 / fan_in)
+    return out
+
+
+def test_inception_v3_has_torchvisions_keys_and_shapes():
+    from vj.models.deepdream.inception import InceptionV3
+    want = {k: tuple(v.shape) for k, v in inception_state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in InceptionV3().state_dict().items()}
+    assert got == want
+
+
+def test_inception_v3_weights_load_strictly_and_dream(tmp_path):
+    from vj.models.deepdream.backbone import load_inception_v3
+    path = tmp_path / "inception_v3_google-0cc3c7bd.pth"
+    torch.save(inception_state_dict(with_aux=False), path)     # a save without the aux head loads too
+    bb = load_inception_v3(path)
+    assert bb.default_layer == "Mixed_6b" and bb.layers[-1] == "Mixed_7c"
+    x = torch.rand(1, 3, 144, 256)
+    assert tuple(bb.activation(x, "Mixed_6b").shape) == (1, 768, 7, 14)
+    gen = DeepDreamGenerator(256, 144, weights=str(path), network="inception_v3", source="plasma", seed=3,
+                             make_source=create_generator)
+    assert gen.layers[gen._own_params[2].default] == "Mixed_6b"     # the enum's default is the network's
+    frames = run(gen, 4)
+    assert all(f.shape == (144, 256, 3) and np.isfinite(f).all() for f in frames)
+    assert np.abs(frames[-1] - frames[0]).mean() > 0.001         # it moves
+    googlenet = tmp_path / "googlenet.pth"
+    torch.save(torchvision_state_dict(), googlenet)
+    with pytest.raises(BackboneError, match="not a torchvision Inception-v3 state dict"):
+        load_inception_v3(googlenet)
+    with pytest.raises(ValueError, match="network = 'inception_v3' needs `weights`"):
+        DeepDreamGenerator(64, 36, network="inception_v3", source="plasma", make_source=create_generator)
+    # The deepest layer needs 75 px a side (Mixed_7a's unpadded stride-2 convs): octaves stop there, and a frame
+    # smaller than that is refused with the setting to change.
+    deep = DeepDreamGenerator(256, 144, weights=str(path), network="inception_v3", layer="Mixed_7c", source="plasma",
+                              make_source=create_generator)
+    assert all(np.isfinite(f).all() for f in run(deep, 6, {"/model/octaves": 6}))
+    with pytest.raises(ValueError, match="inception_v3 needs a model frame of 75 px or more a side, got 64x36"):
+        DeepDreamGenerator(64, 36, weights=str(path), network="inception_v3", source="plasma",
+                           make_source=create_generator)

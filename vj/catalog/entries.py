@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-CATALOG_FILE = Path(__file__).with_name("catalog.toml")     # VJ_CATALOG names another (a studio's own)
-KINDS = ("stylegan2", "stylegan3", "googlenet")       # vj.catalog.store.check_loads has a loader for each
+CATALOG_FILE = Path(__file__).with_name("catalog.toml")     # $VJ_CATALOG: another (a studio's own)
+KINDS = ("stylegan2", "stylegan3", "googlenet", "inception_v3")   # store.check_loads has a loader for each
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _HEX = re.compile(r"^[0-9a-f]*$")
 REQUIRED = ("name", "kind", "file", "url", "resolution", "licence", "description", "source")
@@ -30,7 +30,7 @@ class CatalogError(ValueError):
 @dataclass(frozen=True)
 class CatalogEntry:
     name: str
-    kind: str                 # the loader: stylegan2, stylegan3, googlenet
+    kind: str                 # the loader: stylegan2, stylegan3, googlenet, inception_v3
     file: str                 # file name as published
     url: str                  # the publisher's URL
     resolution: int           # px: generator output, or the classifier's training input

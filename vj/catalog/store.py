@@ -72,13 +72,14 @@ class Check:
 def check_loads(entry: CatalogEntry, path: Path) -> Check:
     """Whether our own loader reads `path` as the entry's kind (and resolution, for generators)."""
     try:
-        if entry.kind == "googlenet":
-            from vj.models.deepdream.backbone import BackboneError, load_googlenet
+        if entry.kind in ("googlenet", "inception_v3"):
+            from vj.models.deepdream.backbone import BackboneError, load_googlenet, load_inception_v3
+            googlenet = entry.kind == "googlenet"
             try:
-                load_googlenet(path)
+                (load_googlenet if googlenet else load_inception_v3)(path)
             except BackboneError as exc:
                 return Check(False, _strip_path(str(exc), path))
-            return Check(True, "a torchvision GoogLeNet state dict")
+            return Check(True, f"a torchvision {'GoogLeNet' if googlenet else 'Inception-v3'} state dict")
         from vj.models.stylegan.load import CheckpointError, load_generator
         try:
             loaded = load_generator(path)

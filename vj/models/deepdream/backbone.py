@@ -19,12 +19,16 @@ from typing import Any, Callable
 import torch
 
 from vj.models.deepdream.googlenet import IMAGENET_MEAN, IMAGENET_STD, LAYERS, GoogLeNet
+from vj.models.deepdream.inception import DEFAULT_LAYER as INCEPTION_DEFAULT
+from vj.models.deepdream.inception import LAYERS as INCEPTION_LAYERS
+from vj.models.deepdream.inception import MIN_PX as INCEPTION_MIN_PX
+from vj.models.deepdream.inception import InceptionV3
 from vj.models.stylegan.load import CheckpointError, copy_tensors
 from vj.models.stylegan.load import _describe_head as describe_head
 
 log = logging.getLogger(__name__)
 
-_OPTIONAL_KEY = re.compile(r"(^aux[12]\.|\.num_batches_tracked$)")   # absent from aux_logits=False saves
+_OPTIONAL_KEY = re.compile(r"(^aux[12]\.|^AuxLogits\.|\.num_batches_tracked$)")   # absent from aux_logits=False saves
 _MAX_LISTED = 60                      # layer names shown in an error before "... (N more)"
 
 
@@ -41,6 +45,8 @@ class Backbone:
     device: torch.device
     _run: Callable[[torch.Tensor, str], torch.Tensor]
     module: torch.nn.Module | None = None
+    default_layer: str | None = None  # the layer dreamt on when the preset names none (None: the generator's)
+    min_px: int = 0                   # the smallest input side every layer works at (octaves stay above it)
 
     def activation(self, image: torch.Tensor, layer: str) -> torch.Tensor:
         """(N, 3, H, W) image in 0..1 -> the named layer's output, (N, C, ...); ImageNet-normalised on the way in."""
@@ -64,6 +70,22 @@ def load_googlenet(path: str | Path, transform_input: bool = True, device: str |
     for its pretrained weights.
     """
     path = Path(path).expanduser()
+    net = _load_state(GoogLeNet(transform_input=transform_input), path, "GoogLeNet")
+    net = net.eval().requires_grad_(False).to(device)
+    return Backbone(layers=LAYERS, source=str(path), device=torch.device(device), _run=net.features, module=net)
+
+
+def load_inception_v3(path: str | Path, transform_input: bool = True, device: str | torch.device = "cpu") -> Backbone:
+    """A torchvision `inception_v3` state dict (.pth), as load_googlenet reads GoogLeNet's."""
+    path = Path(path).expanduser()
+    net = _load_state(InceptionV3(transform_input=transform_input), path, "Inception-v3")
+    net = net.eval().requires_grad_(False).to(device)
+    return Backbone(layers=INCEPTION_LAYERS, source=str(path), device=torch.device(device), _run=net.features,
+                    module=net, default_layer=INCEPTION_DEFAULT, min_px=INCEPTION_MIN_PX)
+
+
+def _load_state(net: torch.nn.Module, path: Path, what: str) -> torch.nn.Module:
+    """`net` with the tensors of the state dict at `path` (strict: torchvision's keys and shapes)."""
     data = _load_tensors(path)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
@@ -74,15 +96,13 @@ def load_googlenet(path: str | Path, transform_input: bool = True, device: str |
         if not isinstance(k, str) or not isinstance(v, torch.Tensor):
             raise BackboneError(f"{path}: not a state dict: entry {k!r} is {type(v).__name__}, not a tensor")
         state[k[len("module."):] if k.startswith("module.") else k] = v
-    net = GoogLeNet(transform_input=transform_input)
     # Keys a torchvision save may lack (aux heads, batch-norm counters) keep the net's own values.
     state = {**{k: v for k, v in net.state_dict().items() if _OPTIONAL_KEY.search(k)}, **state}
     try:
-        copy_tensors(net, state, f"{path}: not a torchvision GoogLeNet state dict")
+        copy_tensors(net, state, f"{path}: not a torchvision {what} state dict")
     except CheckpointError as exc:
         raise BackboneError(str(exc)) from None
-    net = net.eval().requires_grad_(False).to(device)
-    return Backbone(layers=LAYERS, source=str(path), device=torch.device(device), _run=net.features, module=net)
+    return net
 
 
 def load_torchscript(path: str | Path, layers: tuple[str, ...],

@@ -15,7 +15,8 @@ import torch
 from vj.audio.features import Features
 from vj.models.base import Generator, ModelArgs, Value, assert_image, output_size_px, resolve_device, read_params
 from vj.models.deepdream import dream
-from vj.models.deepdream.backbone import Backbone, load_googlenet, load_torchscript, random_googlenet
+from vj.models.deepdream.backbone import (Backbone, load_googlenet, load_inception_v3, load_torchscript,
+                                          random_googlenet)
 from vj.models.shared import SHARED, digest
 from vj.models.walk import _impulse_decay
 from vj.params import Param
@@ -23,6 +24,7 @@ from vj.params import Param
 log = logging.getLogger(__name__)
 
 SOURCE_PREFIX = "/model/source/"      # the source generator's /model/x params appear as /model/source/x
+NETWORKS = ("googlenet", "inception_v3")    # what `weights` holds: a torchvision state dict of one of these
 DEFAULT_LAYER = "inception3b"         # chosen by eye for the random net: larger forms than conv3, cheaper than 4x
 REFERENCE_FPS = 30.0                  # /model/blend is the share mixed in per frame at this rate (dt-corrected)
 BALANCE_S = 3.0                       # time constant of the auto-level that keeps the loop bounded
@@ -106,6 +108,7 @@ class DeepDreamGenerator(Generator):
 
     def __init__(self, width_px: int = 256, height_px: int = 144, source: str = "cppn",
                  source_settings: Mapping[str, Any] | None = None, weights: str | None = None,
+                 network: str = "googlenet",
                  torchscript: str | None = None, layer: str | list[str] | None = None, seed: int = 0,
                  net_width: float = 1.0, transform_input: bool = True, device: str = "auto",
                  make_source: Callable[..., Generator] | None = None):
@@ -116,13 +119,21 @@ class DeepDreamGenerator(Generator):
         self.seed = int(seed)
         self.device = resolve_device(device)
         wanted = tuple([layer] if isinstance(layer, str) else (layer or ()))
+        if network not in NETWORKS:
+            raise ValueError(f"deepdream: network must be one of {', '.join(NETWORKS)}, got {network!r}")
+        if network != "googlenet" and not weights:
+            raise ValueError(f"deepdream: network = {network!r} needs `weights` (its torchvision state dict)")
+        self.network = network
         self.backbone, self._ascents = self._make_backbone(weights, torchscript, wanted, net_width, transform_input)
+        if min(self.width_px, self.height_px) < self.backbone.min_px:
+            raise ValueError(f"deepdream: {network} needs a model frame of {self.backbone.min_px} px or more a side, "
+                             f"got {self.width_px}x{self.height_px} (set size under [model])")
         unknown = [n for n in wanted if n not in self.backbone.layers]
         if unknown:
             raise ValueError(f"deepdream: unknown layer {unknown[0]!r}; available: {', '.join(self.backbone.layers)}")
         # The enum offers the named layers when given (a TorchScript model has too many to list), else all.
         self.layers = wanted if (torchscript or len(wanted) > 1) else self.backbone.layers
-        default_layer = wanted[0] if wanted else DEFAULT_LAYER
+        default_layer = wanted[0] if wanted else (self.backbone.default_layer or DEFAULT_LAYER)
         self._own_params = deepdream_params(self.layers, default_layer)
         self.source_name = source
         self.inner = self._make_source(source, dict(source_settings or {}))
@@ -147,7 +158,8 @@ class DeepDreamGenerator(Generator):
         if torchscript:
             bb = load_torchscript(torchscript, layers, device=self.device)
         elif weights:
-            bb = load_googlenet(weights, transform_input=transform_input, device=self.device)
+            load = load_inception_v3 if self.network == "inception_v3" else load_googlenet
+            bb = load(weights, transform_input=transform_input, device=self.device)
         else:
             bb = random_googlenet(self.seed, width=net_width, device=self.device)
             if not _warned_random:
@@ -252,6 +264,7 @@ class DeepDreamGenerator(Generator):
                     fed_back = 1.0 - alpha
             octave = args.frame_index % max(args.octaves, 1)
             scale = args.octave_scale ** -(max(args.octaves, 1) - 1 - octave)     # coarsest first, finest last
+            scale = max(scale, self.backbone.min_px / min(self.width_px, self.height_px))
             offsets = dream.jitter_offsets(self.seed, args.frame_index, args.steps, args.jitter_px)
             x = self._ascent(args.layer)(x, steps=args.steps, step=args.step, scale=scale, offsets=offsets,
                                          channel=args.channel)

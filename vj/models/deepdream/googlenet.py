@@ -36,6 +36,24 @@ def _ch(c: int, width: float) -> int:
     return max(1, round(c * width))
 
 
+def he_init(net: nn.Module, seed: int) -> nn.Module:
+    """Seeded He-normal convs and identity batch norms, so activations keep their scale with depth.
+
+    torchvision's own init (truncated normal, std 0.01) makes the deep layers of an untrained
+    net all but zero; this one gives gradients that draw textures at every layer.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+    return net
+
+
 class BasicConv2d(nn.Module):
     """conv (no bias) -> batch norm (eps 1e-3) -> ReLU, as torchvision's."""
 
@@ -106,21 +124,7 @@ class GoogLeNet(nn.Module):
         self.fc = nn.Linear(self.channels["inception5b"], num_classes)
 
     def init_random(self, seed: int) -> GoogLeNet:
-        """Seeded He-normal convs and identity batch norms, so activations keep their scale with depth.
-
-        torchvision's own init (truncated normal, std 0.01) makes the deep layers of an untrained
-        net all but zero; this one gives gradients that draw textures at every layer.
-        """
-        g = torch.Generator().manual_seed(int(seed))
-        with torch.no_grad():
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=g)
-                    if m.bias is not None:
-                        m.bias.zero_()
-                elif isinstance(m, nn.BatchNorm2d):
-                    m.reset_parameters()
-        return self
+        return he_init(self, seed)
 
     def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
         """torchvision's: ImageNet-normalised input -> the -1..1 scale the TensorFlow-ported weights saw."""
