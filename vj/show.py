@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vj.audio.features import Features
 from vj.audio.sources import load_track, open_source
 from vj.clock import FrameClock
-from vj.audio.features import Features
 from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig, SyncConfig
 from vj.control.midi import MIDI_COMMANDS, MidiInput
 from vj.control.web import start_control_servers
@@ -32,9 +32,9 @@ from vj.output.recorder import Recorder, RecorderError, due_ticks
 from vj.output.window import Window
 from vj.params import Change
 from vj.session import SessionTap, SessionWriter
+from vj.showstate import Resume, supervised
 from vj.sync.link import LINK_PARAMS, LinkSession, LinkSync
 from vj.sync.midiclock import MIDI_CLOCK_PARAMS, MidiClockOut
-from vj.showstate import Resume, supervised
 from vj.timing import FrameRecord, LatencyEstimate
 from vj.watchdog import FrameWatchdog
 
@@ -227,6 +227,8 @@ class LiveShow:
         self.clock_out: MidiClockOut | None = None      # MIDI clock out (vj.sync.midiclock)
         self.ndi = None                                 # NDI out (vj.ndi.sender.NdiSender)
         self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
+        self._rgb: np.ndarray | None = None             # this frame's read-back picture (_frame_rgb) ...
+        self._rgb_frame = -1                            # ... and the frame it is of
         self._finishing: list[Recorder] = []      # stopped recorders still flushing on their own threads
         self.source = open_source(audio, audio_cfg)
         try:
@@ -395,7 +397,7 @@ class LiveShow:
             self._send_ndi(block)
         web = self.osc.web if self.osc is not None else None
         if web is not None and web.clients and self.frames % 10 == 0:
-            rgb = engine.read_rgb()
+            rgb = self._frame_rgb()
             step = preview_step(rgb.shape[1])
             self._preview_rgb = rgb[::step, ::step].copy()                # encoded on the web server's thread
         window.swap()
@@ -433,19 +435,23 @@ class LiveShow:
                 self._recording_error_logged = True
                 log.error("recording stopped: %s (the show goes on)", rec.error)
             return
-        rgb = None
         for tick in due_ticks(self.clock.t_s - self._rec_t0, float(rec.fps), self._rec_frames):
-            rgb = self.engine.read_rgb() if rgb is None else rgb
-            rec.add_video(rgb, tick)
+            rec.add_video(self._frame_rgb(), tick)
             self._rec_frames = tick + 1
         rec.add_audio(_stereo(block))
+
+    def _frame_rgb(self) -> np.ndarray:
+        """This frame's picture read back once, for the recorder, NDI and the web preview alike (none alters it)."""
+        if self._rgb_frame != self.frames:
+            self._rgb, self._rgb_frame = self.engine.read_rgb(), self.frames
+        return self._rgb
 
     def _send_ndi(self, block: np.ndarray) -> None:
         """The output, without the HUD, to NDI: its thread sends, a full queue drops (counted on the HUD)."""
         ndi = self.ndi
         if ndi.error:
             return
-        ndi.send(self.engine.read_rgb())
+        ndi.send(self._frame_rgb())
         if getattr(ndi, "audio_rate_hz", None):
             ndi.add_audio(_stereo(block))
 
