@@ -278,11 +278,15 @@ def test_vj_models_list_get_path_verify_from_the_command_line(setup, net_bytes):
 
 
 def test_a_scene_with_missing_random_plays_without_the_file_until_it_is_fetched(tmp_path, monkeypatch, caplog):
+    from vj import scene
     from vj.scene import files_beside
     monkeypatch.setenv("VJ_MODELS", str(tmp_path))
+    monkeypatch.setattr(scene, "_SAID_MISSING", set())          # said once a process: this test's is the first
     want = {"weights": "catalog:googlenet-imagenet", "missing": "random", "net_width": 0.5}
     assert files_beside(dict(want), None) == {"net_width": 0.5}          # presets/dream.toml before the download
     assert "vj models get googlenet-imagenet" in caplog.text and "random weights" in caplog.text
+    caplog.clear()
+    assert files_beside(dict(want), None) == {"net_width": 0.5} and not caplog.text      # once, not every visit
     path = tmp_path / "googlenet-imagenet" / "googlenet-1378be20.pth"
     path.parent.mkdir()
     path.write_bytes(b"as `vj models get` leaves it")

@@ -27,6 +27,7 @@ from vj.params import Param, Registry
 from vj.presets import Preset, load_preset
 
 log = logging.getLogger(__name__)
+_SAID_MISSING: set[str] = set()       # catalog models a scene plays without (missing = "random"), logged once
 
 # [model] keys that may name files (looked for beside the preset first).
 MODEL_FILE_SETTINGS = ("checkpoint", "weights", "torchscript", "path", "img2img", "directions", "keyframes")
@@ -267,8 +268,13 @@ def files_beside(settings: dict, preset_path: Path | None) -> dict:
             except FetchError as exc:
                 if missing != "random":
                     raise
-                # `missing = "random"`: the model plays without the file (random weights) until it is fetched.
-                log.warning("%s; meanwhile the model runs with random weights", exc)
+                # `missing = "random"`: the model plays without the file (random weights) until it is fetched;
+                # said once a process, not at every visit to the scene. The text, not the exception: a handler
+                # that keeps records (pytest's caplog) would keep its traceback, whose frames hold the scene
+                # being built (the generator leaked that way).
+                if v not in _SAID_MISSING:
+                    _SAID_MISSING.add(v)
+                    log.warning("%s; meanwhile the model runs with random weights", str(exc))
                 del settings[k]
         elif isinstance(v, str) and v and preset_path is not None and not Path(v).expanduser().is_absolute():
             beside = preset_path.parent / v
