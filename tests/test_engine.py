@@ -155,3 +155,28 @@ def test_same_audio_same_frames(ctx):
         pics.append(frames(e, 12, audio))
         e.close()
     assert np.array_equal(pics[0], pics[1])
+
+
+def test_offline_frames_are_shaded_with_their_own_audio_features(engine, monkeypatch):
+    """OfflinePipeline prepares frames ahead of shading them: each frame's shaders still get that frame's
+    features (its waveform and spectrum textures), not the newest prepared frame's."""
+    from vj.engine import OfflinePipeline
+    engine.load_preset("default")
+    seen = []
+    render = engine.chain.render
+
+    def spy(source, values, features, t_s, dt_s):
+        seen.append((round(t_s, 6), features.t_s))
+        return render(source, values, features, t_s, dt_s)
+    monkeypatch.setattr(engine.chain, "render", spy)
+    fps = 30
+    block = np.zeros(AudioConfig().sample_rate_hz // fps, np.float32)
+    prepared = {}
+    pipe = OfflinePipeline(engine, depth=2)
+    for i in range(8):
+        pipe.push(block, i / fps, 1 / fps, lambda tex: None)
+        prepared[round(i / fps, 6)] = engine.features.t_s
+    pipe.finish(lambda tex: None)
+    assert [t for t, _ in seen] == sorted(prepared)
+    assert all(f == prepared[t] for t, f in seen), seen
+    assert len({f for _, f in seen}) == 8                 # each frame its own audio time

@@ -733,8 +733,11 @@ class Engine:
             self._model_tex = self.fader.push(result.image.cpu().numpy(), self._frame_t_s, True)
         self.times.add("upload", time.perf_counter() - t0)
 
-    def compose(self, frame: ParamFrame) -> moderngl.Texture:
-        """Second half of a frame: the shader chain on the newest model image, then the master stage."""
+    def compose(self, frame: ParamFrame, features: Features | None = None) -> moderngl.Texture:
+        """Second half of a frame: the shader chain on the newest model image, then the master stage.
+
+        `features`: the frame's own (OfflinePipeline prepares frames ahead, so the newest are a later frame's);
+        None: the newest, which live are this frame's."""
         t0 = time.perf_counter()
         if self._model_tex is None:
             self._model_tex = self.uploader.upload(np.zeros((2, 2, 3), np.float32))
@@ -743,7 +746,7 @@ class Engine:
         if self.live and blend > 0.0 and self.fader.newest is not None:
             source = self.fader.texture(frame.t_s, frame.dt_s, blend)
         if not frame["/master/freeze"] or self._last_chain_out is None:
-            self._last_chain_out = self.chain.render(source, frame.values, self.features,
+            self._last_chain_out = self.chain.render(source, frame.values, features or self.features,
                                                      frame.t_s, frame.dt_s)
         shown = self._last_chain_out
         if self._morph is not None:       # dissolve from the old scene's last picture
@@ -837,21 +840,23 @@ class OfflinePipeline:
         self.engine = engine
         self.depth = max(1, depth)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vj-model")
-        self._pending: deque[tuple[ParamFrame, Future | None]] = deque()
+        self._pending: deque[tuple[ParamFrame, Features, Future | None]] = deque()
 
     def push(self, mono: np.ndarray | None, t_s: float, dt_s: float,
              emit: Callable[[moderngl.Texture], None]) -> None:
         frame, args = self.engine.prepare(mono, t_s, dt_s)
         fut = self._pool.submit(self.engine.worker.render_now, args) if args is not None else None
-        self._pending.append((frame, fut))
+        self._pending.append((frame, self.engine.features, fut))
         while len(self._pending) > self.depth:
             self._flush_one(emit)
 
     def _flush_one(self, emit: Callable[[moderngl.Texture], None]) -> None:
-        frame, fut = self._pending.popleft()
+        frame, features, fut = self._pending.popleft()
         if fut is not None:
             self.engine.take_model_result(fut.result())
-        emit(self.engine.compose(frame))
+        # The frame's own features: the engine's newest are `depth` frames ahead (the shaders' audio and
+        # spectrum textures led the picture by two frames, 67 ms at 30 fps, before they were kept here).
+        emit(self.engine.compose(frame, features))
 
     def finish(self, emit: Callable[[moderngl.Texture], None]) -> None:
         while self._pending:
