@@ -8,6 +8,7 @@ some bytes, and it logs every request's Range header.
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -313,3 +314,14 @@ def test_render_with_fetch_downloads_what_the_preset_names_and_without_it_says_t
     second = render("--fetch")
     assert second.returncode == 0, second.stderr[-2000:]
     assert (setup / "net" / "net.pth").read_bytes() == net_bytes and out.stat().st_size > 0
+
+
+def test_no_network_says_so_in_one_line_and_leaves_nothing(setup, monkeypatch):
+    with socket.socket() as s:                        # a port nobody listens on: as offline as it gets here
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("VJ_MODELS_MIRROR", f"http://127.0.0.1:{port}")
+    with pytest.raises(FetchError, match=r"^net: http://127.0.0.1:\d+/models/net.pth: connection refused "
+                                         r"\(nothing downloaded\)$"):
+        fetch("net", progress=False, retries=1)
+    assert not (setup / "net" / "net.pth").exists() and not (setup / "net" / "net.pth.part").exists()

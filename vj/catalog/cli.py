@@ -19,8 +19,9 @@ def run_models(action: str, name: str | None, folder: Path | None) -> int:
         for entry, st in rows:
             size = mb(entry.size_bytes) if entry.size_bytes else "size ?"
             live = "  live on a laptop" if entry.live_laptop else ""
-            print(f"  {entry.name:<34} {st:<16} {entry.kind:<10} {entry.resolution:>5} px  {size:>10}  "
-                  f"{entry.licence}{live}")
+            licence = entry.licence.split(" (")[0].split(";")[0]      # the name; `vj models path` users read more
+            print(f"  {entry.name:<30} {st:<16} {entry.kind:<12} {entry.resolution:>5} px  {size:>9}  "
+                  f"{licence}{live}")
         return 0
     if action == "get":
         path = fetch(name, folder)
