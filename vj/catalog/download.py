@@ -125,7 +125,8 @@ def download(url: str, part: Path, *, expected_size: int = 0, stall_s: float = S
             why = _why(exc)
         tries += 1
         if tries > retries:
-            kept = f"{mb(held.bytes)} kept; run the same command again to resume" if held.bytes else "nothing downloaded"
+            kept = (f"{mb(held.bytes)} kept; run the same command again to resume" if held.bytes
+                    else "nothing downloaded")
             raise DownloadError(f"{url}: {why} ({kept})", keep_part=True)
         time.sleep(retry_wait_s * 2 ** (tries - 1))
 
