@@ -180,3 +180,41 @@ def test_offline_frames_are_shaded_with_their_own_audio_features(engine, monkeyp
     assert [t for t, _ in seen] == sorted(prepared)
     assert all(f == prepared[t] for t, f in seen), seen
     assert len({f for _, f in seen}) == 8                 # each frame its own audio time
+
+
+@pytest.mark.parametrize("preset, exact", [("prism", True), ("default", False)])
+def test_a_render_that_skips_its_first_frames_matches_one_that_drew_them(ctx, preset, exact):
+    """Engine.skip runs a frame's cheap state forward without a picture. From the first drawn frame on, a render
+    that skipped frames 0..k-1 equals one that drew them, exactly, for a scene without feedback (prism); the
+    default scene's feedback buffer remembers the frames it did not see, so it differs (issue 20's warm-up)."""
+    from vj.audio.demo import demo_track
+    from vj.engine import OfflinePipeline
+    fps, n, k = 30, 24, 12
+    acfg = AudioConfig()
+    spf = acfg.sample_rate_hz // fps
+    audio = demo_track(acfg.sample_rate_hz, duration_s=2.0).mean(axis=1).astype(np.float32)
+
+    def render(skip: int) -> list[np.ndarray]:
+        e = Engine(ctx, CFG, acfg, live=False)
+        try:
+            e.load_preset(preset)
+            out = []
+            pipe = OfflinePipeline(e)
+            for i in range(n):
+                block = audio[i * spf:(i + 1) * spf]
+                if i < skip:
+                    e.skip(block, i / fps, 1 / fps)
+                else:
+                    pipe.push(block, i / fps, 1 / fps, lambda tex: out.append(e.read_rgb(tex)))
+            pipe.finish(lambda tex: out.append(e.read_rgb(tex)))
+            return out
+        finally:
+            e.close()
+    whole, skipped = render(0), render(k)
+    assert len(skipped) == n - k
+    same = [np.array_equal(a, b) for a, b in zip(whole[k:], skipped)]
+    if exact:
+        assert all(same), same
+        assert not np.array_equal(whole[k], whole[k + 1])          # a moving picture, not a still
+    else:
+        assert not same[0]

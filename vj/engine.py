@@ -751,6 +751,16 @@ class Engine:
         shown = self._last_chain_out
         if self._morph is not None:       # dissolve from the old scene's last picture
             shown = self._dissolver.mix(self._morph["picture"], shown, self._morph_k(frame.t_s))
+        self.advance_master(frame)
+        out = self.master.render(shown, float(frame["/master/brightness"]) * (1.0 - self._blackout),
+                                 float(frame["/master/saturation"]), float(frame["/master/contrast"]))
+        if self.chain.after_pass is not None:
+            self.chain.after_pass()
+        self.times.add("shaders", time.perf_counter() - t0)
+        return out
+
+    def advance_master(self, frame: ParamFrame) -> None:
+        """The master stage's own state for one frame: the blackout fade (dt-correct, in /master/blackout_fade_s)."""
         fade_s = float(frame["/master/blackout_fade_s"])
         target = 1.0 if frame["/master/blackout"] else 0.0
         if fade_s <= 0.0:
@@ -759,12 +769,17 @@ class Engine:
             step = frame.dt_s / fade_s
             self._blackout = min(self._blackout + step, target) if target > self._blackout \
                 else max(self._blackout - step, target)
-        out = self.master.render(shown, float(frame["/master/brightness"]) * (1.0 - self._blackout),
-                                 float(frame["/master/saturation"]), float(frame["/master/contrast"]))
-        if self.chain.after_pass is not None:
-            self.chain.after_pass()
-        self.times.add("shaders", time.perf_counter() - t0)
-        return out
+
+    def skip(self, mono: np.ndarray | None, t_s: float, dt_s: float) -> None:
+        """An offline frame run forward without a picture: everything `prepare` carries (analysis, beat tracker,
+        params, modulation smoothing, the model's walk), the blackout fade and the effects' frame counters. No model
+        image, no shader pass: a render that starts with skipped frames matches one that rendered them exactly
+        from its first rendered frame on, for scenes whose pictures do not feed back (persistent shader buffers,
+        DeepDream's kept frame, a held freeze or a morph's picture do; those need frames rendered to warm up).
+        The first step towards renders split over several machines (issue 20)."""
+        frame, _ = self.prepare(mono, t_s, dt_s)
+        self.advance_master(frame)
+        self.chain.skip()
 
     def _end_events(self) -> None:
         """Events are pulses: true in exactly one ParamFrame, then false again."""

@@ -214,6 +214,13 @@ class Chain:
         self.frame_index += 1
         return current
 
+    def skip(self) -> None:
+        """Count a frame without rendering it (Engine.skip): FRAMEINDEX and TIMEDELTA go on as if it had been."""
+        for slot in self._slots:
+            if slot.effect is not None:
+                slot.effect.frame_index += 1
+        self.frame_index += 1
+
     def output(self, texture: moderngl.Texture, viewport: tuple[int, int, int, int] | None = None) -> None:
         """Draw `texture` into the bound framebuffer (the window), in `viewport` if given."""
         self.blitter.draw(texture, viewport)
