@@ -88,16 +88,24 @@ class _Held:
     def restart(self) -> None:
         self.bytes, self.hasher = 0, hashlib.sha256()
 
+    def read(self, path: Path) -> "_Held":
+        """Take in what `path` holds (the part of an earlier try, or a finished file); returns self."""
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                self.hasher.update(block)
+                self.bytes += len(block)
+        return self
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 hex digest of a file, read a block at a time."""
+    return _Held().read(path).hasher.hexdigest()
+
 
 def download(url: str, part: Path, *, expected_size: int = 0, stall_s: float = STALL_S, retries: int = RETRIES,
              progress: Callable[..., None] | None = None, retry_wait_s: float = RETRY_WAIT_S) -> str:
     """Bring `part` to the whole file at `url` (resuming what it holds) and return its sha256 hex digest."""
-    held = _Held()
-    if part.exists():
-        with open(part, "rb") as f:
-            while block := f.read(CHUNK):
-                held.hasher.update(block)
-                held.bytes += len(block)
+    held = _Held().read(part) if part.exists() else _Held()
     if expected_size and held.bytes > expected_size:     # not the start of this file: begin again
         part.unlink()
         held.restart()
@@ -114,7 +122,7 @@ def download(url: str, part: Path, *, expected_size: int = 0, stall_s: float = S
             raise
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                _remove(part)
+                part.unlink(missing_ok=True)
                 raise DownloadError(f"{url}: the disk is full at {part.parent} "
                                     f"(needs {mb(expected_size) if expected_size else 'more'})") from None
             if isinstance(exc, urllib.error.HTTPError) and exc.code < 500:     # 5xx: the server may recover
@@ -188,9 +196,3 @@ def _why(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from vj.catalog.download import DownloadError, Progress, download, mb
+from vj.catalog.download import DownloadError, Progress, download, mb, sha256_of
 from vj.catalog.entries import CatalogEntry, CatalogError, get_entry, load_catalog
 
 log = logging.getLogger(__name__)
@@ -133,12 +133,12 @@ def fetch(name: str, folder: Path | None = None, *, progress: bool | Callable[..
                 digest = download(url, part, expected_size=entry.size_bytes, progress=bar, **kw)
             except DownloadError as exc:
                 if not exc.keep_part:
-                    _remove(part)
+                    part.unlink(missing_ok=True)
                 raise FetchError(f"{entry.name}: {exc}") from None
-            why = _verify(entry, part, digest)
-            if why:
-                _remove(part)
-                raise FetchError(f"{entry.name}: {url}: {why}; the file was deleted")
+            check = _verify(entry, part, digest)
+            if not check.ok:
+                part.unlink(missing_ok=True)
+                raise FetchError(f"{entry.name}: {url}: {check.line}; the file was deleted")
             os.replace(part, dest)
     except OSError as exc:       # the folder itself (permissions, a full disk while locking or moving)
         raise FetchError(f"{entry.name}: cannot write {dest.parent}: {exc.strerror or exc}") from None
@@ -146,31 +146,27 @@ def fetch(name: str, folder: Path | None = None, *, progress: bool | Callable[..
     return dest
 
 
-def _verify(entry: CatalogEntry, path: Path, digest: str) -> str:
-    """'' when the file is the entry's, else why not."""
+def _verify(entry: CatalogEntry, path: Path, digest: str) -> Check:
+    """Whether the file is the entry's: ok with what the loader found, else why not (the file loads once)."""
     size = path.stat().st_size
     if entry.size_bytes and size != entry.size_bytes:
-        return f"{size} bytes, the catalog says {entry.size_bytes} (truncated or another file)"
+        return Check(False, f"{size} bytes, the catalog says {entry.size_bytes} (truncated or another file)")
     if entry.hash_matches(digest) is False:
         want = entry.sha256 or entry.sha256_prefix + "..."
-        return f"sha256 {digest[:16]}... does not match the catalog's {want[:16]}..."
+        return Check(False, f"sha256 {digest[:16]}... does not match the catalog's {want[:16]}...")
     loads = check_loads(entry, path)
-    return "" if loads.ok else f"not a {entry.kind} network: {loads.line}"
+    return loads if loads.ok else Check(False, f"not a {entry.kind} network: {loads.line}")
 
 
 def verify(name: str, folder: Path | None = None) -> Check:
     """Check a model already in the folder: size, hash (the whole file is read) and that it loads."""
-    import hashlib
     entry = get_entry(name)
     path = model_path(entry, folder)
     if not path.is_file():
         return Check(False, f"not downloaded (vj models get {name})")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    why = _verify(entry, path, h.hexdigest())
-    return Check(not why, why or f"ok: {check_loads(entry, path).line}, sha256 {h.hexdigest()[:16]}...")
+    digest = sha256_of(path)
+    check = _verify(entry, path, digest)
+    return Check(True, f"ok: {check.line}, sha256 {digest[:16]}...") if check.ok else check
 
 
 def resolve(value: str, base_dir: str | os.PathLike | None = None, *, fetch_missing: bool = False,
@@ -219,9 +215,3 @@ def status(folder: Path | None = None) -> list[tuple[CatalogEntry, str]]:
             out.append((entry, "missing"))
     return out
 
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
