@@ -225,7 +225,7 @@ class LiveShow:
         self.watchdog: FrameWatchdog | None = None
         self.link: LinkSync | None = None               # Ableton Link (vj.sync.link)
         self.clock_out: MidiClockOut | None = None      # MIDI clock out (vj.sync.midiclock)
-        self.ndi = None                                 # NDI out (vj.ndi.sender.NdiSender)
+        self.ndi = None                                 # NDI out (NdiSender), or a Syphon/Spout QueuedSender
         self._preview_rgb: np.ndarray | None = None     # a small frame for the web page (main thread writes)
         self._rgb: np.ndarray | None = None             # this frame's read-back picture (_frame_rgb) ...
         self._rgb_frame = -1                            # ... and the frame it is of
@@ -452,7 +452,7 @@ class LiveShow:
         if ndi.error:
             return
         ndi.send(self._frame_rgb())
-        if getattr(ndi, "audio_rate_hz", None):
+        if ndi.audio_rate_hz:
             ndi.add_audio(_stereo(block))
 
     def _preview_png(self) -> bytes | None:
@@ -580,9 +580,8 @@ class LiveShow:
             lines.append(self.clock_out.status)
         if self.ndi is not None:
             ndi = self.ndi
-            kind = getattr(ndi, "kind", "ndi")
-            error = (ndi.error or "").removeprefix(f"{kind} {ndi.name}: ")
-            lines.append(f"{kind:<8}{ndi.name}: " + (error or f"{ndi.sent} sent, {ndi.dropped} dropped"))
+            error = (ndi.error or "").removeprefix(f"{ndi.kind} {ndi.name}: ")
+            lines.append(f"{ndi.kind:<8}{ndi.name}: " + (error or f"{ndi.sent} sent, {ndi.dropped} dropped"))
         return lines
 
     def _handle_keys(self) -> None:

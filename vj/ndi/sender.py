@@ -144,6 +144,8 @@ class NdiSender:
     show's audio alongside, `audio_dropped` counting blocks that found the queue full.
     """
 
+    kind = "ndi"                      # what the HUD calls it (as the Syphon and Spout senders)
+
     def __init__(self, name: str, width_px: int, height_px: int, fps: float, audio_rate_hz: int | None = None,
                  audio_channels: int = 2, queue_frames: int = 4):
         if not name or not name.strip():

@@ -8,8 +8,10 @@ any of them is kept as `error` (one line); sending stops and the show goes on.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import queue
+import sys
 import threading
 import weakref
 
@@ -23,10 +25,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def require(error: type[Exception], what: str, platform: str, platform_name: str, module: str, extra: str) -> None:
+    """Raise `error` with one line unless this is `platform` and `module` (from the `vj[extra]` extra) is there."""
+    if sys.platform != platform:          # the branch these machines take
+        raise error(f"{what} is {platform_name} only (this is {sys.platform}); use --ndi")
+    if importlib.util.find_spec(module) is None:
+        raise error(f"{what}: the {module} module is not installed (pip install 'vj[{extra}]')")
+
+
 class QueuedSender:
     """Base of the frame senders: `send()` never blocks; `sent`, `dropped`, `error`; `close()` joins the thread."""
 
     kind = "frames"                      # what the HUD calls it
+    audio_rate_hz = None                 # frames only: the show sends these senders no audio
 
     def __init__(self, name: str, width_px: int, height_px: int, fps: float, queue_frames: int = 4):
         self.name = name
@@ -34,6 +45,7 @@ class QueuedSender:
         self.sent = 0
         self.dropped = 0
         self.error: str | None = None
+        self._rgba_buf: np.ndarray | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_frames))
         self._thread = threading.Thread(target=self._run, name=f"vj-{self.kind}-send", daemon=True)
         self._thread.start()
@@ -78,6 +90,14 @@ class QueuedSender:
                 self._close()
             except Exception as exc:
                 log.warning("%s %s: closing: %s", self.kind, self.name, _one_line(exc))
+
+    def _rgba(self, rgb: np.ndarray) -> np.ndarray:
+        """`rgb` as (H, W, 4) RGBA, opaque, in a buffer this sender reuses (its thread only)."""
+        h, w = rgb.shape[:2]
+        if self._rgba_buf is None or self._rgba_buf.shape[:2] != (h, w):
+            self._rgba_buf = np.full((h, w, 4), 255, np.uint8)
+        self._rgba_buf[..., :3] = rgb
+        return self._rgba_buf
 
     # -- what a sender implements (on its thread) --
 

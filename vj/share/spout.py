@@ -8,12 +8,9 @@ needs on this thread. Nothing here runs on Linux or macOS: `SpoutSender` raises 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 
-from vj.share.base import QueuedSender
+from vj.share.base import QueuedSender, require
 
 GL_RGBA = 0x1908
 
@@ -26,12 +23,8 @@ class SpoutSender(QueuedSender):
     kind = "spout"
 
     def __init__(self, name: str, width_px: int, height_px: int, fps: float, queue_frames: int = 2):
-        if sys.platform != "win32":       # the branch these machines take: Spout exists only on Windows
-            raise SpoutError(f"Spout is Windows only (this is {sys.platform}); use --ndi")
-        if importlib.util.find_spec("SpoutGL") is None:
-            raise SpoutError("Spout: the SpoutGL package is not installed (pip install 'vj[spout]')")
+        require(SpoutError, "Spout", "win32", "Windows", "SpoutGL", "spout")
         self._spout = None
-        self._rgba: np.ndarray | None = None
         super().__init__(name, width_px, height_px, fps, queue_frames)
 
     def _open(self) -> None:
@@ -41,10 +34,7 @@ class SpoutSender(QueuedSender):
 
     def _send(self, rgb: np.ndarray) -> None:
         h, w = rgb.shape[:2]
-        if self._rgba is None or self._rgba.shape[:2] != (h, w):
-            self._rgba = np.full((h, w, 4), 255, np.uint8)
-        self._rgba[..., :3] = rgb
-        if not self._spout.sendImage(self._rgba, w, h, GL_RGBA, False, 0):
+        if not self._spout.sendImage(self._rgba(rgb), w, h, GL_RGBA, False, 0):
             raise SpoutError("Spout refused the frame (sendImage returned false)")
         self._spout.setFrameSync(self.name)
 

@@ -8,12 +8,9 @@ or Windows: `SyphonSender` raises a clear error there.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 
-from vj.share.base import QueuedSender
+from vj.share.base import QueuedSender, require
 
 
 class SyphonError(RuntimeError):
@@ -24,12 +21,8 @@ class SyphonSender(QueuedSender):
     kind = "syphon"
 
     def __init__(self, name: str, width_px: int, height_px: int, fps: float, queue_frames: int = 2):
-        if sys.platform != "darwin":      # the branch these machines take: Syphon exists only on macOS
-            raise SyphonError(f"Syphon is macOS only (this is {sys.platform}); use --ndi")
-        if importlib.util.find_spec("syphon") is None:
-            raise SyphonError("Syphon: the syphon-python package is not installed (pip install 'vj[syphon]')")
+        require(SyphonError, "Syphon", "darwin", "macOS", "syphon", "syphon")
         self._server = self._texture = None
-        self._rgba: np.ndarray | None = None
         super().__init__(name, width_px, height_px, fps, queue_frames)
 
     def _open(self) -> None:
@@ -40,11 +33,7 @@ class SyphonSender(QueuedSender):
 
     def _send(self, rgb: np.ndarray) -> None:
         from syphon.utils.numpy import copy_image_to_mtl_texture
-        h, w = rgb.shape[:2]
-        if self._rgba is None or self._rgba.shape[:2] != (h, w):
-            self._rgba = np.full((h, w, 4), 255, np.uint8)
-        self._rgba[..., :3] = rgb
-        copy_image_to_mtl_texture(self._rgba, self._texture)
+        copy_image_to_mtl_texture(self._rgba(rgb), self._texture)
         self._server.publish_frame_texture(self._texture)
 
     def _close(self) -> None:
