@@ -137,6 +137,18 @@ def session():
     s.close()
 
 
+@pytest.fixture
+def joined(session):
+    """A second peer (128 BPM, in its own process) that has found vj's session, and vj's LinkSync on it."""
+    from vj.sync.link import LinkSync
+    peer = Peer(128.0)
+    try:
+        assert wait_for(lambda: session.reading().peers == 1), "the peers did not find each other"
+        yield peer, LinkSync(session)
+    finally:
+        peer.close()
+
+
 def bar_error_ms(ours: float, theirs: float, bpm: float, quantum: int = 4) -> float:
     """How far apart two positions in the bar are, in ms (wrapped to the nearest)."""
     d = (ours - theirs + quantum / 2) % quantum - quantum / 2
@@ -145,86 +157,74 @@ def bar_error_ms(ours: float, theirs: float, bpm: float, quantum: int = 4) -> fl
 
 @needs_loopback
 @pytest.mark.slow
-def test_following_a_peer_tempo_and_phase_and_its_tempo_change_within_a_beat(session, registry):
-    from vj.sync.link import LinkSync
-    peer = Peer(128.0)
-    try:
-        sync = LinkSync(session)
-        assert wait_for(lambda: session.reading().peers == 1), "the peers did not find each other"
-        peer.send("tempo 128")                # a joining peer takes the session's tempo (vj's 120): set it again
-        assert wait_for(lambda: abs(session.reading().bpm - 128.0) < 0.01, 5.0)
-        ahead_s = 0.05                        # the frame is seen 50 ms after it is made
-        errors, t_end = [], time.monotonic() + 3.0
-        while time.monotonic() < t_end:       # a 60 fps frame loop
-            t = time.monotonic()
-            f, request = sync.step(registry, Features(), own_bpm=97.0, ahead_s=ahead_s)
-            assert request is None and sync.following
-            assert f.bpm == pytest.approx(128.0, abs=0.01)
-            seen = t + ahead_s
-            time.sleep(max(0.0, seen - time.monotonic()) + 0.02)     # the peer's samples must cover `seen`
-            errors.append(bar_error_ms(f.bar_phase * 4, peer.beat_at(seen), 128.0))
-            time.sleep(max(0.0, t + 1 / 60 - time.monotonic()))
-        errors = np.abs(errors)
-        # The issue's bound: vj's beat phase stays within 5 ms of the peer's. Both read one clock on one machine;
-        # what is left is Link's own agreement and the few microseconds between reading the clock and the beat.
-        assert len(errors) > 20 and errors.max() < 5.0, errors.max()
-        assert registry.get("/link/peers") == 1 and registry.get("/link/tempo") == pytest.approx(128.0)
+def test_following_a_peer_tempo_and_phase_and_its_tempo_change_within_a_beat(joined, session, registry):
+    peer, sync = joined
+    peer.send("tempo 128")                # a joining peer takes the session's tempo (vj's 120): set it again
+    assert wait_for(lambda: abs(session.reading().bpm - 128.0) < 0.01, 5.0)
+    ahead_s = 0.05                        # the frame is seen 50 ms after it is made
+    errors, t_end = [], time.monotonic() + 3.0
+    while time.monotonic() < t_end:       # a 60 fps frame loop
+        t = time.monotonic()
+        f, request = sync.step(registry, Features(), own_bpm=97.0, ahead_s=ahead_s)
+        assert request is None and sync.following
+        assert f.bpm == pytest.approx(128.0, abs=0.01)
+        seen = t + ahead_s
+        time.sleep(max(0.0, seen - time.monotonic()) + 0.02)     # the peer's samples must cover `seen`
+        errors.append(bar_error_ms(f.bar_phase * 4, peer.beat_at(seen), 128.0))
+        time.sleep(max(0.0, t + 1 / 60 - time.monotonic()))
+    errors = np.abs(errors)
+    # The issue's bound: vj's beat phase stays within 5 ms of the peer's. Both read one clock on one machine;
+    # what is left is Link's own agreement and the few microseconds between reading the clock and the beat.
+    assert len(errors) > 20 and errors.max() < 5.0, errors.max()
+    assert registry.get("/link/peers") == 1 and registry.get("/link/tempo") == pytest.approx(128.0)
 
-        peer.tempo_set.clear()
-        peer.send("tempo 140")
-        seen_at = None
-        t_end = time.monotonic() + 3.0
-        while time.monotonic() < t_end and seen_at is None:
-            f, _ = sync.step(registry, Features(), own_bpm=97.0, ahead_s=0.0)
-            if abs(f.bpm - 140.0) < 0.01:     # Link keeps the tempo as microseconds per beat
-                seen_at = time.monotonic()
-            time.sleep(1 / 60)
-        assert seen_at is not None and peer.tempo_set, "the peer's tempo change never arrived"
-        # Within one beat at the new tempo (the issue's bound), counting our 60 fps polling.
-        assert seen_at - peer.tempo_set[0][0] < 60.0 / 140.0
-        assert "140.0 bpm  1 peer  following" in sync.status()
+    peer.tempo_set.clear()
+    peer.send("tempo 140")
+    seen_at = None
+    t_end = time.monotonic() + 3.0
+    while time.monotonic() < t_end and seen_at is None:
+        f, _ = sync.step(registry, Features(), own_bpm=97.0, ahead_s=0.0)
+        if abs(f.bpm - 140.0) < 0.01:     # Link keeps the tempo as microseconds per beat
+            seen_at = time.monotonic()
+        time.sleep(1 / 60)
+    assert seen_at is not None and peer.tempo_set, "the peer's tempo change never arrived"
+    # Within one beat at the new tempo (the issue's bound), counting our 60 fps polling.
+    assert seen_at - peer.tempo_set[0][0] < 60.0 / 140.0
+    assert "140.0 bpm  1 peer  following" in sync.status()
 
-        peer.proc.kill()                      # the DJ's laptop goes away without a goodbye
-        assert wait_for(lambda: sync.step(registry, Features(bpm=97.0), own_bpm=97.0, ahead_s=0.0)[0].bpm == 97.0,
-                        15.0), "vj still follows a peer that is gone"
-        assert not sync.following and registry.get("/link/peers") == 0 and "alone" in sync.status()
-    finally:
-        peer.close()
+    peer.proc.kill()                      # the DJ's laptop goes away without a goodbye
+    assert wait_for(lambda: sync.step(registry, Features(bpm=97.0), own_bpm=97.0, ahead_s=0.0)[0].bpm == 97.0,
+                    15.0), "vj still follows a peer that is gone"
+    assert not sync.following and registry.get("/link/peers") == 0 and "alone" in sync.status()
 
 
 @needs_loopback
 @pytest.mark.slow
-def test_leading_publishes_own_tempo_and_the_performer_sets_the_session_tempo(session, registry):
-    from vj.sync.link import LinkSync
-    peer = Peer(128.0)
-    try:
-        sync = LinkSync(session)
-        assert wait_for(lambda: session.reading().peers == 1)
-        registry.set("/link/lead", True)
+def test_leading_publishes_own_tempo_and_the_performer_sets_the_session_tempo(joined, registry):
+    peer, sync = joined
+    registry.set("/link/lead", True)
 
-        def peer_tempo_becomes(bpm, own):
-            def check():
-                sync.step(registry, Features(), own_bpm=own, ahead_s=0.0)
-                last = peer.latest()
-                return last is not None and abs(last[2] - bpm) < 0.01
-            return wait_for(check, 5.0)
-        assert peer_tempo_becomes(101.5, 101.5)          # vj leads: its own (tracker) tempo goes to the peer
-        assert not sync.following and "leading" in sync.status()
-        registry.set("/link/tempo", 90.0, "osc")          # the performer types a tempo
-        f, request = sync.step(registry, Features(), own_bpm=101.5, ahead_s=0.0)
-        assert request == 90.0                            # ... which the show makes vj's own tempo too
-        assert peer_tempo_becomes(90.0, 90.0)
-        registry.set("/link/lead", False)                 # following again: the peer's tempo change wins
-        peer.send("tempo 133")
-        assert wait_for(lambda: sync.step(registry, Features(), own_bpm=90.0, ahead_s=0.0)[0].bpm ==
-                        pytest.approx(133.0, abs=0.01), 5.0)
-        registry.set("/link/enabled", False)              # leave the session: the peer is alone
-        f, _ = sync.step(registry, Features(bpm=90.0, beat_phase=0.3), own_bpm=90.0, ahead_s=0.0)
-        assert (f.bpm, f.beat_phase) == (90.0, 0.3)       # the tracker's beat again
-        assert wait_for(lambda: peer.latest()[3] == 0, 5.0)
-        assert sync.status() == "link    off"
-    finally:
-        peer.close()
+    def peer_tempo_becomes(bpm, own):
+        def check():
+            sync.step(registry, Features(), own_bpm=own, ahead_s=0.0)
+            last = peer.latest()
+            return last is not None and abs(last[2] - bpm) < 0.01
+        return wait_for(check, 5.0)
+    assert peer_tempo_becomes(101.5, 101.5)          # vj leads: its own (tracker) tempo goes to the peer
+    assert not sync.following and "leading" in sync.status()
+    registry.set("/link/tempo", 90.0, "osc")          # the performer types a tempo
+    f, request = sync.step(registry, Features(), own_bpm=101.5, ahead_s=0.0)
+    assert request == 90.0                            # ... which the show makes vj's own tempo too
+    assert peer_tempo_becomes(90.0, 90.0)
+    registry.set("/link/lead", False)                 # following again: the peer's tempo change wins
+    peer.send("tempo 133")
+    assert wait_for(lambda: sync.step(registry, Features(), own_bpm=90.0, ahead_s=0.0)[0].bpm ==
+                    pytest.approx(133.0, abs=0.01), 5.0)
+    registry.set("/link/enabled", False)              # leave the session: the peer is alone
+    f, _ = sync.step(registry, Features(bpm=90.0, beat_phase=0.3), own_bpm=90.0, ahead_s=0.0)
+    assert (f.bpm, f.beat_phase) == (90.0, 0.3)       # the tracker's beat again
+    assert wait_for(lambda: peer.latest()[3] == 0, 5.0)
+    assert sync.status() == "link    off"
 
 
 @needs_loopback
