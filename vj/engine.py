@@ -770,6 +770,13 @@ class Engine:
             self._blackout = min(self._blackout + step, target) if target > self._blackout \
                 else max(self._blackout - step, target)
 
+    def carries_pictures(self) -> bool:
+        """True when the next frame's picture reads an earlier frame's: a shader's persistent buffer, DeepDream's
+        kept frame, a held freeze or a morph dissolving from the old scene's last picture. A frame that does not
+        can be rendered alone after skipped ones (vj.chunks)."""
+        return (self.chain.feeds_back or self.generator.keeps_pictures or self._morph is not None
+                or bool(self.registry.get("/master/freeze")))
+
     def skip(self, mono: np.ndarray | None, t_s: float, dt_s: float) -> None:
         """An offline frame run forward without a picture: everything `prepare` carries (analysis, beat tracker,
         params, modulation smoothing, the model's walk), the blackout fade and the effects' frame counters. No model

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vj.config import RenderConfig
 from vj.control.state import is_command
-from vj.engine import Engine, OfflinePipeline
+from vj.chunks import render_span
+from vj.engine import Engine
 from vj.gfx.isf import ISFError, load_isf
 from vj.output.recorder import Recorder, due_ticks
 from vj.params import Change
@@ -104,16 +106,23 @@ def _block(samples: np.ndarray, start: int, end: int) -> np.ndarray:
     return out
 
 
+def replay_config(session: Session, size: tuple[int, int] | None = None, render_scale: float | None = None,
+                  encoder_preset: str | None = None) -> RenderConfig:
+    """The session's render settings with a replay's overrides: size, render scale, encoder preset."""
+    cfg = session.render_config
+    w, h = size or (cfg.width_px, cfg.height_px)
+    scale = render_scale or session.settings.get("render_scale") or cfg.render_scale
+    return dataclasses.replace(cfg, width_px=w, height_px=h, render_scale=scale,
+                               encoder_preset=encoder_preset or cfg.encoder_preset)
+
+
 def replay_session(folder: str | Path, out: str | Path, *, size: tuple[int, int] | None = None,
                    fps: float | None = None, render_scale: float | None = None, codec: str = "h264",
                    encoder_preset: str | None = None, progress: bool | None = None) -> RenderReport:
     """Render the session in `folder` to `out`; without `fps` the live frame sequence runs again (module docstring)."""
     session = Session(folder)
-    cfg = session.render_config
-    w, h = size or (cfg.width_px, cfg.height_px)
-    scale = render_scale or session.settings.get("render_scale") or cfg.render_scale
-    cfg = dataclasses.replace(cfg, width_px=w, height_px=h, render_scale=scale,
-                              encoder_preset=encoder_preset or cfg.encoder_preset)
+    cfg = replay_config(session, size, render_scale, encoder_preset)
+    w, h = cfg.width_px, cfg.height_px
     audio_cfg = session.audio_config
     sr = session.sample_rate_hz
     samples = session.audio()
@@ -129,7 +138,7 @@ def replay_session(folder: str | Path, out: str | Path, *, size: tuple[int, int]
             if fps is None:
                 written = _replay_live(session, engine, events, recorder, samples, out_fps, progress)
             else:
-                written = _replay_fixed(session, engine, events, recorder, samples, fps, total, progress)
+                written = _replay_fixed(session, engine, events, recorder, samples, fps, progress)
             finish_writer(recorder)
             elapsed = time.perf_counter() - t0
     return RenderReport(Path(out), written, total / sr, elapsed)
@@ -167,29 +176,46 @@ def _replay_live(session: Session, engine: Engine, events: _Events, recorder: Re
     return written
 
 
-def _replay_fixed(session: Session, engine: Engine, events: _Events, recorder: Recorder, samples: np.ndarray,
-                  fps: float, total: int, progress: bool | None) -> int:
-    sr = session.sample_rate_hz
-    n_frames = max(1, math.ceil(total / sr * fps))
-    pending = list(session.events)
-    pipe = OfflinePipeline(engine)
-    emit = FrameEmitter(engine, recorder, Progress(n_frames, progress, label="replay"))
+class ReplayProgram:
+    """`vj replay --fps`'s frames (vj.chunks.FrameProgram): frame j sees the session's audio up to (j + 1) / fps,
+    and each event is applied before the first frame whose audio passes the event's audio position."""
 
-    prev = 0
-    for j in range(n_frames):
-        upto = min(int(round((j + 1) / fps * sr)), total)
-        due = []
-        while pending and pending[0]["audio"] < max(upto, prev + 1):
-            due.append(pending.pop(0))
-        if any(ev["kind"] in ("preset", "shader") for ev in due):
-            pipe.finish(emit)       # frames prepared before a scene change compose with the old scene
-            pipe = OfflinePipeline(engine)
-        events.apply(due)
-        block = _block(samples, prev, upto)
-        prev = upto
-        recorder.add_audio(block)
-        pipe.push(block.mean(axis=1), j / fps, 1.0 / fps, emit)
-        if recorder.error:
-            raise OSError(recorder.error)
-    pipe.finish(emit)
+    def __init__(self, session: Session, events: _Events | None, samples: np.ndarray, fps: float):
+        sr = session.sample_rate_hz
+        total = session.frames[-1].audio
+        self.fps, self.samples, self.events = fps, samples, events
+        self.n_frames = max(1, math.ceil(total / sr * fps))
+        self._ends = [min(int(round((j + 1) / fps * sr)), total) for j in range(self.n_frames)]
+        pending = list(session.events)
+        self._due: list[list[dict]] = []
+        prev = 0
+        for upto in self._ends:
+            due = []
+            while pending and pending[0]["audio"] < max(upto, prev + 1):
+                due.append(pending.pop(0))
+            self._due.append(due)
+            prev = upto
+
+    def cuts_at(self, j: int) -> bool:
+        return any(ev["kind"] in ("preset", "shader") for ev in self._due[j])
+
+    def holds_at(self, j: int) -> bool:
+        return self.cuts_at(j) or any(ev["kind"] == "change" and ev.get("path") in ("/master/freeze", "/cmd/freeze")
+                                      for ev in self._due[j])
+
+    def before(self, j: int) -> None:
+        self.events.apply(self._due[j])
+
+    def audio(self, j: int) -> np.ndarray:
+        return _block(self.samples, self._ends[j - 1] if j else 0, self._ends[j])
+
+    def mono(self, j: int) -> np.ndarray:
+        return self.audio(j).mean(axis=1)
+
+
+def _replay_fixed(session: Session, engine: Engine, events: _Events, recorder: Recorder, samples: np.ndarray,
+                  fps: float, progress: bool | None) -> int:
+    program = ReplayProgram(session, events, samples, fps)
+    emit = FrameEmitter(engine, recorder, Progress(program.n_frames, progress, label="replay"), audio=program.audio)
+    render_span(engine, program, 0, program.n_frames, emit)
     return emit.written

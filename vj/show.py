@@ -21,7 +21,8 @@ from vj.clock import FrameClock
 from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig, SyncConfig
 from vj.control.midi import MIDI_COMMANDS, MidiInput
 from vj.control.web import start_control_servers
-from vj.engine import NOTE_S, Engine, OfflinePipeline
+from vj.chunks import render_span
+from vj.engine import NOTE_S, Engine
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats
 from vj.gfx.png import encode_png, write_png
@@ -81,17 +82,21 @@ class RenderReport:
 
 
 class FrameEmitter:
-    """OfflinePipeline's `emit` for a writer: reads each composed frame back and hands it over in order,
-    counting `written` and moving the progress bar."""
+    """`render_span`'s `emit` for a writer: each frame's audio (when `audio` gives it) then its picture, read back,
+    in order; counts `written`, moves the progress bar and raises OSError as soon as the writer has failed."""
 
-    def __init__(self, engine: Engine, writer, bar: Progress):
-        self.engine, self.writer, self.bar = engine, writer, bar
+    def __init__(self, engine: Engine, writer, bar: Progress, audio: Callable[[int], np.ndarray] | None = None):
+        self.engine, self.writer, self.bar, self.audio = engine, writer, bar, audio
         self.written = 0
 
-    def __call__(self, tex) -> None:
+    def __call__(self, i: int, tex) -> None:
+        if self.audio is not None:
+            self.writer.add_audio(self.audio(i))
         self.writer.add_video(self.engine.read_rgb(tex), self.written)
         self.written += 1
         self.bar.update(self.written)
+        if self.writer.error:
+            raise OSError(self.writer.error)
 
 
 @contextlib.contextmanager
@@ -113,19 +118,19 @@ def finish_writer(writer) -> None:
         raise OSError(writer.error)
 
 
-def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig, *,
-                   start_s: float = 0.0, duration_s: float | None = None, progress: bool | None = None,
-                   timeline: Path | str | None = None) -> RenderReport:
-    """Render `audio` through `preset` to a video file, frame-exact: duration x fps frames, audio muxed in.
+@dataclass(frozen=True)
+class Track:
+    """The part of a track a render plays: `seg` (n, 2) float32 from `start` (samples into `samples`), silence-padded
+    to exactly n_frames display intervals."""
+    samples: np.ndarray
+    start: int
+    seg: np.ndarray
+    n_frames: int
 
-    `out` may be an image sequence instead (a folder, a path ending in /, or frames/%06d.png: PNG frames and
-    audio.wav). `timeline` is a timeline file (vj.timeline) whose cues switch scenes and move params; it is
-    checked completely before anything is written.
-    """
-    from vj.output.frames import FrameSequence, is_frame_sequence
-    from vj.timeline import load_timeline, prepare_timeline
-    sr = audio_cfg.sample_rate_hz
-    fps = render_cfg.fps
+
+def cut_track(audio: str, sample_rate_hz: int, fps: float, start_s: float = 0.0,
+              duration_s: float | None = None) -> Track:
+    sr = sample_rate_hz
     samples, _ = load_track(audio, sr)
     start = int(round(max(start_s, 0.0) * sr))
     available_s = (len(samples) - start) / sr
@@ -137,45 +142,89 @@ def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderC
     seg = np.zeros((seg_len, 2), np.float32)
     part = samples[start:start + seg_len]
     seg[:len(part)] = part
-    mono = seg.mean(axis=1)
+    return Track(samples, start, seg, n_frames)
 
+
+class TrackProgram:
+    """`vj render`'s frames (vj.chunks.FrameProgram): frame i sees the audio up to the end of its own display
+    interval, and the timeline's cues for it run before it."""
+
+    def __init__(self, track: Track, fps: float, sample_rate_hz: int, player=None):
+        self.track, self.fps, self.player = track, fps, player
+        self.n_frames = track.n_frames
+        self._mono = track.seg.mean(axis=1)
+        seg_len = len(track.seg)
+        self._ends = [min(int(round((i + 1) / fps * sample_rate_hz)), seg_len) for i in range(self.n_frames)]
+
+    def _bounds(self, i: int) -> slice:
+        return slice(self._ends[i - 1] if i else 0, self._ends[i])
+
+    def cuts_at(self, i: int) -> bool:
+        return self.player is not None and self.player.cuts_at(i)
+
+    def holds_at(self, i: int) -> bool:
+        return self.cuts_at(i)       # scene changes and commands (freeze among them)
+
+    def before(self, i: int) -> None:
+        if self.player is not None:
+            self.player.apply(i, i / self.fps)
+
+    def mono(self, i: int) -> np.ndarray:
+        return self._mono[self._bounds(i)]
+
+    def audio(self, i: int) -> np.ndarray:
+        return self.track.seg[self._bounds(i)]
+
+    def audio_tail(self) -> np.ndarray:
+        """What follows the last frame's interval (the rounding of the last one), muxed after it."""
+        return self.track.seg[self._ends[-1]:]
+
+
+def track_program(engine: Engine, track: Track, preset: str, fps: float, timeline=None) -> TrackProgram:
+    """The engine with `preset` loaded and `timeline` (a vj.timeline.Timeline, or None) checked against it."""
+    from vj.timeline import prepare_timeline
+    engine.load_preset(preset)
+    player = None
+    if timeline is not None:
+        player = prepare_timeline(timeline, engine, track.samples.mean(axis=1), fps,
+                                  start_s=track.start / engine.audio_cfg.sample_rate_hz, audio_cfg=engine.audio_cfg)
+    return TrackProgram(track, fps, engine.audio_cfg.sample_rate_hz, player)
+
+
+def open_writer(out: Path | str, render_cfg: RenderConfig, sample_rate_hz: int, channels: int = 2, *,
+                fps: float | None = None, codec: str = "h264"):
+    """A blocking Recorder for a video file, or a FrameSequence for a folder of PNG frames (vj.output.frames)."""
+    from vj.output.frames import FrameSequence, is_frame_sequence
+    w, h, fps = render_cfg.width_px, render_cfg.height_px, fps or render_cfg.fps
+    if is_frame_sequence(out):
+        return FrameSequence(out, w, h, fps, sample_rate_hz, channels)
+    return Recorder(out, w, h, fps, sample_rate_hz, channels, blocking=True, preset=render_cfg.encoder_preset,
+                    codec=codec)
+
+
+def render_offline(audio: str, out: Path | str, preset: str, render_cfg: RenderConfig, audio_cfg: AudioConfig, *,
+                   start_s: float = 0.0, duration_s: float | None = None, progress: bool | None = None,
+                   timeline: Path | str | None = None) -> RenderReport:
+    """Render `audio` through `preset` to a video file, frame-exact: duration x fps frames, audio muxed in.
+
+    `out` may be an image sequence instead (a folder, a path ending in /, or frames/%06d.png: PNG frames and
+    audio.wav). `timeline` is a timeline file (vj.timeline) whose cues switch scenes and move params; it is
+    checked completely before anything is written.
+    """
+    from vj.timeline import load_timeline
+    fps = render_cfg.fps
+    track = cut_track(audio, audio_cfg.sample_rate_hz, fps, start_s, duration_s)
     cues = load_timeline(timeline) if timeline is not None else None
     with headless_engine(render_cfg, audio_cfg, live=False) as engine:
-        engine.load_preset(preset)
-        player = None
-        if cues is not None:
-            player = prepare_timeline(cues, engine, samples.mean(axis=1), fps, start_s=start / sr, audio_cfg=audio_cfg)
-        if is_frame_sequence(out):
-            recorder = FrameSequence(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2)
-        else:
-            recorder = Recorder(out, render_cfg.width_px, render_cfg.height_px, fps, sr, 2, blocking=True,
-                                preset=render_cfg.encoder_preset)
-        with contextlib.closing(recorder):
-            pipe = OfflinePipeline(engine)
-            emit = FrameEmitter(engine, recorder, Progress(n_frames, progress))
-
+        program = track_program(engine, track, preset, fps, cues)
+        with contextlib.closing(open_writer(out, render_cfg, audio_cfg.sample_rate_hz)) as recorder:
+            emit = FrameEmitter(engine, recorder, Progress(track.n_frames, progress), audio=program.audio)
             t0 = time.perf_counter()
-            prev = 0
-            for i in range(n_frames):
-                t = i / fps
-                # Each frame sees the audio up to the end of its own display interval.
-                upto = min(int(round((i + 1) / fps * sr)), seg_len)
-                recorder.add_audio(seg[prev:upto])
-                if player is not None:
-                    if player.cuts_at(i):     # a scene change: the frames prepared before it compose with the old scene
-                        pipe.finish(emit)
-                        pipe = OfflinePipeline(engine)
-                    player.apply(i, t)
-                pipe.push(mono[prev:upto], t, 1.0 / fps, emit)
-                prev = upto
-                if recorder.error:
-                    raise OSError(recorder.error)
-            pipe.finish(emit)
-            if prev < seg_len:
-                recorder.add_audio(seg[prev:])
+            render_span(engine, program, 0, track.n_frames, emit)
+            recorder.add_audio(program.audio_tail())
             finish_writer(recorder)
             elapsed = time.perf_counter() - t0
-    return RenderReport(Path(out), n_frames, n_frames / fps, elapsed)
+    return RenderReport(Path(out), track.n_frames, track.n_frames / fps, elapsed)
 
 
 def preview_step(width_px: int) -> int:

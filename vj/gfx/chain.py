@@ -214,6 +214,11 @@ class Chain:
         self.frame_index += 1
         return current
 
+    @property
+    def feeds_back(self) -> bool:
+        """True when a pass reads what an earlier frame left in a PERSISTENT buffer (a frame then depends on the last)."""
+        return any(s.effect is not None and any(t.persistent for t in s.effect.targets.values()) for s in self._slots)
+
     def skip(self) -> None:
         """Count a frame without rendering it (Engine.skip): FRAMEINDEX and TIMEDELTA go on as if it had been."""
         for slot in self._slots:

@@ -38,6 +38,9 @@ class Generator(abc.ABC):
     width_px: int
     height_px: int
     _params: list[Param]
+    # True for a generator whose `render` starts from its own previous image (DeepDream's feedback loop): a frame's
+    # picture then depends on every earlier one, and a render split into chunks cannot reproduce it exactly.
+    keeps_pictures = False
 
     @property
     def output_size(self) -> tuple[int, int]:

@@ -105,6 +105,7 @@ class DeepDreamGenerator(Generator):
     """
 
     name = "deepdream"
+    keeps_pictures = True
 
     def __init__(self, width_px: int = 256, height_px: int = 144, source: str = "cppn",
                  source_settings: Mapping[str, Any] | None = None, weights: str | None = None,
