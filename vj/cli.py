@@ -91,6 +91,28 @@ SCALE_HELP = ("shader chain resolution as a fraction of --size; 'auto' (default)
               "0.4 on a software rasteriser")
 
 
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("cluster (Ray; docs/CLUSTER.md)")
+    g.add_argument("--cluster", metavar="WHERE",
+                   help="render in chunks on Ray: local (this machine's cores), auto (the cluster this machine "
+                        "joined), HOST:PORT (a cluster's head) or ray://HOST:PORT (Ray Client)")
+    g.add_argument("--chunk-s", type=_positive, default=30.0, metavar="S", help="seconds of output a chunk (default 30)")
+    g.add_argument("--warm-s", type=float, default=3.0, metavar="S",
+                   help="frames rendered before a chunk where pictures feed back (shader feedback, DeepDream), "
+                        "in seconds (default 3)")
+    g.add_argument("--overlap-s", type=float, default=0.5, metavar="S",
+                   help="cross-fade between such chunks (default 0.5 s)")
+    g.add_argument("--resume", action="store_true",
+                   help="reuse the chunks a stopped cluster render left in OUTPUT.vjchunks/")
+
+
+def _cluster_kwargs(args) -> dict:
+    if args.warm_s < 0 or args.overlap_s < 0:
+        raise UsageError("--warm-s and --overlap-s must be 0 or more")
+    return dict(cluster=args.cluster, chunk_s=args.chunk_s, warm_s=args.warm_s, overlap_s=args.overlap_s,
+                resume=args.resume, progress=False if args.no_progress else None)
+
+
 def _render_options(parser: argparse.ArgumentParser) -> None:
     """--render-scale, --model-size and --frame-path, the same for run, render and bench."""
     parser.add_argument("--render-scale", type=_scale, default=None, metavar="auto|S", help=SCALE_HELP)
@@ -202,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--no-progress", action="store_true", help="no progress bar")
     ren.add_argument("--timeline", type=Path, metavar="FILE",
                      help="timeline TOML: presets, params, ramps and models at times or bars (docs/TIMELINE.md)")
+    _cluster_options(ren)
 
     rep = sub.add_parser("replay", help="render a session folder (`vj run --session`) again offline")
     rep.add_argument("session", type=Path, help="session folder")
@@ -214,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--encoder-preset", choices=ENCODER_PRESETS, default="quick",
                      help="quick (default) or an x264 preset, as for vj render")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _cluster_options(rep)
 
     demo = sub.add_parser("demo", help="the built-in demo: a window with a display, else demo.mp4")
     demo.add_argument("-o", "--output", type=Path, default=Path("demo.mp4"))
@@ -383,12 +407,20 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if getattr(args, "fetch", False):
         _fetch_models(args.preset)
-    if args.command == "render":
+    if getattr(args, "resume", False) and not args.cluster:
+        raise UsageError("--resume continues a cluster render: give --cluster too")
+    if args.command == "render" and args.cluster:
+        from vj.cluster.commands import render_on_cluster
+        rep = render_on_cluster(args.audio, args.output, args.preset, _render_cfg(args),
+                                AudioConfig(beats_from=args.beats_from), start_s=args.start,
+                                duration_s=args.duration, timeline=args.timeline, **_cluster_kwargs(args))
+    elif args.command == "render":
         from vj.show import render_offline
         rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args),
                              AudioConfig(beats_from=args.beats_from),
                              start_s=args.start, duration_s=args.duration,
                              progress=False if args.no_progress else None, timeline=args.timeline)
+    if args.command == "render":
         print(f"wrote {rep.path}: {rep.frames} frames, {rep.duration_s:.2f} s at {args.fps:g} fps, "
               f"rendered in {rep.elapsed_s:.1f} s ({rep.fps:.1f} fps, {rep.duration_s / rep.elapsed_s:.2f}x real time)")
         return 0
@@ -437,10 +469,16 @@ def _dispatch(args) -> int:
                  **live)
         return 0
     if args.command == "replay":
-        from vj.replay import replay_session
-        rep = replay_session(args.session, args.output, size=args.size, fps=args.fps, render_scale=args.render_scale,
-                             codec=args.codec, encoder_preset=args.encoder_preset,
-                             progress=False if args.no_progress else None)
+        if args.cluster:
+            from vj.cluster.commands import replay_on_cluster
+            rep = replay_on_cluster(args.session, args.output, size=args.size, fps=args.fps,
+                                    render_scale=args.render_scale, codec=args.codec,
+                                    encoder_preset=args.encoder_preset, **_cluster_kwargs(args))
+        else:
+            from vj.replay import replay_session
+            rep = replay_session(args.session, args.output, size=args.size, fps=args.fps,
+                                 render_scale=args.render_scale, codec=args.codec,
+                                 encoder_preset=args.encoder_preset, progress=False if args.no_progress else None)
         print(f"wrote {rep.path}: {rep.frames} frames from {rep.duration_s:.2f} s of session, "
               f"rendered in {rep.elapsed_s:.1f} s ({rep.fps:.1f} fps)")
         return 0

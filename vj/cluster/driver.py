@@ -1,0 +1,228 @@
+"""The driver of a cluster render: plans the chunks, hands them to Ray, keeps what comes back, and encodes the one
+output in order, with the audio, as the one-machine render does."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from vj.cluster.frames import read_chunk
+from vj.cluster.job import Job
+from vj.cluster.store import ChunkStore, ClusterError
+from vj.cluster.worker import Chunk, render_chunk
+from vj.show import RenderReport, finish_writer, open_writer
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install 'ray==2.60.0' (or: pip install 'vj[cluster]')"
+# Generators that want a GPU of their own when the cluster has GPUs; the others render on CPU workers.
+GPU_MODELS = frozenset({"stylegan", "deepdream"})
+MAX_RETRIES = 3         # a chunk whose worker dies (killed, out of memory, node lost) is rendered again, by Ray
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(f"--cluster needs Ray, which is not installed: {INSTALL}") from None
+    return ray
+
+
+def connect(address: str) -> None:
+    """`local`: a Ray instance of this machine's own; `auto`: the cluster this machine joined (`ray start`);
+    `HOST:PORT`: a cluster's head (GCS address); `ray://HOST:PORT`: through Ray Client (needs ray[client])."""
+    ray = _ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    kwargs = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
+    try:
+        if address == "local":
+            ray.init(**kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {str(exc).splitlines()[0]}") from None
+
+
+def plan(n_frames: int, fps: float, chunk_s: float, warm_s: float, overlap_s: float) -> list[Chunk]:
+    """Chunks of chunk_s, the last one shorter; each but the last renders overlap_s more for the next one's
+    cross-fade, where that one starts from a warmed-up, not an exact, picture."""
+    if chunk_s <= 0:
+        raise ClusterError(f"--chunk-s must be above 0, got {chunk_s:g}")
+    size = max(1, int(round(chunk_s * fps)))
+    warm = max(0, int(round(warm_s * fps)))
+    overlap = min(max(0, int(round(overlap_s * fps))), size)
+    return [Chunk(k, first, min(first + size, n_frames), min(overlap, n_frames - min(first + size, n_frames)), warm)
+            for k, first in enumerate(range(0, n_frames, size))]
+
+
+def job_models(bundle: dict[str, bytes]) -> set[str]:
+    """The generators the presets in a job's bundle play."""
+    import tomllib
+    names = set()
+    for name, data in bundle.items():
+        if name.endswith(".toml"):
+            try:
+                names.add(str(tomllib.loads(data.decode()).get("model", {}).get("name", "")))
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                continue
+    return names - {""}
+
+
+class _Report:
+    """What a worker calls with its status: a message to the driver's status board (a Ray actor)."""
+
+    def __init__(self, board):
+        self.board = board
+
+    def __call__(self, status: dict) -> None:
+        self.board.report.remote(status)
+
+
+class ClusterProgress:
+    """One bar over the whole job and a line per running chunk (which node, how far), on stderr when it is a
+    terminal (or when forced); each finished chunk is logged."""
+
+    def __init__(self, total: int, chunks: int, enabled: bool | None):
+        self.total, self.chunks = total, chunks
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.perf_counter()
+        self._lines = 0
+
+    def update(self, rendered: int, finished: int, running: list[dict]) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        fps = rendered / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - rendered) / fps if fps > 0 else 0.0
+        fill = int(30 * rendered / max(self.total, 1))
+        lines = [f"cluster [{'#' * fill}{'.' * (30 - fill)}] {rendered}/{self.total} frames {fps:5.1f} fps "
+                 f"ETA {eta:4.0f} s  chunks {finished}/{self.chunks} done, {len(running)} running"]
+        lines += [f"  {s['node']}:{s['pid']}  chunk {s['chunk']}  {s['stage']} {s['done']}/{s['frames']}"
+                  for s in sorted(running, key=lambda s: s["chunk"])]
+        up = f"\x1b[{self._lines}F" if self._lines else ""
+        sys.stderr.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        sys.stderr.flush()
+        self._lines = len(lines)
+
+
+def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, audio: Callable[[int], np.ndarray],
+                          *, address: str = "local", chunk_s: float = 30.0, warm_s: float = 3.0,
+                          overlap_s: float = 0.5, resume: bool = False, progress: bool | None = None,
+                          audio_tail: np.ndarray | None = None, channels: int = 2) -> RenderReport:
+    """Render `job` on the cluster at `address` into `out` (a video file or a PNG frame folder): `audio(i)` is the
+    audio muxed with frame i. Raises ClusterError with one line when the cluster or a chunk fails for good."""
+    ray = _ray()
+    digest = job.digest(bundle)
+    chunks = plan(job.n_frames, job.fps, chunk_s, warm_s, overlap_s)
+    store = ChunkStore(out, digest, resume)
+    done = store.finished()
+    if done:
+        log.info("cluster: resuming: %d of %d chunks were already rendered", len(done), len(chunks))
+        print(f"cluster: resuming: {len(done)} of {len(chunks)} chunks were already rendered", file=sys.stderr)
+    connect(address)
+    gpu = bool(job_models(bundle) & GPU_MODELS) and ray.cluster_resources().get("GPU", 0) > 0
+    task = ray.remote(render_chunk).options(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES,
+                                            retry_exceptions=False)
+    board = ray.remote(num_cpus=0)(_StatusBoard).remote()
+    bundle_ref = ray.put(bundle)
+    refs = {task.remote(job, bundle_ref, digest, c, _Report(board)): c.index for c in chunks if c.index not in done}
+    bar = ClusterProgress(job.n_frames, len(chunks), progress)
+    t0 = time.perf_counter()
+    writer = open_writer(out, job.render_cfg, job.audio_cfg.sample_rate_hz, channels, fps=job.fps, codec=job.codec)
+    joiner = _Joiner(writer, audio)
+    try:
+        while joiner.next < len(chunks):
+            while joiner.next < len(chunks) and joiner.next in done:
+                k = joiner.next
+                joiner.add(chunks[k], done[k], store.path(k))
+            if joiner.next >= len(chunks):
+                break
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            for ref in ready:
+                k = refs.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                    raise ClusterError(f"chunk {k} failed on the cluster: {str(cause).splitlines()[0]}") from None
+                except ray.exceptions.RayError as exc:
+                    raise ClusterError(f"chunk {k} was lost (its worker died, and again in {MAX_RETRIES} retries): "
+                                       f"{str(exc).splitlines()[0]}") from None
+                done[k] = store.save(result)
+                log.info("cluster: chunk %d done on %s pid %d (%d frames rendered, %d skipped, %.1f s)", k,
+                         result.node, result.pid, result.rendered, result.skipped, result.elapsed_s)
+            statuses = ray.get(board.snapshot.remote())
+            running = [s for s in statuses.values() if s["stage"] != "done" and s["chunk"] not in done]
+            rendered = sum(chunks[k].stop - chunks[k].first for k in done) + sum(
+                min(s["done"], chunks[s["chunk"]].stop - chunks[s["chunk"]].first) for s in running)
+            bar.update(rendered, len(done), running)
+        if audio_tail is not None and len(audio_tail):
+            writer.add_audio(audio_tail)
+        finish_writer(writer)
+    finally:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        ray.kill(board)
+        writer.close()
+    bar.update(job.n_frames, len(chunks), [])
+    store.remove()
+    return RenderReport(Path(out), joiner.written, job.n_frames / job.fps, time.perf_counter() - t0)
+
+
+class _StatusBoard:
+    """A Ray actor: the newest status of every chunk, as its worker last reported it."""
+
+    def __init__(self):
+        self.statuses: dict[int, dict] = {}
+
+    def report(self, status: dict) -> None:
+        self.statuses[status["chunk"]] = status
+
+    def snapshot(self) -> dict[int, dict]:
+        return dict(self.statuses)
+
+
+class _Joiner:
+    """Writes the chunks' frames in order: each frame with its audio; a chunk that starts from a warmed-up picture
+    (not exact) cross-fades from the previous chunk's tail over the overlap."""
+
+    def __init__(self, writer, audio: Callable[[int], np.ndarray]):
+        self.writer, self.audio = writer, audio
+        self.next = 0
+        self.written = 0
+        self._tail: list[np.ndarray] = []
+
+    def add(self, chunk: Chunk, meta: dict, path: Path) -> None:
+        own = chunk.stop - chunk.first
+        if meta["frames"] not in (own, own + chunk.tail):
+            raise ClusterError(f"{path}: {meta['frames']} frames where the plan has {own} (+{chunk.tail})")
+        tail, fade = [], [] if meta["exact_start"] else self._tail
+        if not meta["exact_start"] and not fade and chunk.first > 0:
+            log.warning("cluster: chunk %d starts from a warmed-up picture, but the one before it left no "
+                        "overlap to cross-fade from (--overlap-s 0?): a hard cut at frame %d", chunk.index, chunk.first)
+        j = -1
+        for j, rgb in enumerate(read_chunk(path)):
+            i = chunk.first + j
+            if i >= chunk.stop:
+                tail.append(rgb)
+                continue
+            if j < len(fade):
+                w = np.float32((j + 1) / (len(fade) + 1))
+                rgb = np.rint(fade[j].astype(np.float32) * (1 - w) + rgb.astype(np.float32) * w).astype(np.uint8)
+            self.writer.add_audio(self.audio(i))
+            self.writer.add_video(rgb, self.written)
+            self.written += 1
+            if self.writer.error:
+                raise OSError(self.writer.error)
+        if j + 1 != meta["frames"]:
+            raise ClusterError(f"{path}: the chunk's file ends early")
+        self._tail = tail
+        self.next += 1

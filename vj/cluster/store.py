@@ -1,0 +1,84 @@
+"""Finished chunks on the driver's disk (OUT.vjchunks/), so a restarted driver (`--resume`) renders only the rest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from vj.cluster.job import FORMAT
+from vj.cluster.worker import ChunkResult
+
+log = logging.getLogger(__name__)
+
+
+class ClusterError(RuntimeError):
+    """A cluster render cannot go on: one line that names the cause."""
+
+
+class ChunkStore:
+    """`OUT.vjchunks/`: job.json (the job's digest) and, per finished chunk, chunk-NNNNN.mkv and its .json, the
+    .json written last (atomically): a chunk counts only once both are whole. Removed when the output is."""
+
+    def __init__(self, out: str | Path, digest: str, resume: bool):
+        self.folder = Path(str(out).rstrip("/") + ".vjchunks")
+        manifest = self.folder / "job.json"
+        if self.folder.exists():
+            try:
+                kept = json.loads(manifest.read_text()).get("digest")
+            except (OSError, ValueError):
+                kept = None
+            if resume and kept not in (None, digest):
+                raise ClusterError(f"{self.folder} holds chunks of another job (its inputs or settings changed); "
+                                   f"remove it, or render without --resume")
+            if not resume:
+                shutil.rmtree(self.folder)
+        elif resume:
+            log.warning("cluster: nothing to resume (no %s); rendering the whole job", self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(manifest, json.dumps({"digest": digest, "format": FORMAT}).encode())
+
+    def _paths(self, index: int) -> tuple[Path, Path]:
+        stem = self.folder / f"chunk-{index:05d}"
+        return stem.with_suffix(".mkv"), stem.with_suffix(".json")
+
+    def finished(self) -> dict[int, dict]:
+        """index -> what the chunk's .json says, for every whole chunk on disk."""
+        out = {}
+        for meta_path in sorted(self.folder.glob("chunk-*.json")):
+            try:
+                meta = json.loads(meta_path.read_text())
+                if meta_path.with_suffix(".mkv").stat().st_size == meta["bytes"]:
+                    out[int(meta["index"])] = meta
+            except (OSError, ValueError, KeyError):
+                continue        # a chunk half written when the driver died: rendered again
+        return out
+
+    def save(self, r: ChunkResult) -> dict:
+        data_path, meta_path = self._paths(r.index)
+        meta = {"index": r.index, "first": r.first, "frames": r.frames, "exact_start": r.exact_start,
+                "bytes": len(r.data), "node": r.node, "pid": r.pid, "rendered": r.rendered, "skipped": r.skipped,
+                "elapsed_s": round(r.elapsed_s, 3)}
+        try:
+            _write_atomic(data_path, r.data)
+            _write_atomic(meta_path, json.dumps(meta).encode())
+        except OSError as exc:
+            raise ClusterError(f"cannot keep chunk {r.index} in {self.folder}: {exc.strerror or exc}") from None
+        return meta
+
+    def path(self, index: int) -> Path:
+        return self._paths(index)[0]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + ".part")
+    with open(part, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)

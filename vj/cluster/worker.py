@@ -1,0 +1,117 @@
+"""One chunk of a cluster render, on a worker: the job's engine rebuilt from its bundle, the span rendered, encoded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vj.chunks import render_span
+from vj.cluster.frames import ChunkWriter
+from vj.cluster.job import Job
+from vj.show import cut_track, headless_engine, track_program
+
+_UNPACK_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames [first, stop) of the job, plus up to `tail` frames after them for the next chunk's cross-fade (only
+    when the next chunk cannot start exactly); `warm` frames rendered before `first` where pictures carry
+    (vj.chunks)."""
+    index: int
+    first: int
+    stop: int
+    tail: int
+    warm: int
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    index: int
+    first: int
+    frames: int              # emitted: stop - first, and the tail when the next chunk needs one
+    exact_start: bool        # the first frame equals a whole render's (no carried picture was skipped)
+    data: bytes              # vj.cluster.frames: FFV1 Matroska
+    node: str
+    pid: int
+    rendered: int
+    skipped: int
+    elapsed_s: float
+
+
+def unpack(bundle: dict[str, bytes], digest: str) -> Path:
+    """The bundle's files in a folder of this machine's (once per job and machine: named by the digest)."""
+    root = Path(tempfile.gettempdir()) / f"vj-job-{digest[:16]}"
+    with _UNPACK_LOCK:
+        if root.is_dir():
+            return root
+        part = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+        for name, data in bundle.items():
+            path = part / name
+            if ".." in Path(name).parts or Path(name).is_absolute():
+                raise ValueError(f"bundle file name {name!r} leaves the job folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        try:
+            part.rename(root)
+        except OSError:         # another process on this machine was first: its copy is the same
+            shutil.rmtree(part, ignore_errors=True)
+    return root
+
+
+def build_program(job: Job, root: Path, engine):
+    """The job's FrameProgram on `engine`, exactly as the one-machine render builds it."""
+    if job.kind == "render":
+        from vj.timeline import load_timeline
+        audio = job.audio if job.audio == "demo" else str(root / job.audio)
+        track = cut_track(audio, job.audio_cfg.sample_rate_hz, job.fps, job.start_s, job.duration_s)
+        cues = load_timeline(root / job.timeline) if job.timeline else None
+        return track_program(engine, track, str(root / job.preset), job.fps, cues)
+    if job.kind == "replay":
+        from vj.replay import ReplayProgram, _Events
+        from vj.session import Session
+        session = Session(root / job.session)
+        return ReplayProgram(session, _Events(session, engine), session.audio(), job.fps)
+    raise ValueError(f"unknown job kind {job.kind!r}")
+
+
+def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, report=None) -> ChunkResult:
+    """Render `chunk` of `job`. `report(dict)` (the driver's status board) hears how far it is, every half second."""
+    t0 = time.perf_counter()
+    root = unpack(bundle, digest)
+    status = {"chunk": chunk.index, "node": socket.gethostname(), "pid": os.getpid(), "done": 0,
+              "frames": chunk.stop + chunk.tail - chunk.first, "stage": "starting"}
+    last = [0.0]
+
+    def tell(force: bool = False) -> None:
+        now = time.monotonic()
+        if report is not None and (force or now - last[0] >= 0.5):
+            last[0] = now
+            report(dict(status))
+
+    tell(True)
+    kind = {"replay": "session/presets"}.get(job.kind)
+    with headless_engine(job.render_cfg, job.audio_cfg, live=False, shader_dirs=(root / "shaders",),
+                         preset_dirs=[root / kind] if kind else None) as engine:
+        program = build_program(job, root, engine)
+        writer = ChunkWriter(job.fps)
+        status["stage"] = "rendering"
+
+        def emit(i: int, tex) -> None:
+            writer.add(engine.read_rgb(tex))
+            status["done"] += 1
+            tell()
+
+        span = render_span(engine, program, chunk.first, chunk.stop, emit, warm_frames=chunk.warm,
+                           tail_frames=chunk.tail)
+        data = writer.finish()
+    status["stage"] = "done"
+    tell(True)
+    return ChunkResult(chunk.index, chunk.first, writer.frames, span.exact_start, data, status["node"], os.getpid(),
+                       span.rendered, span.skipped, time.perf_counter() - t0)
