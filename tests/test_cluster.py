@@ -2,6 +2,7 @@
 test session's loopback-only network namespace; `vj render --cluster` against the same render on one machine."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -10,18 +11,22 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from test_chunks import FEEDBACK_PRESET, feedback_bound
 from vj.config import AudioConfig, RenderConfig
 from vj.gfx.png import read_png
+from vj.replay import replay_session
 from vj.show import render_offline
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (requirements.txt installs it)")
 from conftest import NETNS_ERROR  # noqa: E402
 from netns import only_loopback  # noqa: E402
 from ray_cluster import RayCluster  # noqa: E402
+from test_replay import live  # noqa: E402,F401  (fixture: a live show recorded with --session)
+from xvfb import xvfb_display  # noqa: E402,F401  (fixture)
 
 pytestmark = pytest.mark.slow
 FPS = 30
@@ -126,7 +131,7 @@ def test_feedback_seams_cross_fade_within_the_bound(cluster, scenes):
 
 def ps_tasks() -> list[int]:
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines() if "ray::render_chunk" in line]
+    return [int(line.split()[0]) for line in out.splitlines() if "ray::chunk_task" in line]
 
 
 def test_a_worker_killed_mid_chunk_is_retried(cluster, scenes, reference):
@@ -182,9 +187,38 @@ def test_resume_after_the_driver_dies_reuses_finished_chunks(cluster, scenes, tm
 
     whole = tmp_path / "whole.mp4"
     one_machine(scenes, "whole", "prism", scenes / "show.toml", out=str(whole))
-    import av
     with av.open(str(out)) as a, av.open(str(whole)) as b:
         fa = [f.to_ndarray(format="rgb24") for f in a.decode(video=0)]
         fb = [f.to_ndarray(format="rgb24") for f in b.decode(video=0)]
     assert len(fa) == len(fb) == N
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb)), "the encoder got other frames than on one machine"
+
+
+def test_replay_on_the_cluster_equals_the_one_machine_replay(cluster, live, tmp_path):
+    """`vj replay --fps --cluster` of a live session (the default scene, whose feedback needs a warm-up): with a
+    warm-up that reaches back to the session's start every chunk starts exactly, so the joined replay equals the
+    one-machine replay frame for frame, the blackout the show got over OSC on the same frame."""
+    folder = live[0] / "session"
+    fps = 24
+    one = replay_session(folder, tmp_path / "one.mp4", fps=fps, encoder_preset="quick", progress=False)
+    p = subprocess.run([sys.executable, "-m", "vj.cli", "replay", str(folder), "-o", str(tmp_path / "split.mp4"),
+                        "--fps", str(fps), "--cluster", cluster.address, "--chunk-s", "1", "--warm-s", "60",
+                        "--no-progress"], env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    chunks = re.findall(r"chunk (\d+) done", p.stderr)
+    assert len(chunks) == math.ceil(one.frames / fps) >= 2
+    with av.open(str(tmp_path / "one.mp4")) as a, av.open(str(tmp_path / "split.mp4")) as b:
+        fa = [f.to_ndarray(format="rgb24") for f in a.decode(video=0)]
+        fb = [f.to_ndarray(format="rgb24") for f in b.decode(video=0)]
+    assert len(fa) == len(fb) == one.frames
+    err = [int(np.abs(x.astype(int) - y).max()) for x, y in zip(fa, fb)]
+    assert max(err) == 0, err
+    assert min(f.mean() for f in fb) < 1.0, "the blackout is in the replay"
+
+
+def test_live_frame_sequence_replay_says_it_needs_a_rate(cluster, live, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "vj.cli", "replay", str(live[0] / "session"), "-o",
+                        str(tmp_path / "x.mp4"), "--cluster", cluster.address], env=cluster.env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 1 and "--cluster replays at a fixed rate: add --fps" in p.stderr
+    assert not (tmp_path / "x.mp4").exists()

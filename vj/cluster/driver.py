@@ -15,7 +15,7 @@ import numpy as np
 from vj.cluster.frames import read_chunk
 from vj.cluster.job import Job
 from vj.cluster.store import ChunkStore, ClusterError
-from vj.cluster.worker import Chunk, render_chunk
+from vj.cluster.worker import Chunk, chunk_task
 from vj.show import RenderReport, finish_writer, open_writer
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,13 @@ def job_models(bundle: dict[str, bytes]) -> set[str]:
     return names - {""}
 
 
+def task_resources(models: set[str], cluster_gpus: float) -> dict:
+    """One GPU a task where a scene plays a GPU model and the cluster has GPUs (Ray then sets CUDA_VISIBLE_DEVICES
+    to it, and the model's device "auto" finds it; CUDA only, untested here); else a CPU a task."""
+    gpu = bool(models & GPU_MODELS) and cluster_gpus > 0
+    return {"num_cpus": 1, "num_gpus": 1 if gpu else 0}
+
+
 class _Report:
     """What a worker calls with its status: a message to the driver's status board (a Ray actor)."""
 
@@ -108,7 +115,7 @@ class ClusterProgress:
         lines += [f"  {s['node']}:{s['pid']}  chunk {s['chunk']}  {s['stage']} {s['done']}/{s['frames']}"
                   for s in sorted(running, key=lambda s: s["chunk"])]
         up = f"\x1b[{self._lines}F" if self._lines else ""
-        sys.stderr.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        sys.stderr.write(up + "".join(f"\x1b[2K{line}\n" for line in lines) + "\x1b[J")   # [J: lines left over
         sys.stderr.flush()
         self._lines = len(lines)
 
@@ -128,12 +135,14 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
         log.info("cluster: resuming: %d of %d chunks were already rendered", len(done), len(chunks))
         print(f"cluster: resuming: {len(done)} of {len(chunks)} chunks were already rendered", file=sys.stderr)
     connect(address)
-    gpu = bool(job_models(bundle) & GPU_MODELS) and ray.cluster_resources().get("GPU", 0) > 0
-    task = ray.remote(render_chunk).options(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_retries=MAX_RETRIES,
-                                            retry_exceptions=False)
+    resources = task_resources(job_models(bundle), ray.cluster_resources().get("GPU", 0))
+    log.info("cluster: %d chunks of %d frames, each task on %s", len(chunks), chunks[0].stop - chunks[0].first,
+             "a GPU of its own" if resources["num_gpus"] else "one CPU")
+    task = ray.remote(chunk_task).options(**resources, max_retries=MAX_RETRIES, retry_exceptions=False)
     board = ray.remote(num_cpus=0)(_StatusBoard).remote()
     bundle_ref = ray.put(bundle)
     refs = {task.remote(job, bundle_ref, digest, c, _Report(board)): c.index for c in chunks if c.index not in done}
+    lost: dict[int, int] = {}
     bar = ClusterProgress(job.n_frames, len(chunks), progress)
     t0 = time.perf_counter()
     writer = open_writer(out, job.render_cfg, job.audio_cfg.sample_rate_hz, channels, fps=job.fps, codec=job.codec)
@@ -142,7 +151,7 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
         while joiner.next < len(chunks):
             while joiner.next < len(chunks) and joiner.next in done:
                 k = joiner.next
-                joiner.add(chunks[k], done[k], store.path(k))
+                joiner.add(chunks[k], done[k], store.parts(k, done[k]))
             if joiner.next >= len(chunks):
                 break
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
@@ -156,7 +165,16 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
                 except ray.exceptions.RayError as exc:
                     raise ClusterError(f"chunk {k} was lost (its worker died, and again in {MAX_RETRIES} retries): "
                                        f"{str(exc).splitlines()[0]}") from None
-                done[k] = store.save(result)
+                try:
+                    done[k] = store.save(result, ray.get)
+                except ray.exceptions.RayError as exc:      # its parts went with their worker: render it again
+                    lost[k] = lost.get(k, 0) + 1
+                    if lost[k] > MAX_RETRIES:
+                        raise ClusterError(f"chunk {k}'s frames were lost {lost[k]} times: "
+                                           f"{str(exc).splitlines()[0]}") from None
+                    log.warning("cluster: chunk %d's frames were lost with their worker; rendering it again", k)
+                    refs[task.remote(job, bundle_ref, digest, chunks[k], _Report(board))] = k
+                    continue
                 log.info("cluster: chunk %d done on %s pid %d (%d frames rendered, %d skipped, %.1f s)", k,
                          result.node, result.pid, result.rendered, result.skipped, result.elapsed_s)
             statuses = ray.get(board.snapshot.remote())
@@ -200,16 +218,16 @@ class _Joiner:
         self.written = 0
         self._tail: list[np.ndarray] = []
 
-    def add(self, chunk: Chunk, meta: dict, path: Path) -> None:
+    def add(self, chunk: Chunk, meta: dict, parts: list[Path]) -> None:
         own = chunk.stop - chunk.first
         if meta["frames"] not in (own, own + chunk.tail):
-            raise ClusterError(f"{path}: {meta['frames']} frames where the plan has {own} (+{chunk.tail})")
+            raise ClusterError(f"chunk {chunk.index}: {meta['frames']} frames where the plan has {own} (+{chunk.tail})")
         tail, fade = [], [] if meta["exact_start"] else self._tail
         if not meta["exact_start"] and not fade and chunk.first > 0:
             log.warning("cluster: chunk %d starts from a warmed-up picture, but the one before it left no "
                         "overlap to cross-fade from (--overlap-s 0?): a hard cut at frame %d", chunk.index, chunk.first)
         j = -1
-        for j, rgb in enumerate(read_chunk(path)):
+        for j, rgb in enumerate(read_chunk(parts)):
             i = chunk.first + j
             if i >= chunk.stop:
                 tail.append(rgb)
@@ -223,6 +241,6 @@ class _Joiner:
             if self.writer.error:
                 raise OSError(self.writer.error)
         if j + 1 != meta["frames"]:
-            raise ClusterError(f"{path}: the chunk's file ends early")
+            raise ClusterError(f"chunk {chunk.index}: its files in {parts[0].parent} end early")
         self._tail = tail
         self.next += 1

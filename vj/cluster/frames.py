@@ -33,6 +33,10 @@ class ChunkWriter:
         self._container.mux(self._stream.encode(frame))
         self.frames += 1
 
+    @property
+    def size_bytes(self) -> int:
+        return self._buf.tell()
+
     def finish(self) -> bytes:
         if self._stream is not None:
             self._container.mux(self._stream.encode())
@@ -40,9 +44,9 @@ class ChunkWriter:
         return self._buf.getvalue()
 
 
-def read_chunk(source: bytes | Path) -> Iterator[np.ndarray]:
-    """The frames of a chunk, in order, (H, W, 3) uint8."""
-    src = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-    with av.open(src) as container:
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
+def read_chunk(parts: list[bytes | Path]) -> Iterator[np.ndarray]:
+    """The frames of a chunk's parts, in order, (H, W, 3) uint8."""
+    for part in parts:
+        with av.open(io.BytesIO(part) if isinstance(part, bytes) else str(part)) as container:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")

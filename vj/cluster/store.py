@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from vj.cluster.job import FORMAT
@@ -19,8 +20,9 @@ class ClusterError(RuntimeError):
 
 
 class ChunkStore:
-    """`OUT.vjchunks/`: job.json (the job's digest) and, per finished chunk, chunk-NNNNN.mkv and its .json, the
-    .json written last (atomically): a chunk counts only once both are whole. Removed when the output is."""
+    """`OUT.vjchunks/`: job.json (the job's digest) and, per finished chunk, its parts chunk-NNNNN-PPP.mkv and its
+    chunk-NNNNN.json, the .json written last (atomically): a chunk counts only once all are whole. Removed when the
+    output is."""
 
     def __init__(self, out: str | Path, digest: str, resume: bool):
         self.folder = Path(str(out).rstrip("/") + ".vjchunks")
@@ -40,36 +42,40 @@ class ChunkStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(manifest, json.dumps({"digest": digest, "format": FORMAT}).encode())
 
-    def _paths(self, index: int) -> tuple[Path, Path]:
-        stem = self.folder / f"chunk-{index:05d}"
-        return stem.with_suffix(".mkv"), stem.with_suffix(".json")
+    def _part(self, index: int, part: int) -> Path:
+        return self.folder / f"chunk-{index:05d}-{part:03d}.mkv"
 
     def finished(self) -> dict[int, dict]:
         """index -> what the chunk's .json says, for every whole chunk on disk."""
         out = {}
-        for meta_path in sorted(self.folder.glob("chunk-*.json")):
+        for meta_path in sorted(self.folder.glob("chunk-?????.json")):
             try:
                 meta = json.loads(meta_path.read_text())
-                if meta_path.with_suffix(".mkv").stat().st_size == meta["bytes"]:
-                    out[int(meta["index"])] = meta
-            except (OSError, ValueError, KeyError):
+                index = int(meta["index"])
+                if all(self._part(index, p).stat().st_size == n for p, n in enumerate(meta["parts"])):
+                    out[index] = meta
+            except (OSError, ValueError, KeyError, TypeError):
                 continue        # a chunk half written when the driver died: rendered again
         return out
 
-    def save(self, r: ChunkResult) -> dict:
-        data_path, meta_path = self._paths(r.index)
-        meta = {"index": r.index, "first": r.first, "frames": r.frames, "exact_start": r.exact_start,
-                "bytes": len(r.data), "node": r.node, "pid": r.pid, "rendered": r.rendered, "skipped": r.skipped,
-                "elapsed_s": round(r.elapsed_s, 3)}
+    def save(self, r: ChunkResult, fetch: Callable[[object], bytes] = lambda part: part) -> dict:
+        """Write the chunk's parts (`fetch` turns each into bytes: ray.get for object refs), then its .json."""
+        sizes = []
         try:
-            _write_atomic(data_path, r.data)
-            _write_atomic(meta_path, json.dumps(meta).encode())
+            for p, part in enumerate(r.parts):
+                data = fetch(part)
+                _write_atomic(self._part(r.index, p), data)
+                sizes.append(len(data))
+            meta = {"index": r.index, "first": r.first, "frames": r.frames, "exact_start": r.exact_start,
+                    "parts": sizes, "node": r.node, "pid": r.pid, "rendered": r.rendered, "skipped": r.skipped,
+                    "elapsed_s": round(r.elapsed_s, 3)}
+            _write_atomic(self.folder / f"chunk-{r.index:05d}.json", json.dumps(meta).encode())
         except OSError as exc:
             raise ClusterError(f"cannot keep chunk {r.index} in {self.folder}: {exc.strerror or exc}") from None
         return meta
 
-    def path(self, index: int) -> Path:
-        return self._paths(index)[0]
+    def parts(self, index: int, meta: dict) -> list[Path]:
+        return [self._part(index, p) for p in range(len(meta["parts"]))]
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from vj.cluster.job import Job
 from vj.show import cut_track, headless_engine, track_program
 
 _UNPACK_LOCK = threading.Lock()
+# A chunk comes back in parts of about this size, each its own object: the driver holds one part at a time (a
+# 30 s chunk of 4K frames is gigabytes), and Ray spills parts it cannot keep in memory to the worker's disk.
+PART_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class ChunkResult:
     first: int
     frames: int              # emitted: stop - first, and the tail when the next chunk needs one
     exact_start: bool        # the first frame equals a whole render's (no carried picture was skipped)
-    data: bytes              # vj.cluster.frames: FFV1 Matroska
+    parts: list              # vj.cluster.frames: FFV1 Matroska bytes, or Ray object refs to them (chunk_task)
     node: str
     pid: int
     rendered: int
@@ -81,8 +85,16 @@ def build_program(job: Job, root: Path, engine):
     raise ValueError(f"unknown job kind {job.kind!r}")
 
 
-def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, report=None) -> ChunkResult:
-    """Render `chunk` of `job`. `report(dict)` (the driver's status board) hears how far it is, every half second."""
+def chunk_task(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, report=None) -> ChunkResult:
+    """render_chunk as a Ray task: each part goes into the object store as it is finished."""
+    import ray
+    return render_chunk(job, bundle, digest, chunk, report, put=ray.put)
+
+
+def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, report=None,
+                 put: Callable[[bytes], object] = lambda data: data, part_bytes: int = PART_BYTES) -> ChunkResult:
+    """Render `chunk` of `job`. `report(dict)` (the driver's status board) hears how far it is, every half second;
+    `put` takes each finished part (of about part_bytes)."""
     t0 = time.perf_counter()
     root = unpack(bundle, digest)
     status = {"chunk": chunk.index, "node": socket.gethostname(), "pid": os.getpid(), "done": 0,
@@ -100,18 +112,23 @@ def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, 
     with headless_engine(job.render_cfg, job.audio_cfg, live=False, shader_dirs=(root / "shaders",),
                          preset_dirs=[root / kind] if kind else None) as engine:
         program = build_program(job, root, engine)
-        writer = ChunkWriter(job.fps)
+        writer = [ChunkWriter(job.fps)]
+        parts = []
         status["stage"] = "rendering"
 
         def emit(i: int, tex) -> None:
-            writer.add(engine.read_rgb(tex))
+            writer[0].add(engine.read_rgb(tex))
             status["done"] += 1
+            if writer[0].size_bytes >= part_bytes:
+                parts.append(put(writer[0].finish()))
+                writer[0] = ChunkWriter(job.fps)
             tell()
 
         span = render_span(engine, program, chunk.first, chunk.stop, emit, warm_frames=chunk.warm,
                            tail_frames=chunk.tail)
-        data = writer.finish()
+        if writer[0].frames:
+            parts.append(put(writer[0].finish()))
     status["stage"] = "done"
     tell(True)
-    return ChunkResult(chunk.index, chunk.first, writer.frames, span.exact_start, data, status["node"], os.getpid(),
-                       span.rendered, span.skipped, time.perf_counter() - t0)
+    return ChunkResult(chunk.index, chunk.first, span.stop - span.first, span.exact_start, parts, status["node"],
+                       os.getpid(), span.rendered, span.skipped, time.perf_counter() - t0)
