@@ -222,3 +222,20 @@ def test_live_frame_sequence_replay_says_it_needs_a_rate(cluster, live, tmp_path
                        text=True, timeout=120)
     assert p.returncode == 1 and "--cluster replays at a fixed rate: add --fps" in p.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_chunk_that_fails_stops_the_job_with_its_reason(cluster, scenes, tmp_path):
+    """A timeline whose cue sets a param the scene lacks parses, so the driver starts; every chunk's check of it
+    fails on its worker, and the driver stops with that one line, writing no output."""
+    bad = scenes / "bad.toml"
+    bad.write_text('[[at]]\ntime = 1.0\nset = { "/fx/nothing/here" = 1.0 }\n')
+    out = tmp_path / "bad.mp4"
+    p = vj_render(cluster, out, "--preset", "prism", "--timeline", str(bad), wait=False)
+    _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 1, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert re.match(r"vj: error: chunk \d+ failed on the cluster: .*bad\.toml:3: .*unknown param '/fx/nothing/here'",
+                    last), last
+    assert "Traceback" not in stderr
+    assert not out.exists(), "a job that failed leaves no video"
+    assert not Path(f"{out}.vjchunks").exists(), "nor an empty chunk folder"

@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="per-stage timings (analysis, model, upload, shaders, readback, encode), "
                                          "or `vj bench latency`: audio-to-light latency through a real audio server")
     bench.add_argument("what", nargs="?", choices=("stages", "latency", "osc", "analysis", "model", "soak", "beats",
-                                                   "outputs", "midiclock"),
+                                                   "outputs", "midiclock", "cluster"),
                        default="stages",
                        help="stages (default), latency, osc (10^6 hostile datagrams at the OSC server), "
                             "analysis (us per analysis hop by part, real-time factor), model (ms per frame "
@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "for --minutes: memory, GL objects, threads, files and frame times per minute), "
                             "beats DIR (beat, downbeat scores and CPU cost on annotated audio), outputs (frame "
                             "times with no, one and two projection output windows), or midiclock (MIDI clock out "
-                            "jitter on JACK MIDI)")
+                            "jitter on JACK MIDI), or cluster (a render split over Ray against the whole one: overhead, seams, "
+                            "per-frame and per-chunk costs and a projection for long 4K jobs)")
     bench.add_argument("folder", nargs="?", type=Path, default=None, metavar="DIR",
                        help="beats: a folder of audio files, each with NAME.beats beside it")
     bench.add_argument("--model", default="stylegan2",
@@ -313,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "Python objects), maps (anonymous mappings that came, went or grew), trim "
                             "(malloc_trim and what it gave back), py (tracemalloc sites; slows the show several times)")
     _render_options(bench)
+    _cluster_options(bench)
+    bench.set_defaults(chunk_s=None)       # cluster: 5 s chunks of its 20 s job unless told
 
     sh = sub.add_parser("shaders", help="shader tools")
     shsub = sh.add_subparsers(dest="shaders_command", metavar="ACTION")
@@ -500,7 +503,7 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "bench":
         if args.what != "model" and args.size is None:
-            args.size = (960, 540) if args.what == "soak" else (1280, 720)
+            args.size = {"soak": (960, 540), "cluster": (640, 360)}.get(args.what, (1280, 720))
         if args.what == "beats":
             if args.folder is None or not args.folder.is_dir():
                 raise UsageError("usage: vj bench beats DIR (a folder of audio files with NAME.beats beside each)")
@@ -543,6 +546,11 @@ def _dispatch(args) -> int:
         if args.what == "outputs":
             from vj.bench_outputs import run_outputs_bench
             run_outputs_bench(_render_cfg(args), seconds=args.seconds or 10.0, headless=args.headless)
+            return 0
+        if args.what == "cluster":
+            from vj.cluster.bench import run_cluster_bench
+            run_cluster_bench(_render_cfg(args), preset=args.preset or "default", seconds=args.seconds or 20.0,
+                              chunk_s=args.chunk_s or 5.0, warm_s=args.warm_s, overlap_s=args.overlap_s)
             return 0
         if args.what == "soak":
             if args.minutes <= 0 or args.switch_every <= 0:

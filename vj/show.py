@@ -129,9 +129,11 @@ class Track:
 
 
 def cut_track(audio: str, sample_rate_hz: int, fps: float, start_s: float = 0.0,
-              duration_s: float | None = None) -> Track:
+              duration_s: float | None = None, samples: np.ndarray | None = None) -> Track:
+    """The frames' part of `audio` (decoded, or `samples` already decoded from it)."""
     sr = sample_rate_hz
-    samples, _ = load_track(audio, sr)
+    if samples is None:
+        samples, _ = load_track(audio, sr)
     start = int(round(max(start_s, 0.0) * sr))
     available_s = (len(samples) - start) / sr
     if available_s <= 0:

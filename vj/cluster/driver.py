@@ -34,7 +34,7 @@ def _ray():
     return ray
 
 
-def connect(address: str) -> None:
+def connect(address: str, num_cpus: int | None = None) -> None:
     """`local`: a Ray instance of this machine's own; `auto`: the cluster this machine joined (`ray start`);
     `HOST:PORT`: a cluster's head (GCS address); `ray://HOST:PORT`: through Ray Client (needs ray[client])."""
     ray = _ray()
@@ -44,7 +44,7 @@ def connect(address: str) -> None:
     kwargs = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
     try:
         if address == "local":
-            ray.init(**kwargs)
+            ray.init(num_cpus=num_cpus, **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -123,9 +123,11 @@ class ClusterProgress:
 def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, audio: Callable[[int], np.ndarray],
                           *, address: str = "local", chunk_s: float = 30.0, warm_s: float = 3.0,
                           overlap_s: float = 0.5, resume: bool = False, progress: bool | None = None,
-                          audio_tail: np.ndarray | None = None, channels: int = 2) -> RenderReport:
+                          audio_tail: np.ndarray | None = None, channels: int = 2,
+                          on_chunk: Callable[[dict], None] | None = None) -> RenderReport:
     """Render `job` on the cluster at `address` into `out` (a video file or a PNG frame folder): `audio(i)` is the
-    audio muxed with frame i. Raises ClusterError with one line when the cluster or a chunk fails for good."""
+    audio muxed with frame i; `on_chunk(meta)` hears of each chunk as it is joined (vj.cluster.store's .json).
+    Raises ClusterError with one line when the cluster or a chunk fails for good."""
     ray = _ray()
     digest = job.digest(bundle)
     chunks = plan(job.n_frames, job.fps, chunk_s, warm_s, overlap_s)
@@ -145,13 +147,16 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
     lost: dict[int, int] = {}
     bar = ClusterProgress(job.n_frames, len(chunks), progress)
     t0 = time.perf_counter()
-    writer = open_writer(out, job.render_cfg, job.audio_cfg.sample_rate_hz, channels, fps=job.fps, codec=job.codec)
-    joiner = _Joiner(writer, audio)
+    joiner = _Joiner(lambda: open_writer(out, job.render_cfg, job.audio_cfg.sample_rate_hz, channels, fps=job.fps,
+                                         codec=job.codec), audio)
+    whole = False
     try:
         while joiner.next < len(chunks):
             while joiner.next < len(chunks) and joiner.next in done:
                 k = joiner.next
                 joiner.add(chunks[k], done[k], store.parts(k, done[k]))
+                if on_chunk is not None:
+                    on_chunk(done[k])
             if joiner.next >= len(chunks):
                 break
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
@@ -182,14 +187,19 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
             rendered = sum(chunks[k].stop - chunks[k].first for k in done) + sum(
                 min(s["done"], chunks[s["chunk"]].stop - chunks[s["chunk"]].first) for s in running)
             bar.update(rendered, len(done), running)
-        if audio_tail is not None and len(audio_tail):
-            writer.add_audio(audio_tail)
-        finish_writer(writer)
+        joiner.finish(audio_tail)
+        whole = True
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
         ray.kill(board)
-        writer.close()
+        joiner.close()
+        if not whole and not store.finished():
+            store.remove()              # nothing to resume from
+        if not whole and joiner.writer is not None and Path(out).is_file():
+            Path(out).unlink()          # a video cut short is no use; the chunks stay for --resume
+            log.error("cluster: removed the unfinished %s; the finished chunks are kept in %s (--resume)", out,
+                      store.folder)
     bar.update(job.n_frames, len(chunks), [])
     store.remove()
     return RenderReport(Path(out), joiner.written, job.n_frames / job.fps, time.perf_counter() - t0)
@@ -212,8 +222,9 @@ class _Joiner:
     """Writes the chunks' frames in order: each frame with its audio; a chunk that starts from a warmed-up picture
     (not exact) cross-fades from the previous chunk's tail over the overlap."""
 
-    def __init__(self, writer, audio: Callable[[int], np.ndarray]):
-        self.writer, self.audio = writer, audio
+    def __init__(self, open_writer: Callable[[], object], audio: Callable[[int], np.ndarray]):
+        self.open_writer, self.audio = open_writer, audio
+        self.writer = None            # opened with the first frame: a job that fails before leaves no file
         self.next = 0
         self.written = 0
         self._tail: list[np.ndarray] = []
@@ -235,6 +246,8 @@ class _Joiner:
             if j < len(fade):
                 w = np.float32((j + 1) / (len(fade) + 1))
                 rgb = np.rint(fade[j].astype(np.float32) * (1 - w) + rgb.astype(np.float32) * w).astype(np.uint8)
+            if self.writer is None:
+                self.writer = self.open_writer()
             self.writer.add_audio(self.audio(i))
             self.writer.add_video(rgb, self.written)
             self.written += 1
@@ -244,3 +257,12 @@ class _Joiner:
             raise ClusterError(f"chunk {chunk.index}: its files in {parts[0].parent} end early")
         self._tail = tail
         self.next += 1
+
+    def finish(self, audio_tail: np.ndarray | None) -> None:
+        if audio_tail is not None and len(audio_tail):
+            self.writer.add_audio(audio_tail)
+        finish_writer(self.writer)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vj.audio.sources import load_track
 from vj.chunks import render_span
 from vj.cluster.frames import ChunkWriter
 from vj.cluster.job import Job
 from vj.show import cut_track, headless_engine, track_program
 
 _UNPACK_LOCK = threading.Lock()
+_TRACK: dict = {}        # the last track this worker process decoded: its next chunk of the job needs it again
 # A chunk comes back in parts of about this size, each its own object: the driver holds one part at a time (a
 # 30 s chunk of 4K frames is gigabytes), and Ray spills parts it cannot keep in memory to the worker's disk.
 PART_BYTES = 256 * 1024 * 1024
@@ -74,7 +76,11 @@ def build_program(job: Job, root: Path, engine):
     if job.kind == "render":
         from vj.timeline import load_timeline
         audio = job.audio if job.audio == "demo" else str(root / job.audio)
-        track = cut_track(audio, job.audio_cfg.sample_rate_hz, job.fps, job.start_s, job.duration_s)
+        key = (audio, job.audio_cfg.sample_rate_hz)
+        if key not in _TRACK:
+            _TRACK.clear()
+            _TRACK[key] = load_track(audio, job.audio_cfg.sample_rate_hz)[0]
+        track = cut_track(audio, job.audio_cfg.sample_rate_hz, job.fps, job.start_s, job.duration_s, _TRACK[key])
         cues = load_timeline(root / job.timeline) if job.timeline else None
         return track_program(engine, track, str(root / job.preset), job.fps, cues)
     if job.kind == "replay":
