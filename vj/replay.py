@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vj.chunks import render_span
 from vj.config import RenderConfig
 from vj.control.state import is_command
-from vj.chunks import render_span
 from vj.engine import Engine
 from vj.gfx.isf import ISFError, load_isf
 from vj.output.recorder import Recorder, due_ticks

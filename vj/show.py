@@ -17,11 +17,11 @@ import numpy as np
 
 from vj.audio.features import Features
 from vj.audio.sources import load_track, open_source
+from vj.chunks import render_span
 from vj.clock import FrameClock
 from vj.config import AudioConfig, ControlConfig, RecordConfig, RenderConfig, SyncConfig
 from vj.control.midi import MIDI_COMMANDS, MidiInput
 from vj.control.web import start_control_servers
-from vj.chunks import render_span
 from vj.engine import NOTE_S, Engine
 from vj.gfx.context import create_headless_context, release_context
 from vj.gfx.hud import Hud, format_stats

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vj.config import AudioConfig, RenderConfig
 from vj.gfx.isf import ISFError, load_isf
-from vj.presets import find_preset, load_preset
+from vj.presets import PresetError, find_preset, load_preset
 from vj.scene import MODEL_FILE_SETTINGS
 
 FORMAT = 1        # bump when what a chunk holds changes: a resumed job never mixes chunks of two formats
@@ -69,7 +69,7 @@ def _add_preset_files(bundle: dict[str, bytes], folder: str, preset_path: Path) 
     """Files a preset's [model] names beside it (checkpoints, weights), so that a worker finds them beside its copy."""
     try:
         preset = load_preset(str(preset_path))
-    except Exception:        # the worker's own load reports a broken preset, with its line
+    except PresetError:        # the worker's own load reports a broken preset, with its line
         return
     for e in preset.effects:
         local = Path.cwd() / "shaders" / f"{e.shader}.fs"
@@ -107,6 +107,7 @@ def render_job(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: Aud
         for other in sorted(tl.parent.glob("*.toml")):
             if other != tl:
                 _add(bundle, f"timeline/{other.name}", other)
+                _add_preset_files(bundle, "timeline", other)
         timeline_name = _add(bundle, f"timeline/{tl.name}", tl)
     job = Job("render", render_cfg, audio_cfg, render_cfg.fps, n_frames, audio=audio_name,
               preset=preset_entry(bundle, preset), timeline=timeline_name, start_s=start_s, duration_s=duration_s)

@@ -23,6 +23,7 @@ _TRACK: dict = {}        # the last track this worker process decoded: its next 
 # A chunk comes back in parts of about this size, each its own object: the driver holds one part at a time (a
 # 30 s chunk of 4K frames is gigabytes), and Ray spills parts it cannot keep in memory to the worker's disk.
 PART_BYTES = 256 * 1024 * 1024
+KEEP_JOB_S = 7 * 24 * 3600     # a job's unpacked inputs stay this long after its last chunk on the machine
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,26 @@ class ChunkResult:
 
 
 def unpack(bundle: dict[str, bytes], digest: str) -> Path:
-    """The bundle's files in a folder of this machine's (once per job and machine: named by the digest)."""
-    root = Path(tempfile.gettempdir()) / f"vj-job-{digest[:16]}"
+    """The bundle's files in a folder of this machine's (once per job and machine: named by the digest). Job folders
+    untouched for KEEP_JOB_S are removed on the way."""
+    for name in bundle:
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise ValueError(f"bundle file name {name!r} leaves the job folder")
+    tmp = Path(tempfile.gettempdir())
+    root = tmp / f"vj-job-{digest[:16]}"
     with _UNPACK_LOCK:
         if root.is_dir():
+            os.utime(root)
             return root
-        part = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+        for old in tmp.glob("vj-job-*"):
+            try:
+                if time.time() - old.stat().st_mtime > KEEP_JOB_S:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                continue
+        part = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=tmp))
         for name, data in bundle.items():
             path = part / name
-            if ".." in Path(name).parts or Path(name).is_absolute():
-                raise ValueError(f"bundle file name {name!r} leaves the job folder")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         try:
@@ -120,9 +131,10 @@ def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, 
         program = build_program(job, root, engine)
         writer = [ChunkWriter(job.fps)]
         parts = []
-        status["stage"] = "rendering"
+        status["stage"] = "fast-forward"       # to the chunk's start (vj.chunks), then rendering
 
         def emit(i: int, tex) -> None:
+            status["stage"] = "rendering"
             writer[0].add(engine.read_rgb(tex))
             status["done"] += 1
             if writer[0].size_bytes >= part_bytes:
