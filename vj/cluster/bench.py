@@ -133,8 +133,9 @@ def run_cluster_bench(cfg: RenderConfig, *, preset: str = "default", seconds: fl
         n = cut_track("demo", acfg.sample_rate_hz, cfg.fps, 0.0, seconds).n_frames
         plain = _timed(lambda: render_offline("demo", tmp / "plain.mp4", preset, cfg, acfg, duration_s=seconds,
                                               progress=False))
+        alone: list[dict] = []        # its chunks' own figures: rendered, skipped, elapsed (for the per-chunk cost)
         one = _timed(lambda: render_on_cluster("demo", tmp / "one.mp4", preset, cfg, acfg, cluster="local",
-                                               duration_s=seconds, **opts))
+                                               duration_s=seconds, on_chunk=alone.append, **opts))
         figures["split_overhead"] = one / plain
         out(f"  plain render          {plain:7.2f} s ({n / plain:5.1f} fps)")
         out(f"  cluster of 1 worker   {one:7.2f} s ({n / one:5.1f} fps): {one / plain:.2f}x the plain render")
@@ -162,15 +163,18 @@ def run_cluster_bench(cfg: RenderConfig, *, preset: str = "default", seconds: fl
         for s in starts:
             away[s:s + overlap + 1] = False
         first_seam = starts[0] if starts else len(err)
+        after = np.where(away & (np.arange(len(err)) >= first_seam), err, 0)
         out(f"  before the first seam: max error {err[:first_seam].max()} levels; away from seams after it: max "
-            f"{err[away][first_seam:].max() if away[first_seam:].any() else 0}, mean "
+            f"{after.max()} (frame {int(after.argmax())}), mean over all frames "
             f"{float(np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(whole, split)])):.3f}")
         figures["seam_max_error"] = float(err[starts].max()) if starts else 0.0
 
     frame_s, skip_s = _frame_costs(cfg, preset)
     own = _transport_costs(preset, (cfg.width_px, cfg.height_px), frames=20, h264=False,
                            render_scale=cfg.render_scale)["ffv1_encode_s"]
-    fixed = [c["elapsed_s"] - c["rendered"] * frame_s - c["skipped"] * skip_s - c["frames"] * own for c in chunks]
+    # What a chunk of the one-worker run spent beyond its frames: the Ray task, the job folder, the engine and scene
+    # (the worker's first chunk also imports torch and the rest).
+    fixed = [c["elapsed_s"] - c["rendered"] * frame_s - c["skipped"] * skip_s - c["frames"] * own for c in alone]
     chunk_fixed_s = max(0.0, float(np.median(fixed)))
     out(f"  per frame here: rendered {frame_s * 1e3:.1f} ms, skipped {skip_s * 1e3:.2f} ms "
         f"({frame_s / max(skip_s, 1e-9):.0f}x less), FFV1 {own * 1e3:.1f} ms; per chunk {chunk_fixed_s:.2f} s to "
