@@ -142,3 +142,14 @@ def test_tail_only_where_the_next_span_needs_it(echo, whole_timeline):
     assert report.tail == 0 and len(frames) == 45
     frames, report = render("prism", 30, 60, timeline=TIMELINE, tail=6)     # 60: the freeze holds (conservative)
     assert report.tail == 6 and len(frames) == 36
+
+
+def test_deepdream_keeps_its_pictures_so_a_span_warms_up():
+    """DeepDream dreams on its own previous frame (`keeps_pictures`): a span renders its warm-up and starts as a
+    take of its own; without one it skips straight to its first frame, which still carries nothing over."""
+    frames, report = render("dream", 30, 40, seconds=2.0, warm=10)
+    assert not report.exact_start
+    assert (report.rendered, report.skipped) == (10 + 10 + 2, 20)
+    _, cold = render("dream", 30, 40, seconds=2.0)
+    assert (cold.rendered, cold.skipped, cold.exact_start) == (10 + 2, 30, False)
+    assert frames.shape == (10, 36, 64, 3) and frames.std() > 1, "a picture, not a blank"

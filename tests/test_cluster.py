@@ -239,3 +239,33 @@ def test_a_chunk_that_fails_stops_the_job_with_its_reason(cluster, scenes, tmp_p
     assert "Traceback" not in stderr
     assert not out.exists(), "a job that failed leaves no video"
     assert not Path(f"{out}.vjchunks").exists(), "nor an empty chunk folder"
+
+
+def test_a_cluster_whose_head_dies_leaves_a_message_and_chunks_to_resume(cluster, tmp_path):
+    """A cluster of its own loses its head once two chunks are done: the driver ends with one line (Ray may end
+    the driver's process itself, which the parent then reports), no video under the name asked for, the finished
+    chunks kept; on a new cluster `--resume` finishes the job from them."""
+    doomed = RayCluster(workers=1, cpus=1)
+    out = tmp_path / "headless.mp4"
+    chunks = Path(f"{out}.vjchunks")
+    args = ("--preset", "prism", "--chunk-s", "0.5", "--stall-s", "20")
+    try:
+        p = vj_render(doomed, out, *args, wait=False)
+        deadline = time.monotonic() + 120
+        while p.poll() is None and time.monotonic() < deadline and len(list(chunks.glob("chunk-*.json"))) < 2:
+            time.sleep(0.02)
+        os.killpg(doomed.procs[0].pid, signal.SIGKILL)        # the head node: GCS and its raylet
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        doomed.close()
+    assert p.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("vj: error: ") and ("ended without a word" in last or "no progress" in last), last
+    assert not out.exists() and not list(tmp_path.glob(".headless.vjpart*")), "no video cut short is left"
+    kept = len(list(chunks.glob("chunk-*.json")))
+    assert kept >= 2
+    log = vj_render(cluster, out, *args, "--resume")
+    assert f"resuming: {kept} of 8 chunks" in log
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v", "-show_entries",
+                            "stream=nb_read_frames", "-of", "csv=p=0", str(out)], capture_output=True, text=True)
+    assert probe.stdout.strip() == str(N)

@@ -86,9 +86,10 @@ class _Start:
 
 def render_span(engine: Engine, program: FrameProgram, first: int, stop: int,
                 emit: Callable[[int, moderngl.Texture], None], *, warm_frames: int = 0,
-                tail_frames: int = 0) -> SpanReport:
+                tail_frames: int = 0, on_frame: Callable[[int], None] | None = None) -> SpanReport:
     """Play `program` on `engine` (its first scene loaded) and emit frames [first, stop) in order, and then the
-    `tail_frames` after them when a span starting at `stop` would not start exactly (for its cross-fade)."""
+    `tail_frames` after them when a span starting at `stop` would not start exactly (for its cross-fade).
+    `on_frame(i)` hears of every frame played, skipped or not (a worker's status)."""
     n = program.n_frames
     first, stop = max(0, first), min(stop, n)
     dt_s = 1.0 / program.fps
@@ -106,6 +107,8 @@ def render_span(engine: Engine, program: FrameProgram, first: int, stop: int,
     exact_start = True
     i = 0
     while i < min(end[0] + SETTLE_FRAMES, n):
+        if on_frame is not None:
+            on_frame(i)
         if program.cuts_at(i):        # the frames prepared before a scene change compose with the old scene
             pipe.finish(sink)
             pipe = OfflinePipeline(engine)

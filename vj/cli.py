@@ -104,13 +104,19 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
                    help="cross-fade between such chunks (default 0.5 s)")
     g.add_argument("--resume", action="store_true",
                    help="reuse the chunks a stopped cluster render left in OUTPUT.vjchunks/")
+    g.add_argument("--stall-s", type=_positive, default=600.0, metavar="S",
+                   help="give up when the cluster has shown no progress for S seconds (default 600)")
 
 
-def _cluster_kwargs(args) -> dict:
+def _on_cluster(fn, args, *fn_args, **fn_kwargs):
+    """A cluster render or replay, its Ray driver in a child process (vj.cluster.isolate)."""
     if args.warm_s < 0 or args.overlap_s < 0:
         raise UsageError("--warm-s and --overlap-s must be 0 or more")
-    return dict(cluster=args.cluster, chunk_s=args.chunk_s, warm_s=args.warm_s, overlap_s=args.overlap_s,
-                resume=args.resume, progress=False if args.no_progress else None)
+    from vj.cluster.driver import remove_partial
+    from vj.cluster.isolate import run_isolated
+    return run_isolated(fn, *fn_args, cluster=args.cluster, chunk_s=args.chunk_s, warm_s=args.warm_s,
+                        overlap_s=args.overlap_s, resume=args.resume, progress=False if args.no_progress else None,
+                        stall_s=args.stall_s, on_lost=lambda: remove_partial(args.output), **fn_kwargs)
 
 
 def _render_options(parser: argparse.ArgumentParser) -> None:
@@ -414,9 +420,9 @@ def _dispatch(args) -> int:
         raise UsageError("--resume continues a cluster render: give --cluster too")
     if args.command == "render" and args.cluster:
         from vj.cluster.commands import render_on_cluster
-        rep = render_on_cluster(args.audio, args.output, args.preset, _render_cfg(args),
-                                AudioConfig(beats_from=args.beats_from), start_s=args.start,
-                                duration_s=args.duration, timeline=args.timeline, **_cluster_kwargs(args))
+        rep = _on_cluster(render_on_cluster, args, args.audio, args.output, args.preset, _render_cfg(args),
+                          AudioConfig(beats_from=args.beats_from), start_s=args.start, duration_s=args.duration,
+                          timeline=args.timeline)
     elif args.command == "render":
         from vj.show import render_offline
         rep = render_offline(args.audio, args.output, args.preset, _render_cfg(args),
@@ -474,9 +480,8 @@ def _dispatch(args) -> int:
     if args.command == "replay":
         if args.cluster:
             from vj.cluster.commands import replay_on_cluster
-            rep = replay_on_cluster(args.session, args.output, size=args.size, fps=args.fps,
-                                    render_scale=args.render_scale, codec=args.codec,
-                                    encoder_preset=args.encoder_preset, **_cluster_kwargs(args))
+            rep = _on_cluster(replay_on_cluster, args, args.session, args.output, size=args.size, fps=args.fps,
+                              render_scale=args.render_scale, codec=args.codec, encoder_preset=args.encoder_preset)
         else:
             from vj.replay import replay_session
             rep = replay_session(args.session, args.output, size=args.size, fps=args.fps,

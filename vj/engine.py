@@ -783,7 +783,7 @@ class Engine:
         image, no shader pass: a render that starts with skipped frames matches one that rendered them exactly
         from its first rendered frame on, for scenes whose pictures do not feed back (persistent shader buffers,
         DeepDream's kept frame, a held freeze or a morph's picture do; those need frames rendered to warm up).
-        The first step towards renders split over several machines (issue 20)."""
+        vj.chunks decides which frames of a span to skip."""
         frame, _ = self.prepare(mono, t_s, dt_s)
         self.advance_master(frame)
         self.chain.skip()

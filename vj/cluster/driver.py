@@ -16,6 +16,7 @@ from vj.cluster.frames import read_chunk
 from vj.cluster.job import Job
 from vj.cluster.store import ChunkStore, ClusterError
 from vj.cluster.worker import Chunk, chunk_task
+from vj.output.frames import is_frame_sequence
 from vj.show import RenderReport, finish_writer, open_writer
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ INSTALL = "pip install 'ray==2.60.0' (or: pip install 'vj[cluster]')"
 # Generators that want a GPU of their own when the cluster has GPUs; the others render on CPU workers.
 GPU_MODELS = frozenset({"stylegan", "deepdream"})
 MAX_RETRIES = 3         # a chunk whose worker dies (killed, out of memory, node lost) is rendered again, by Ray
+STATUS_TIMEOUT_S = 10.0  # how long the driver waits for the status board's answer before counting it as silence
 
 
 def _ray():
@@ -112,8 +114,9 @@ class ClusterProgress:
         fill = int(30 * rendered / max(self.total, 1))
         lines = [f"cluster [{'#' * fill}{'.' * (30 - fill)}] {rendered}/{self.total} frames {fps:5.1f} fps "
                  f"ETA {eta:4.0f} s  chunks {finished}/{self.chunks} done, {len(running)} running"]
-        lines += [f"  {s['node']}:{s['pid']}  chunk {s['chunk']}  {s['stage']} {s['done']}/{s['frames']}"
-                  for s in sorted(running, key=lambda s: s["chunk"])]
+        lines += [f"  {s['node']}:{s['pid']}  chunk {s['chunk']}  " + (
+                  f"fast-forward at frame {s['at']}" if s["stage"] == "fast-forward" else
+                  f"{s['stage']} {s['done']}/{s['frames']}") for s in sorted(running, key=lambda s: s["chunk"])]
         up = f"\x1b[{self._lines}F" if self._lines else ""
         sys.stderr.write(up + "".join(f"\x1b[2K{line}\n" for line in lines) + "\x1b[J")   # [J: lines left over
         sys.stderr.flush()
@@ -124,10 +127,11 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
                           *, address: str = "local", chunk_s: float = 30.0, warm_s: float = 3.0,
                           overlap_s: float = 0.5, resume: bool = False, progress: bool | None = None,
                           audio_tail: np.ndarray | None = None, channels: int = 2,
-                          on_chunk: Callable[[dict], None] | None = None) -> RenderReport:
+                          on_chunk: Callable[[dict], None] | None = None, stall_s: float = 600.0) -> RenderReport:
     """Render `job` on the cluster at `address` into `out` (a video file or a PNG frame folder): `audio(i)` is the
     audio muxed with frame i; `on_chunk(meta)` hears of each chunk as it is joined (vj.cluster.store's .json).
-    Raises ClusterError with one line when the cluster or a chunk fails for good."""
+    Raises ClusterError with one line when the cluster or a chunk fails for good, or when nothing has moved for
+    `stall_s` (a chunk's frames, a finished chunk): a cluster whose head died leaves its driver waiting."""
     ray = _ray()
     digest = job.digest(bundle)
     chunks = plan(job.n_frames, job.fps, chunk_s, warm_s, overlap_s)
@@ -147,9 +151,14 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
     lost: dict[int, int] = {}
     bar = ClusterProgress(job.n_frames, len(chunks), progress)
     t0 = time.perf_counter()
-    joiner = _Joiner(lambda: open_writer(out, job.render_cfg, job.audio_cfg.sample_rate_hz, channels, fps=job.fps,
-                                         codec=job.codec), audio)
+    # A video is written under a hidden name and renamed when whole: a driver that dies (Ray ends it when it loses
+    # the cluster's head) leaves no video cut short under the name asked for.
+    target = partial_path(out) or out
+    remove_partial(out)
+    joiner = _Joiner(lambda: open_writer(target, job.render_cfg, job.audio_cfg.sample_rate_hz, channels,
+                                         fps=job.fps, codec=job.codec), audio)
     whole = False
+    moved, seen = time.monotonic(), None
     try:
         while joiner.next < len(chunks):
             while joiner.next < len(chunks) and joiner.next in done:
@@ -182,27 +191,58 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
                     continue
                 log.info("cluster: chunk %d done on %s pid %d (%d frames rendered, %d skipped, %.1f s)", k,
                          result.node, result.pid, result.rendered, result.skipped, result.elapsed_s)
-            statuses = ray.get(board.snapshot.remote())
+            try:
+                statuses = ray.get(board.snapshot.remote(), timeout=STATUS_TIMEOUT_S)
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+                statuses = {}
+            now_seen = (len(done), tuple(sorted((k, s["at"], s["stage"]) for k, s in statuses.items())))
+            if now_seen != seen:
+                moved, seen = time.monotonic(), now_seen
+            elif time.monotonic() - moved > stall_s:
+                raise ClusterError(f"the cluster has shown no progress for {stall_s:g} s (its head or its workers "
+                                   f"stopped answering); {len(done)} of {len(chunks)} chunks are done")
             running = [s for s in statuses.values() if s["stage"] != "done" and s["chunk"] not in done]
             rendered = sum(chunks[k].stop - chunks[k].first for k in done) + sum(
                 min(s["done"], chunks[s["chunk"]].stop - chunks[s["chunk"]].first) for s in running)
             bar.update(rendered, len(done), running)
         joiner.finish(audio_tail)
+        if target != out:
+            os.replace(target, out)
+            if Path(f"{target}.log").exists():       # the recorder's log (vj.output.recorder) goes with it
+                os.replace(f"{target}.log", f"{out}.log")
         whole = True
     finally:
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        ray.kill(board)
+        try:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            ray.kill(board)
+        except ray.exceptions.RayError:      # the cluster is gone: nothing left to stop
+            pass
         joiner.close()
-        if not whole and not store.finished():
-            store.remove()              # nothing to resume from
-        if not whole and joiner.writer is not None and Path(out).is_file():
-            Path(out).unlink()          # a video cut short is no use; the chunks stay for --resume
-            log.error("cluster: removed the unfinished %s; the finished chunks are kept in %s (--resume)", out,
-                      store.folder)
+        if not whole:
+            remove_partial(out)
+            if store.finished():
+                log.error("cluster: the finished chunks are kept in %s: run again with --resume", store.folder)
+            else:
+                store.remove()              # nothing to resume from
     bar.update(job.n_frames, len(chunks), [])
     store.remove()
     return RenderReport(Path(out), joiner.written, job.n_frames / job.fps, time.perf_counter() - t0)
+
+
+def partial_path(out: Path | str) -> Path | None:
+    """The hidden name a cluster render writes a video under until it is whole (None for a PNG frame folder)."""
+    if is_frame_sequence(out):
+        return None
+    return Path(out).with_name(f".{Path(out).stem}.vjpart{Path(out).suffix}")
+
+
+def remove_partial(out: Path | str) -> None:
+    """The hidden video a driver writes into, and its recorder log (a driver that died may have left them)."""
+    part = partial_path(out)
+    if part is not None:
+        part.unlink(missing_ok=True)
+        Path(f"{part}.log").unlink(missing_ok=True)
 
 
 class _StatusBoard:

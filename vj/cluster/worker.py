@@ -114,7 +114,7 @@ def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, 
     `put` takes each finished part (of about part_bytes)."""
     t0 = time.perf_counter()
     root = unpack(bundle, digest)
-    status = {"chunk": chunk.index, "node": socket.gethostname(), "pid": os.getpid(), "done": 0,
+    status = {"chunk": chunk.index, "node": socket.gethostname(), "pid": os.getpid(), "done": 0, "at": -1,
               "frames": chunk.stop + chunk.tail - chunk.first, "stage": "starting"}
     last = [0.0]
 
@@ -131,19 +131,21 @@ def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, 
         program = build_program(job, root, engine)
         writer = [ChunkWriter(job.fps)]
         parts = []
-        status["stage"] = "fast-forward"       # to the chunk's start (vj.chunks), then rendering
+
+        def played(i: int) -> None:        # every frame, skipped or not: the driver sees the chunk move
+            status["at"] = i
+            status["stage"] = "fast-forward" if i < chunk.first else "rendering"
+            tell()
 
         def emit(i: int, tex) -> None:
-            status["stage"] = "rendering"
             writer[0].add(engine.read_rgb(tex))
             status["done"] += 1
             if writer[0].size_bytes >= part_bytes:
                 parts.append(put(writer[0].finish()))
                 writer[0] = ChunkWriter(job.fps)
-            tell()
 
         span = render_span(engine, program, chunk.first, chunk.stop, emit, warm_frames=chunk.warm,
-                           tail_frames=chunk.tail)
+                           tail_frames=chunk.tail, on_frame=played)
         if writer[0].frames:
             parts.append(put(writer[0].finish()))
     status["stage"] = "done"
