@@ -31,8 +31,9 @@ class RayCluster:
         self.address = f"127.0.0.1:{self.port}"
         # Short: Ray's unix sockets live under it, and a socket path has at most 107 characters.
         self.temp = tempfile.mkdtemp(prefix="vjray", dir="/tmp")
+        # TMPDIR: the workers unpack each job's inputs there (vj.cluster.worker.unpack); it goes with the cluster.
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+                    "RAY_AUTH_TOKEN": secrets.token_hex(32), "TMPDIR": self.temp}
         self.procs: list[subprocess.Popen] = []
         self.logs: list[Path] = []
         common = ["--block", "--node-ip-address=127.0.0.1", "--object-store-memory=200000000", "--disable-usage-stats"]
@@ -86,8 +87,12 @@ class RayCluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        if not os.environ.get("VJ_KEEP_RAY"):
-            shutil.rmtree(self.temp, ignore_errors=True)
+        if not os.environ.get("VJ_KEEP_RAY"):         # a dying raylet may still write a log into it: twice
+            for _ in range(2):
+                shutil.rmtree(self.temp, ignore_errors=True)
+                if not os.path.exists(self.temp):
+                    break
+                time.sleep(1.0)
 
     def leftover(self) -> list[int]:
         """Processes of this cluster still running (their command line names its temp folder or port)."""

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -10,6 +11,12 @@ from vj.cluster.job import render_job
 from vj.cluster.store import ChunkStore, ClusterError
 from vj.cluster.worker import ChunkResult, unpack
 from vj.config import AudioConfig, RenderConfig
+
+
+@pytest.fixture(autouse=True)
+def own_tmp(tmp_path, monkeypatch):
+    """Jobs unpack into the test's own folder, not the machine's /tmp."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def test_plan_covers_every_frame_once():
