@@ -96,7 +96,8 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cluster", metavar="WHERE",
                    help="render in chunks on Ray: local (this machine's cores), auto (the cluster this machine "
                         "joined), HOST:PORT (a cluster's head) or ray://HOST:PORT (Ray Client)")
-    g.add_argument("--chunk-s", type=_positive, default=30.0, metavar="S", help="seconds of output a chunk (default 30)")
+    g.add_argument("--chunk-s", type=_positive, default=30.0, metavar="S",
+                   help="seconds of output a chunk (default 30)")
     g.add_argument("--warm-s", type=float, default=3.0, metavar="S",
                    help="frames rendered before a chunk where pictures feed back (shader feedback, DeepDream), "
                         "in seconds (default 3)")
@@ -269,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "of a network per backend and precision), soak (a live show under real clients "
                             "for --minutes: memory, GL objects, threads, files and frame times per minute), "
                             "beats DIR (beat, downbeat scores and CPU cost on annotated audio), outputs (frame "
-                            "times with no, one and two projection output windows), or midiclock (MIDI clock out "
-                            "jitter on JACK MIDI), or cluster (a render split over Ray against the whole one: overhead, seams, "
-                            "per-frame and per-chunk costs and a projection for long 4K jobs)")
+                            "times with no, one and two projection output windows), midiclock (MIDI clock out "
+                            "jitter on JACK MIDI), or cluster (a render split over Ray against the whole one: "
+                            "overhead, seams, per-frame and per-chunk costs and a projection for long 4K jobs)")
     bench.add_argument("folder", nargs="?", type=Path, default=None, metavar="DIR",
                        help="beats: a folder of audio files, each with NAME.beats beside it")
     bench.add_argument("--model", default="stylegan2",
