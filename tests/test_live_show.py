@@ -113,11 +113,14 @@ def test_recording_starts_and_stops_on_command_while_the_show_runs(show, tmp_pat
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A real 256 KiB tmpfs (needs root, as CI and the setup command run); skipped where mounting is refused."""
+    """A real 1 MiB tmpfs (needs root, as CI and the setup command run); skipped where mounting is refused.
+    1 MiB, not less: the recording (320x180, a keyframe and so a fragment a second) must finish some fragments
+    before the disk fills. At 256 KiB the disk could fill inside the first fragment and leave none that plays
+    (seen once in CI, on a busy machine); at 1 MiB it fills after about 6 s here."""
     import subprocess
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
     yield mnt
