@@ -104,7 +104,6 @@ def render_span(engine: Engine, program: FrameProgram, first: int, stop: int,
     pipe = OfflinePipeline(engine)
     own, after = _Start(first, warm_frames), _Start(stop, warm_frames)   # this span's start; the next one's
     rendered = skipped = 0
-    exact_start = True
     i = 0
     while i < min(end[0] + SETTLE_FRAMES, n):
         if on_frame is not None:
@@ -119,9 +118,7 @@ def render_span(engine: Engine, program: FrameProgram, first: int, stop: int,
             after.step(i, carries, cut_next)
             if i == stop and not after.ok and tail_frames > 0:
                 end[0] = min(stop + tail_frames, n)
-        if i > first or own.step(i, carries, cut_next):
-            if i == first:
-                exact_start = own.ok
+        if i > first or own.step(i, carries, cut_next):     # own.ok is settled at `first`: no step after it
             order.append(i)
             pipe.push(program.mono(i), i / program.fps, dt_s, sink)
             rendered += 1
@@ -131,4 +128,4 @@ def render_span(engine: Engine, program: FrameProgram, first: int, stop: int,
             skipped += 1
         i += 1
     pipe.finish(sink)
-    return SpanReport(first, end[0], rendered, skipped, exact_start, end[0] - stop)
+    return SpanReport(first, end[0], rendered, skipped, own.ok, end[0] - stop)

@@ -85,14 +85,19 @@ class FrameEmitter:
     """`render_span`'s `emit` for a writer: each frame's audio (when `audio` gives it) then its picture, read back,
     in order; counts `written`, moves the progress bar and raises OSError as soon as the writer has failed."""
 
-    def __init__(self, engine: Engine, writer, bar: Progress, audio: Callable[[int], np.ndarray] | None = None):
+    def __init__(self, engine: Engine | None, writer, bar: Progress,
+                 audio: Callable[[int], np.ndarray] | None = None):
         self.engine, self.writer, self.bar, self.audio = engine, writer, bar, audio
         self.written = 0
 
     def __call__(self, i: int, tex) -> None:
+        self.write(i, self.engine.read_rgb(tex))
+
+    def write(self, i: int, rgb: np.ndarray) -> None:
+        """Frame i's audio and picture (H, W, 3) uint8 to the writer (the cluster's joiner writes through this too)."""
         if self.audio is not None:
             self.writer.add_audio(self.audio(i))
-        self.writer.add_video(self.engine.read_rgb(tex), self.written)
+        self.writer.add_video(rgb, self.written)
         self.written += 1
         self.bar.update(self.written)
         if self.writer.error:

@@ -17,7 +17,7 @@ from vj.cluster.job import Job
 from vj.cluster.store import ChunkStore, ClusterError
 from vj.cluster.worker import Chunk, chunk_task
 from vj.output.frames import is_frame_sequence
-from vj.show import RenderReport, finish_writer, open_writer
+from vj.show import FrameEmitter, Progress, RenderReport, finish_writer, open_writer
 
 log = logging.getLogger(__name__)
 
@@ -264,10 +264,17 @@ class _Joiner:
 
     def __init__(self, open_writer: Callable[[], object], audio: Callable[[int], np.ndarray]):
         self.open_writer, self.audio = open_writer, audio
-        self.writer = None            # opened with the first frame: a job that fails before leaves no file
+        self.out: FrameEmitter | None = None   # made with the first frame: a job that fails before leaves no file
         self.next = 0
-        self.written = 0
         self._tail: list[np.ndarray] = []
+
+    @property
+    def writer(self):
+        return self.out.writer if self.out is not None else None
+
+    @property
+    def written(self) -> int:
+        return self.out.written if self.out is not None else 0
 
     def add(self, chunk: Chunk, meta: dict, parts: list[Path]) -> None:
         own = chunk.stop - chunk.first
@@ -286,13 +293,9 @@ class _Joiner:
             if j < len(fade):
                 w = np.float32((j + 1) / (len(fade) + 1))
                 rgb = np.rint(fade[j].astype(np.float32) * (1 - w) + rgb.astype(np.float32) * w).astype(np.uint8)
-            if self.writer is None:
-                self.writer = self.open_writer()
-            self.writer.add_audio(self.audio(i))
-            self.writer.add_video(rgb, self.written)
-            self.written += 1
-            if self.writer.error:
-                raise OSError(self.writer.error)
+            if self.out is None:       # the same path a one-machine render's frames take: audio, picture, error
+                self.out = FrameEmitter(None, self.open_writer(), Progress(0, enabled=False), self.audio)
+            self.out.write(i, rgb)
         if j + 1 != meta["frames"]:
             raise ClusterError(f"chunk {chunk.index}: its files in {parts[0].parent} end early")
         self._tail = tail

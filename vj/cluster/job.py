@@ -66,7 +66,8 @@ def _add_shader(bundle: dict[str, bytes], fs: Path) -> None:
 
 
 def _add_preset_files(bundle: dict[str, bytes], folder: str, preset_path: Path) -> None:
-    """Files a preset's [model] names beside it (checkpoints, weights), so that a worker finds them beside its copy."""
+    """What a preset reads besides itself: the shaders it takes from ./shaders/ and the files its [model] names beside
+    it (checkpoints, weights), so that a worker finds them as beside its copy."""
     try:
         preset = load_preset(str(preset_path))
     except PresetError:        # the worker's own load reports a broken preset, with its line
