@@ -2,8 +2,9 @@
 
     python tests/link_peer.py BPM QUANTUM
 
-prints `ready` once its peer is up, then a line every 5 ms: `s MONOTONIC_S BEAT TEMPO PEERS` (the beat at
-that moment, with QUANTUM). Commands on stdin, one a line: `tempo BPM` (prints `tempo MONOTONIC_S BPM` just
+prints `ready` once its peer is up, then a line every 5 ms: `s MONOTONIC_S BEAT TEMPO PEERS READ_S` (the beat
+read between MONOTONIC_S and MONOTONIC_S + READ_S, with QUANTUM: on a busy machine the process can be paused in
+between, and READ_S says by how much). Commands on stdin, one a line: `tempo BPM` (prints `tempo MONOTONIC_S BPM` just
 after setting it), `quit`.
 """
 
@@ -47,7 +48,8 @@ def main() -> None:
         with lock:
             t = time.monotonic()
             beat = link.beat
-            print(f"s {t:.6f} {beat:.6f} {link.tempo:.4f} {link.num_peers}", flush=True)
+            read_s = time.monotonic() - t
+            print(f"s {t:.6f} {beat:.6f} {link.tempo:.4f} {link.num_peers} {read_s:.6f}", flush=True)
         time.sleep(0.005)
     link.enabled = False
 

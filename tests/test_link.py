@@ -74,7 +74,7 @@ class Peer:
         self.proc = subprocess.Popen([sys.executable, str(PEER), str(bpm), str(quantum)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
         assert self.proc.stdout.readline().strip() == "ready"
-        self.samples: list[tuple[float, float, float, int]] = []
+        self.samples: list[tuple[float, float, float, int, float]] = []
         self.tempo_set: list[tuple[float, float]] = []
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -83,7 +83,7 @@ class Peer:
         for line in self.proc.stdout:
             w = line.split()
             if w[0] == "s":
-                self.samples.append((float(w[1]), float(w[2]), float(w[3]), int(w[4])))
+                self.samples.append((float(w[1]), float(w[2]), float(w[3]), int(w[4]), float(w[5])))
             elif w[0] == "tempo":
                 self.tempo_set.append((float(w[1]), float(w[2])))
 
@@ -94,13 +94,16 @@ class Peer:
     def latest(self):
         return self.samples[-1] if self.samples else None
 
-    def beat_at(self, t: float) -> float:
-        """The peer's beat at monotonic time t, between its two nearest samples (the tempo is steady there)."""
+    def beat_at(self, t: float) -> tuple[float, float]:
+        """The peer's beat at monotonic time t, between its two nearest samples (the tempo is steady there), and
+        how many seconds that time may be off: each sample's beat was read somewhere in its READ_S, and is taken
+        at the middle."""
         a = np.array(self.samples)
-        i = int(np.searchsorted(a[:, 0], t))
+        mid = a[:, 0] + a[:, 4] / 2
+        i = int(np.searchsorted(mid, t))
         assert 0 < i < len(a), "no peer samples around that time"
-        (t0, b0, *_), (t1, b1, *_) = a[i - 1], a[i]
-        return b0 + (b1 - b0) * (t - t0) / (t1 - t0)
+        t0, t1, b0, b1 = mid[i - 1], mid[i], a[i - 1, 1], a[i, 1]
+        return b0 + (b1 - b0) * (t - t0) / (t1 - t0), max(a[i - 1, 4], a[i, 4]) / 2
 
     def close(self):
         if self.proc.poll() is None:
@@ -162,20 +165,25 @@ def test_following_a_peer_tempo_and_phase_and_its_tempo_change_within_a_beat(joi
     peer.send("tempo 128")                # a joining peer takes the session's tempo (vj's 120): set it again
     assert wait_for(lambda: abs(session.reading().bpm - 128.0) < 0.01, 5.0)
     ahead_s = 0.05                        # the frame is seen 50 ms after it is made
-    errors, t_end = [], time.monotonic() + 3.0
+    errors, slack, t_end = [], [], time.monotonic() + 3.0
     while time.monotonic() < t_end:       # a 60 fps frame loop
         t = time.monotonic()
         f, request = sync.step(registry, Features(), own_bpm=97.0, ahead_s=ahead_s)
+        read_s = time.monotonic() - t     # Link's clock was read somewhere in here
         assert request is None and sync.following
         assert f.bpm == pytest.approx(128.0, abs=0.01)
-        seen = t + ahead_s
+        seen = t + read_s / 2 + ahead_s
         time.sleep(max(0.0, seen - time.monotonic()) + 0.02)     # the peer's samples must cover `seen`
-        errors.append(bar_error_ms(f.bar_phase * 4, peer.beat_at(seen), 128.0))
+        theirs, their_slack_s = peer.beat_at(seen)
+        errors.append(bar_error_ms(f.bar_phase * 4, theirs, 128.0))
+        slack.append((read_s / 2 + their_slack_s) * 1e3)
         time.sleep(max(0.0, t + 1 / 60 - time.monotonic()))
-    errors = np.abs(errors)
+    errors, slack = np.abs(errors), np.array(slack)
     # The issue's bound: vj's beat phase stays within 5 ms of the peer's. Both read one clock on one machine;
-    # what is left is Link's own agreement and the few microseconds between reading the clock and the beat.
-    assert len(errors) > 20 and errors.max() < 5.0, errors.max()
+    # what is left is Link's own agreement, and when each side read the clock: a busy machine can pause either
+    # process between reading the time and reading the beat. Both reads are bracketed, and each comparison is
+    # allowed half of each bracket on top of the 5 ms (a few microseconds on an idle machine).
+    assert len(errors) > 20 and np.all(errors < 5.0 + slack), (errors.max(), slack[errors.argmax()])
     assert registry.get("/link/peers") == 1 and registry.get("/link/tempo") == pytest.approx(128.0)
 
     peer.tempo_set.clear()
@@ -247,14 +255,17 @@ def test_alone_vj_puts_the_session_on_its_beats_and_a_joining_peer_lands_on_them
     # The session now counts vj's beats: at t0 + 2 s * k it is on a bar line (quantum 4).
     r_t = time.monotonic()
     pos = session.reading().beat
-    assert abs(bar_error_ms(pos, ((r_t - t0) / period) % 4, bpm)) < 20.0   # ALIGN_S plus a frame's jitter
+    r_half_s = (time.monotonic() - r_t) / 2               # the clock was read in this bracket: its middle, +- half
+    r_t += r_half_s
+    assert abs(bar_error_ms(pos, ((r_t - t0) / period) % 4, bpm)) < 20.0 + r_half_s * 1e3   # ALIGN_S, a frame
     peer = Peer(128.0)                                    # joins the session vj made: its tempo, vj's bars
     try:
-        assert wait_for(lambda: (peer.latest() or (0, 0, 0, 0))[3] == 1, 10.0)
+        assert wait_for(lambda: (peer.latest() or (0, 0, 0, 0, 0))[3] == 1, 10.0)
         assert wait_for(lambda: abs(peer.latest()[2] - bpm) < 1e-3, 5.0)
         time.sleep(0.2)
         t = peer.latest()[0] - 0.05
-        assert abs(bar_error_ms(peer.beat_at(t), ((t - t0) / period) % 4, bpm)) < 20.0
+        theirs, slack_s = peer.beat_at(t)
+        assert abs(bar_error_ms(theirs, ((t - t0) / period) % 4, bpm)) < 20.0 + slack_s * 1e3
     finally:
         peer.close()
 

@@ -141,7 +141,8 @@ class NdiSender:
 
     Counters: `sent` (frames handed to NDI), `dropped` (frames not queued: the queue was full, or the
     sender had stopped), `error` (one line; None while fine). With `audio_rate_hz`, `add_audio` sends the
-    show's audio alongside, `audio_dropped` counting blocks that found the queue full.
+    show's audio alongside: `audio_samples_queued` counts what it took, `audio_samples_sent` what went out (in
+    whole NDI audio frames: the rest waits for the next block), `audio_dropped` blocks that found the queue full.
     """
 
     kind = "ndi"                      # what the HUD calls it (as the Syphon and Spout senders)
@@ -160,6 +161,7 @@ class NdiSender:
         self.queue_frames = int(queue_frames)
         self.dropped = 0
         self.audio_dropped = 0
+        self.audio_samples_queued = 0
         ndi_sender = self._open()
         self.source_name: str = ndi_sender.name                 # "HOST (NAME)", as receivers list it
         self._worker = _SendWorker(name, ndi_sender, self.width_px, self.height_px, self.queue_frames,
@@ -244,6 +246,7 @@ class NdiSender:
             self.audio_dropped += 1
             return False
         self._worker.queue.put(("a", samples.copy()))
+        self.audio_samples_queued += len(samples)
         return True
 
     def close(self) -> None:
