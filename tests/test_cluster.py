@@ -25,7 +25,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (requirements.txt 
 from conftest import NETNS_ERROR  # noqa: E402
 from netns import only_loopback  # noqa: E402
 from ray_cluster import RayCluster  # noqa: E402
-from test_replay import live  # noqa: E402,F401  (fixture: a live show recorded with --session)
+from test_replay import live, still_session  # noqa: E402,F401  (fixtures: a live show's --session folder)
 from xvfb import xvfb_display  # noqa: E402,F401  (fixture)
 
 pytestmark = pytest.mark.slow
@@ -216,12 +216,33 @@ def test_replay_on_the_cluster_equals_the_one_machine_replay(cluster, live, tmp_
     assert min(f.mean() for f in fb) < 1.0, "the blackout is in the replay"
 
 
-def test_live_frame_sequence_replay_says_it_needs_a_rate(cluster, live, tmp_path):
-    p = subprocess.run([sys.executable, "-m", "vj.cli", "replay", str(live[0] / "session"), "-o",
-                        str(tmp_path / "x.mp4"), "--cluster", cluster.address], env=cluster.env, capture_output=True,
-                       text=True, timeout=120)
-    assert p.returncode == 1 and "--cluster replays at a fixed rate: add --fps" in p.stderr
-    assert not (tmp_path / "x.mp4").exists()
+def test_live_sequence_replay_on_the_cluster_equals_the_one_machine_replay(cluster, still_session, tmp_path):
+    """`vj replay --cluster` without --fps: the live frame sequence, split by recording frame. In a scene whose only
+    carried pictures are the model images (still_session: the live session without its feedback effect), every
+    chunk starts exactly without a warm-up: its skipped frames keep the model args later images come from, and the
+    two newest images are rendered again for the model fader. The joined file equals the one-machine replay:
+    pictures, their times in the file, and the audio."""
+    one = replay_session(still_session, tmp_path / "one.mp4", encoder_preset="quick", progress=False)
+    p = subprocess.run([sys.executable, "-m", "vj.cli", "replay", str(still_session), "-o", str(tmp_path / "split.mp4"),
+                        "--cluster", cluster.address, "--chunk-s", "1", "--warm-s", "0", "--no-progress"],
+                       env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    chunks = re.findall(r"chunk (\d+) done", p.stderr)
+    assert len(chunks) >= 2, p.stderr[-3000:]
+
+    def decoded(path):
+        with av.open(str(path)) as c:
+            video = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+            c.seek(0)
+            audio = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+        return video, audio
+    (va, aa), (vb, ab) = decoded(tmp_path / "one.mp4"), decoded(tmp_path / "split.mp4")
+    assert len(va) == len(vb) == one.frames
+    assert [t for t, _ in va] == [t for t, _ in vb], "the frames' times in the file"
+    err = [int(np.abs(x.astype(int) - y).max()) for (_, x), (_, y) in zip(va, vb)]
+    assert max(err) == 0, err
+    assert aa.shape == ab.shape and np.array_equal(aa, ab), "the audio muxed in differs"
+    assert min(f.mean() for _, f in vb) < 1.0, "the blackout is in the replay"
 
 
 def test_a_chunk_that_fails_stops_the_job_with_its_reason(cluster, scenes, tmp_path):

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import threading
 import time
+import tomllib
 
 import av
 import numpy as np
@@ -222,3 +223,90 @@ def test_replay_takes_scene_and_model_changes_from_preset_events_only():
     finally:
         e.close()
         release_context(ctx)
+
+
+# ---- spans of the live frame sequence (vj.chunks.render_live_span), as a cluster's workers render them ----------
+
+def live_span(folder, first: int, stop: int, warm: int = 0, tail: int = 0):
+    """Output frames [first, stop) (and any tail) of the live-sequence replay of `folder`, rendered alone, as
+    (frames, SpanReport, program)."""
+    from vj.chunks import render_live_span
+    from vj.replay import LiveReplayProgram, _Events, replay_config
+    from vj.show import headless_engine
+    s = Session(folder)
+    cfg = replay_config(s)
+    out = []
+    with headless_engine(cfg, s.audio_config, live=True, preset_dirs=[s.folder / "presets"]) as engine:
+        program = LiveReplayProgram(s, _Events(s, engine), s.audio(), float(s.settings.get("record_fps") or cfg.fps))
+        report = render_live_span(engine, program, first, stop, lambda k, tex: out.append((k, engine.read_rgb(tex))),
+                                  warm_frames=warm, tail_frames=tail)
+    assert [k for k, _ in out] == list(range(first, report.stop)), "frames come out once each, in order"
+    return np.stack([f for _, f in out]), report, program
+
+
+def toml_text(d: dict) -> str:
+    """A preset's tables back to TOML (strings, numbers, booleans, lists of them, tables, arrays of tables)."""
+    def value(v):
+        return json.dumps(v) if not isinstance(v, list) else "[" + ", ".join(value(x) for x in v) + "]"
+    lines = [f"{json.dumps(k)} = {value(v)}" for k, v in d.items() if not isinstance(v, (dict, list)) or
+             (isinstance(v, list) and not any(isinstance(x, dict) for x in v))]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines += [f"[{k}]"] + [f"{json.dumps(a)} = {value(b)}" for a, b in v.items()]
+        elif isinstance(v, list) and any(isinstance(x, dict) for x in v):
+            for t in v:
+                lines += [f"[[{k}]]"] + [f"{json.dumps(a)} = {value(b)}" for a, b in t.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def still_session(live, tmp_path_factory):
+    """The live session with the feedback effect taken out of its scene (kaleidoscope and bloom stay, and the model
+    fader's blend): no picture carries from frame to frame but the model images, which the log names."""
+    folder = tmp_path_factory.mktemp("still") / "session"
+    shutil.copytree(live[0] / "session", folder)
+    for preset in (folder / "presets").glob("*.toml"):
+        d = tomllib.loads(preset.read_text())
+        fx = [e for e in d["effects"] if e["shader"] != "feedback"]
+        assert len(fx) < len(d["effects"]) and d["values"]["/master/model_blend"] == 1.0
+        d["effects"] = fx
+        d["values"] = {k: v for k, v in d["values"].items() if not k.startswith("/fx/feedback/")}
+        d["routes"] = [r for r in d.get("routes", []) if not r["target"].startswith("/fx/feedback/")]
+        preset.write_text(toml_text(d))
+    return folder
+
+
+def test_any_span_of_the_live_sequence_equals_the_whole_replay(still_session, live):
+    whole, report, program = live_span(still_session, 0, 10 ** 6)
+    n = program.n_frames
+    assert report.exact_start and report.skipped == 0 and len(whole) == n
+    s = Session(still_session)
+    ev = next(e for e in s.events if e.get("path") == "/cmd/blackout")
+    blackout = next(k for k in range(n) if s.frames[program.tick_frame[k]].i >= ev["frame"])
+    assert whole[blackout - 1].mean() > 10 and whole[blackout].mean() < 1.0
+    # Spans from the middle of the picture, on the blackout's frame and just before, and after it: skipped frames
+    # keep the model args their images come from, the two newest images are rendered again for the fader (its
+    # blend is 1: each frame mixes the two), and every span is exact, frame for frame.
+    for first in sorted({n // 3, blackout - 1, blackout, (blackout + n) // 2}):
+        stop = min(first + 7, n)
+        frames, rep, _ = live_span(still_session, first, stop)
+        assert rep.exact_start and rep.skipped > 0 and rep.tail == 0, (first, rep)
+        diff = np.abs(frames.astype(np.int16) - whole[first:stop].astype(np.int16)).max(axis=(1, 2, 3))
+        assert diff.max() == 0, (first, diff)
+
+
+def test_a_live_sequence_span_with_feedback_warms_up_and_leaves_a_tail(live):
+    folder = live[0] / "session"
+    whole, _, program = live_span(folder, 0, 10 ** 6)
+    n = program.n_frames
+    first, stop = n // 2, n // 2 + 6
+    # The default scene's feedback reads the frame before: a span that starts after skipped frames is not exact,
+    # and the span before it renders a tail for the cross-fade; with a warm-up back to the start it is exact.
+    cold, rep, _ = live_span(folder, first, stop, warm=3)
+    assert not rep.exact_start and rep.rendered < len(program.frames)
+    before, rep_before, _ = live_span(folder, 0, first, tail=4)
+    assert rep_before.tail == 4 and len(before) == first + 4
+    assert np.array_equal(before, whole[:first + 4])
+    warm, rep_warm, _ = live_span(folder, first, stop, warm=first)
+    assert rep_warm.exact_start and np.array_equal(warm, whole[first:stop])
+    assert np.abs(cold.astype(np.int16) - whole[first:stop]).max() > 0      # the warm-up is what made it exact

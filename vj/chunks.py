@@ -13,11 +13,18 @@ frames [first, stop) to `emit`:
 
 A span whose first frame does not depend on a skipped picture matches a whole render exactly, frame for frame;
 `SpanReport.exact_start` says which it was. `vj render` itself is the span [0, n).
+
+`render_live_span` does the same for a `LiveProgram`, the live frame sequence of `vj replay`: a span is a range
+of the recording's output frames; the live frames behind them run one by one (no pipeline), each taking the model
+image of an earlier frame's args, so skipped frames keep the args a later image is rendered from, and the two
+newest images taken while skipping (the model fader blends between two) are rendered again before the first
+rendered frame.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -52,6 +59,34 @@ class FrameProgram(Protocol):
 
     def mono(self, i: int) -> np.ndarray:
         """The samples frame i's analysis reads (n,) float32: the audio of its own display interval."""
+
+
+class LiveProgram(Protocol):
+    """A live frame sequence replayed (vj.replay): `n_live` live frames, and `n_frames` output frames at `fps`, each
+    a copy of a live frame's picture; pure in the indices except `before`, called once per live frame, in order."""
+
+    n_frames: int
+    n_live: int
+    fps: float
+    tick_frame: list[int]    # output frame k shows live frame tick_frame[k] (non-decreasing)
+
+    def holds_at(self, n: int) -> bool:
+        """As FrameProgram.holds_at, for live frame n."""
+
+    def before(self, n: int) -> None:
+        """Apply live frame n's events to the engine (before its prepare)."""
+
+    def mono(self, n: int) -> np.ndarray:
+        """The samples live frame n's analysis reads."""
+
+    def times(self, n: int) -> tuple[float, float]:
+        """Live frame n's (t_s, dt_s)."""
+
+    def takes(self, n: int) -> int | None:
+        """The live frame whose model args make the image frame n takes (None: it takes none)."""
+
+    def keeps(self, n: int) -> bool:
+        """True when a later frame takes the image of frame n's args."""
 
 
 @dataclass(frozen=True)
@@ -129,3 +164,61 @@ def render_span(engine: Engine, program: FrameProgram, first: int, stop: int,
         i += 1
     pipe.finish(sink)
     return SpanReport(first, end[0], rendered, skipped, own.ok, end[0] - stop)
+
+
+def render_live_span(engine: Engine, program: LiveProgram, first: int, stop: int,
+                     emit: Callable[[int, moderngl.Texture], None], *, warm_frames: int = 0, tail_frames: int = 0,
+                     on_frame: Callable[[int], None] | None = None) -> SpanReport:
+    """render_span for a live frame sequence: emit output frames [first, stop) (and the tail) of `program` on a live
+    `engine` (its first scene loaded). `warm_frames` and `tail_frames` count output frames; `on_frame(k)` hears
+    the output frame each live frame played comes before (a worker's status)."""
+    ticks = program.tick_frame
+    n_out = program.n_frames
+    first, stop = max(0, first), min(stop, n_out)
+    n_first = ticks[first] if first < n_out else program.n_live
+    n_stop = ticks[stop] if stop < n_out else program.n_live
+    own = _Start(n_first, n_first - ticks[max(0, first - warm_frames)] if first < n_out else 0)
+    after = _Start(n_stop, n_stop - ticks[max(0, stop - warm_frames)] if stop < n_out else 0)
+    end = stop
+    args_of: dict[int, object] = {}
+    restore: deque[tuple[float, object]] = deque(maxlen=2)   # images taken while skipping: (arrival t_s, args)
+    rendered = skipped = 0
+    was_rendered = False
+    n = 0
+    while n < program.n_live and (n <= n_stop or (end > stop and n <= ticks[end - 1])):
+        if on_frame is not None:
+            on_frame(bisect_left(ticks, n))
+        program.before(n)
+        carries = engine.carries_pictures()
+        cut_next = n + 1 < program.n_live and program.holds_at(n + 1)
+        if n <= n_stop:
+            after.step(n, carries, cut_next)
+            if n == n_stop and not after.ok and tail_frames > 0:
+                end = min(stop + tail_frames, n_out)
+        t_s, dt_s = program.times(n)
+        took = program.takes(n)
+        if n > n_first or own.step(n, carries, cut_next):
+            frame, args = engine.prepare(program.mono(n), t_s, dt_s)
+            if args is not None and program.keeps(n):
+                args_of[n] = args
+            if not was_rendered:          # the model images the skipped frames took, as the fader held them
+                for arrived_s, old in restore:
+                    engine.take_model_result(engine.worker.render_now(old), arrived_s)
+                restore.clear()
+            if took is not None and took in args_of:
+                engine.take_model_result(engine.worker.render_now(args_of.pop(took)))
+            tex = engine.compose(frame)
+            for k in range(max(bisect_left(ticks, n), first), min(bisect_right(ticks, n), end)):
+                emit(k, tex)
+            rendered += 1
+            was_rendered = True
+        else:
+            args = engine.skip(program.mono(n), t_s, dt_s)
+            if args is not None and program.keeps(n):
+                args_of[n] = args
+            if took is not None and took in args_of:
+                restore.append((t_s, args_of.pop(took)))
+            skipped += 1
+            was_rendered = False
+        n += 1
+    return SpanReport(first, end, rendered, skipped, own.ok, end - stop)

@@ -710,9 +710,12 @@ class Engine:
             args = self.generator.advance(frame.values, features, dt_s)
         return frame, args
 
-    def take_model_result(self, result: ModelResult | None) -> None:
+    def take_model_result(self, result: ModelResult | None, arrived_s: float | None = None) -> None:
+        """A finished model image becomes the newest picture, arriving at clock time `arrived_s` (default: this
+        frame's; a replay that restores images taken during skipped frames gives theirs, for the model fader)."""
         if result is None:
             return
+        arrived_s = self._frame_t_s if arrived_s is None else arrived_s
         self.times.add("model", result.elapsed_s)
         if result.error is not None:
             if result.error != self.model_error:
@@ -725,12 +728,12 @@ class Engine:
         self.model_frames += 1
         t0 = time.perf_counter()
         try:
-            self._model_tex = self.fader.push(result.image, self._frame_t_s, result.gl_rgba)
+            self._model_tex = self.fader.push(result.image, arrived_s, result.gl_rgba)
         except CudaGLError as exc:        # CUDA only: the GL context cannot share with CUDA; go through the host
             log.error("%s; model frames now go through pinned host memory", exc)
             self.frame_path = "pinned"
             self.worker.frame_path = "pinned"
-            self._model_tex = self.fader.push(result.image.cpu().numpy(), self._frame_t_s, True)
+            self._model_tex = self.fader.push(result.image.cpu().numpy(), arrived_s, True)
         self.times.add("upload", time.perf_counter() - t0)
 
     def compose(self, frame: ParamFrame, features: Features | None = None) -> moderngl.Texture:
@@ -777,16 +780,18 @@ class Engine:
         return (self.chain.feeds_back or self.generator.keeps_pictures or self._morph is not None
                 or bool(self.registry.get("/master/freeze")))
 
-    def skip(self, mono: np.ndarray | None, t_s: float, dt_s: float) -> None:
+    def skip(self, mono: np.ndarray | None, t_s: float, dt_s: float):
         """An offline frame run forward without a picture: everything `prepare` carries (analysis, beat tracker,
         params, modulation smoothing, the model's walk), the blackout fade and the effects' frame counters. No model
         image, no shader pass: a render that starts with skipped frames matches one that rendered them exactly
         from its first rendered frame on, for scenes whose pictures do not feed back (persistent shader buffers,
         DeepDream's kept frame, a held freeze or a morph's picture do; those need frames rendered to warm up).
-        vj.chunks decides which frames of a span to skip."""
-        frame, _ = self.prepare(mono, t_s, dt_s)
+        vj.chunks decides which frames of a span to skip. Returns the model args `prepare` made (None when frozen):
+        a live replay keeps those a later frame's model image is rendered from."""
+        frame, args = self.prepare(mono, t_s, dt_s)
         self.advance_master(frame)
         self.chain.skip()
+        return args
 
     def _end_events(self) -> None:
         """Events are pulses: true in exactly one ParamFrame, then false again."""

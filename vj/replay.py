@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vj.chunks import render_span
+from vj.chunks import render_live_span, render_span
 from vj.config import RenderConfig
 from vj.control.state import is_command
 from vj.engine import Engine
@@ -146,34 +146,76 @@ def replay_session(folder: str | Path, out: str | Path, *, size: tuple[int, int]
 
 def _replay_live(session: Session, engine: Engine, events: _Events, recorder: Recorder, samples: np.ndarray,
                  out_fps: float, progress: bool | None) -> int:
-    by_frame: dict[int, list[dict]] = {}
-    for ev in session.events:
-        by_frame.setdefault(ev["frame"], []).append(ev)
-    needed = {f.model for f in session.frames if f.model is not None}
-    args_of: dict[int, object] = {}
-    bar = Progress(len(session.frames), progress, label="replay")
-    prev = next_tick = written = 0
-    for n, f in enumerate(session.frames):
-        events.apply(by_frame.get(f.i, []))
-        block = _block(samples, prev, f.audio)
-        prev = f.audio
-        recorder.add_audio(block)
-        frame, args = engine.prepare(block.mean(axis=1), f.t_s, f.dt_s)
-        if args is not None and f.i in needed:
-            args_of[f.i] = args
-        if f.model is not None and f.model in args_of:
-            engine.take_model_result(engine.worker.render_now(args_of.pop(f.model)))
-        engine.compose(frame)
-        rgb = None
-        for tick in due_ticks(f.t_s, out_fps, next_tick):
-            rgb = engine.read_rgb() if rgb is None else rgb
-            recorder.add_video(rgb, tick)
-            next_tick = tick + 1
-            written += 1
-        if recorder.error:
-            raise OSError(recorder.error)
-        bar.update(n + 1)
-    return written
+    program = LiveReplayProgram(session, events, samples, out_fps)
+    emit = FrameEmitter(engine, recorder, Progress(program.n_frames, progress, label="replay"), audio=program.audio,
+                        tick=program.tick)
+    render_live_span(engine, program, 0, program.n_frames, emit)
+    recorder.add_audio(program.audio_tail())
+    return emit.written
+
+
+class LiveReplayProgram:
+    """`vj replay`'s live frame sequence (vj.chunks.LiveProgram): live frame n gets the session's audio block, t_s,
+    dt_s and events, and takes the model image its log names; output frame k is the live recorder's k-th frame
+    (`tick(k)`: its index in the file, on the recording's clock), with the audio since the one before."""
+
+    def __init__(self, session: Session, events: _Events | None, samples: np.ndarray, fps: float):
+        frames = session.frames
+        self.fps, self.samples, self.events, self.frames = fps, samples, events, frames
+        self.n_live = len(frames)
+        index = {f.i: n for n, f in enumerate(frames)}
+        self._takes = [index.get(f.model) if f.model is not None else None for f in frames]
+        self._keeps = {n for n in self._takes if n is not None}
+        self._events: list[list[dict]] = [[] for _ in frames]
+        for ev in session.events:
+            if ev["frame"] in index:
+                self._events[index[ev["frame"]]].append(ev)
+        self.tick_frame: list[int] = []
+        self._ticks: list[int] = []
+        next_tick = 0
+        for n, f in enumerate(frames):
+            for tick in due_ticks(f.t_s, fps, next_tick):
+                self.tick_frame.append(n)
+                self._ticks.append(tick)
+                next_tick = tick + 1
+        self.n_frames = len(self._ticks)
+
+    def tick(self, k: int) -> int:
+        return self._ticks[k]
+
+    def holds_at(self, n: int) -> bool:
+        return any(ev["kind"] in ("preset", "shader") or (ev["kind"] == "change" and ev.get("path") in
+                                                            ("/master/freeze", "/cmd/freeze"))
+                   for ev in self._events[n])
+
+    def before(self, n: int) -> None:
+        self.events.apply(self._events[n])
+
+    def times(self, n: int) -> tuple[float, float]:
+        return self.frames[n].t_s, self.frames[n].dt_s
+
+    def takes(self, n: int) -> int | None:
+        return self._takes[n]
+
+    def keeps(self, n: int) -> bool:
+        return n in self._keeps
+
+    def _audio_end(self, n: int) -> int:
+        return self.frames[n].audio if n >= 0 else 0
+
+    def mono(self, n: int) -> np.ndarray:
+        return _block(self.samples, self._audio_end(n - 1), self._audio_end(n)).mean(axis=1)
+
+    def audio(self, k: int) -> np.ndarray:
+        """The session's samples from output frame k - 1's live frame to output frame k's (none after the first of
+        several output frames of one live frame)."""
+        before = self.tick_frame[k - 1] if k else -1
+        return _block(self.samples, self._audio_end(before), self._audio_end(self.tick_frame[k]))
+
+    def audio_tail(self) -> np.ndarray:
+        """The samples after the last output frame's live frame, to the session's end."""
+        last = self.tick_frame[-1] if self.tick_frame else -1
+        return _block(self.samples, self._audio_end(last), self._audio_end(self.n_live - 1))
 
 
 class ReplayProgram:

@@ -83,11 +83,12 @@ class RenderReport:
 
 class FrameEmitter:
     """`render_span`'s `emit` for a writer: each frame's audio (when `audio` gives it) then its picture, read back,
-    in order; counts `written`, moves the progress bar and raises OSError as soon as the writer has failed."""
+    in order, at the file's next frame (or at `tick(i)`: a live replay's recording skips frames after a stall);
+    counts `written`, moves the progress bar and raises OSError as soon as the writer has failed."""
 
     def __init__(self, engine: Engine | None, writer, bar: Progress,
-                 audio: Callable[[int], np.ndarray] | None = None):
-        self.engine, self.writer, self.bar, self.audio = engine, writer, bar, audio
+                 audio: Callable[[int], np.ndarray] | None = None, tick: Callable[[int], int] | None = None):
+        self.engine, self.writer, self.bar, self.audio, self.tick = engine, writer, bar, audio, tick
         self.written = 0
 
     def __call__(self, i: int, tex) -> None:
@@ -97,7 +98,7 @@ class FrameEmitter:
         """Frame i's audio and picture (H, W, 3) uint8 to the writer (the cluster's joiner writes through this too)."""
         if self.audio is not None:
             self.writer.add_audio(self.audio(i))
-        self.writer.add_video(rgb, self.written)
+        self.writer.add_video(rgb, self.tick(i) if self.tick is not None else self.written)
         self.written += 1
         self.bar.update(self.written)
         if self.writer.error:

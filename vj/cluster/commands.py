@@ -1,4 +1,4 @@
-"""`vj render --cluster` and `vj replay --fps --cluster`: the command's inputs made a job and rendered on a cluster."""
+"""`vj render --cluster` and `vj replay --cluster`: the command's inputs made a job and rendered on a cluster."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from pathlib import Path
 
 from vj.cluster.driver import render_job_on_cluster
 from vj.cluster.job import render_job, replay_job
-from vj.cluster.store import ClusterError
 from vj.config import AudioConfig, RenderConfig
-from vj.replay import ReplayProgram, replay_config
+from vj.replay import LiveReplayProgram, ReplayProgram, replay_config
 from vj.session import Session
 from vj.show import RenderReport, TrackProgram, cut_track
 
@@ -31,14 +30,17 @@ def render_on_cluster(audio: str, out: Path | str, preset: str, render_cfg: Rend
 def replay_on_cluster(folder: str | Path, out: str | Path, *, cluster: str, fps: float | None,
                       size: tuple[int, int] | None = None, render_scale: float | None = None, codec: str = "h264",
                       encoder_preset: str | None = None, **options) -> RenderReport:
-    """`vj replay --fps` on a cluster: the session folder goes to the workers whole."""
-    if fps is None:
-        raise ClusterError("--cluster replays at a fixed rate: add --fps (the live frame sequence, which takes "
-                           "the model images the show took, replays on one machine)")
+    """`vj replay` on a cluster, at `fps` or (None) the live frame sequence: the session folder goes to the workers
+    whole."""
     session = Session(folder)
     samples = session.audio()
-    program = ReplayProgram(session, None, samples, fps)
     cfg = replay_config(session, size, render_scale, encoder_preset)
-    job, bundle = replay_job(folder, cfg, session.audio_config, fps, program.n_frames, codec=codec)
+    if fps is None:
+        program = LiveReplayProgram(session, None, samples, float(session.settings.get("record_fps") or cfg.fps))
+        tail, tick = program.audio_tail(), program.tick
+    else:
+        program, tail, tick = ReplayProgram(session, None, samples, fps), None, None
+    job, bundle = replay_job(folder, cfg, session.audio_config, program.fps, program.n_frames, codec=codec,
+                             live=fps is None)
     return render_job_on_cluster(job, bundle, out, program.audio, address=cluster, channels=samples.shape[1],
-                                 **options)
+                                 audio_tail=tail, tick=tick, **options)

@@ -127,9 +127,11 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
                           *, address: str = "local", chunk_s: float = 30.0, warm_s: float = 3.0,
                           overlap_s: float = 0.5, resume: bool = False, progress: bool | None = None,
                           audio_tail: np.ndarray | None = None, channels: int = 2,
+                          tick: Callable[[int], int] | None = None,
                           on_chunk: Callable[[dict], None] | None = None, stall_s: float = 600.0) -> RenderReport:
     """Render `job` on the cluster at `address` into `out` (a video file or a PNG frame folder): `audio(i)` is the
-    audio muxed with frame i; `on_chunk(meta)` hears of each chunk as it is joined (vj.cluster.store's .json).
+    audio muxed with frame i, `tick(i)` its index in the file (default: i; a live replay's recording skipped frames
+    after a stall); `on_chunk(meta)` hears of each chunk as it is joined (vj.cluster.store's .json).
     Raises ClusterError with one line when the cluster or a chunk fails for good, or when nothing has moved for
     `stall_s` (a chunk's frames, a finished chunk): a cluster whose head died leaves its driver waiting."""
     ray = _ray()
@@ -156,7 +158,7 @@ def render_job_on_cluster(job: Job, bundle: dict[str, bytes], out: str | Path, a
     target = partial_path(out) or out
     remove_partial(out)
     joiner = _Joiner(lambda: open_writer(target, job.render_cfg, job.audio_cfg.sample_rate_hz, channels,
-                                         fps=job.fps, codec=job.codec), audio)
+                                         fps=job.fps, codec=job.codec), audio, tick)
     whole = False
     moved, seen = time.monotonic(), None
     try:
@@ -262,8 +264,9 @@ class _Joiner:
     """Writes the chunks' frames in order: each frame with its audio; a chunk that starts from a warmed-up picture
     (not exact) cross-fades from the previous chunk's tail over the overlap."""
 
-    def __init__(self, open_writer: Callable[[], object], audio: Callable[[int], np.ndarray]):
-        self.open_writer, self.audio = open_writer, audio
+    def __init__(self, open_writer: Callable[[], object], audio: Callable[[int], np.ndarray],
+                 tick: Callable[[int], int] | None = None):
+        self.open_writer, self.audio, self.tick = open_writer, audio, tick
         self.out: FrameEmitter | None = None   # made with the first frame: a job that fails before leaves no file
         self.next = 0
         self._tail: list[np.ndarray] = []
@@ -294,7 +297,7 @@ class _Joiner:
                 w = np.float32((j + 1) / (len(fade) + 1))
                 rgb = np.rint(fade[j].astype(np.float32) * (1 - w) + rgb.astype(np.float32) * w).astype(np.uint8)
             if self.out is None:       # the same path a one-machine render's frames take: audio, picture, error
-                self.out = FrameEmitter(None, self.open_writer(), Progress(0, enabled=False), self.audio)
+                self.out = FrameEmitter(None, self.open_writer(), Progress(0, enabled=False), self.audio, self.tick)
             self.out.write(i, rgb)
         if j + 1 != meta["frames"]:
             raise ClusterError(f"chunk {chunk.index}: its files in {parts[0].parent} end early")

@@ -18,7 +18,8 @@ FORMAT = 1        # bump when what a chunk holds changes: a resumed job never mi
 
 @dataclass(frozen=True)
 class Job:
-    """A `vj render` (kind "render", with or without a timeline) or a `vj replay --fps` (kind "replay").
+    """A `vj render` (kind "render", with or without a timeline), a `vj replay --fps` (kind "replay") or a `vj replay`
+    of the live frame sequence (kind "live-replay": frames are the recording's, `fps` its rate).
 
     File names are relative to the job's bundle (`Bundle`), which every worker unpacks into a folder of its own;
     `preset` may instead name a built-in or installed preset, and `audio` may be "demo"."""
@@ -116,10 +117,12 @@ def render_job(audio: str, preset: str, render_cfg: RenderConfig, audio_cfg: Aud
 
 
 def replay_job(folder: str | Path, render_cfg: RenderConfig, audio_cfg: AudioConfig, fps: float, n_frames: int,
-               codec: str = "h264") -> tuple[Job, dict[str, bytes]]:
-    """A session folder (vj.session) goes whole: it holds its own audio, presets and shader copies."""
+               codec: str = "h264", live: bool = False) -> tuple[Job, dict[str, bytes]]:
+    """A session folder (vj.session) goes whole: it holds its own audio, presets and shader copies. `live`: the
+    live frame sequence at the recording's rate `fps`."""
     folder = Path(folder)
     bundle = {f"session/{p.relative_to(folder).as_posix()}": p.read_bytes()
               for p in sorted(folder.rglob("*")) if p.is_file()}
-    job = Job("replay", render_cfg, audio_cfg, fps, n_frames, session="session", codec=codec)
+    job = Job("live-replay" if live else "replay", render_cfg, audio_cfg, fps, n_frames, session="session",
+              codec=codec)
     return job, bundle

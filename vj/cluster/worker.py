@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vj.audio.sources import load_track
-from vj.chunks import render_span
+from vj.chunks import render_live_span, render_span
 from vj.cluster.frames import ChunkWriter
 from vj.cluster.job import Job
 from vj.show import cut_track, headless_engine, track_program
@@ -94,11 +94,12 @@ def build_program(job: Job, root: Path, engine):
         track = cut_track(audio, job.audio_cfg.sample_rate_hz, job.fps, job.start_s, job.duration_s, _TRACK[key])
         cues = load_timeline(root / job.timeline) if job.timeline else None
         return track_program(engine, track, str(root / job.preset), job.fps, cues)
-    if job.kind == "replay":
-        from vj.replay import ReplayProgram, _Events
+    if job.kind in ("replay", "live-replay"):
+        from vj.replay import LiveReplayProgram, ReplayProgram, _Events
         from vj.session import Session
         session = Session(root / job.session)
-        return ReplayProgram(session, _Events(session, engine), session.audio(), job.fps)
+        kind = LiveReplayProgram if job.kind == "live-replay" else ReplayProgram
+        return kind(session, _Events(session, engine), session.audio(), job.fps)
     raise ValueError(f"unknown job kind {job.kind!r}")
 
 
@@ -125,9 +126,10 @@ def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, 
             report(dict(status))
 
     tell(True)
-    kind = {"replay": "session/presets"}.get(job.kind)
-    with headless_engine(job.render_cfg, job.audio_cfg, live=False, shader_dirs=(root / "shaders",),
-                         preset_dirs=[root / kind] if kind else None) as engine:
+    presets = "session/presets" if job.session else None
+    live = job.kind == "live-replay"    # the live engine: the model fader blends the images the show took
+    with headless_engine(job.render_cfg, job.audio_cfg, live=live, shader_dirs=(root / "shaders",),
+                         preset_dirs=[root / presets] if presets else None) as engine:
         program = build_program(job, root, engine)
         writer = [ChunkWriter(job.fps)]
         parts = []
@@ -144,8 +146,9 @@ def render_chunk(job: Job, bundle: dict[str, bytes], digest: str, chunk: Chunk, 
                 parts.append(put(writer[0].finish()))
                 writer[0] = ChunkWriter(job.fps)
 
-        span = render_span(engine, program, chunk.first, chunk.stop, emit, warm_frames=chunk.warm,
-                           tail_frames=chunk.tail, on_frame=played)
+        span = (render_live_span if live else render_span)(engine, program, chunk.first, chunk.stop, emit,
+                                                            warm_frames=chunk.warm, tail_frames=chunk.tail,
+                                                            on_frame=played)
         if writer[0].frames:
             parts.append(put(writer[0].finish()))
     status["stage"] = "done"
