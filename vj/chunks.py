@@ -23,8 +23,8 @@ rendered frame.
 
 from __future__ import annotations
 
-from collections import deque
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
