@@ -10,7 +10,7 @@ HEAVY = ("torch", "moderngl", "glfw")
 LAYER = {"config": 0, "clock": 0, "params": 0, "audio": 1, "control": 1, "modulation": 1, "presets": 1, "video": 1,
          "sync": 1, "ndi": 1, "share": 1,
          "models": 2, "catalog": 2, "gfx": 2, "output": 3, "engine": 4, "chunks": 4, "show": 5, "bench": 5, "timeline": 5, "session": 4,
-         "replay": 5, "cluster": 5, "cli": 6, "scene": 3, "mapping": 3, "watchdog": 0, "showstate": 5, "supervisor": 6, "spare": 6}
+         "replay": 5, "cluster": 5, "cli": 6, "scene": 3, "mapping": 3, "watchdog": 0, "files": 0, "showstate": 5, "supervisor": 6, "spare": 6}
 
 
 def imports(path):

@@ -21,6 +21,7 @@ from vj.audio.analyzer import Analyzer
 from vj.audio.features import SILENT, Features
 from vj.config import AudioConfig, RenderConfig
 from vj.control.state import FEATURE_KEYS, ControlHub, ControlSnapshot, is_command
+from vj.files import write_atomic
 from vj.gfx.chain import Chain
 from vj.gfx.context import auto_render_scale, gil_free_finish, is_software, resolve_frame_path
 from vj.gfx.cudagl import CudaGLError
@@ -637,9 +638,7 @@ class Engine:
         folder = (self.preset_dirs or preset_search_dirs())[0]
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.toml"
-        tmp = path.with_suffix(".toml.tmp")
-        tmp.write_text(dump_preset(preset), encoding="utf-8")
-        tmp.replace(path)                # a crash mid-write never leaves half a preset
+        write_atomic(path, dump_preset(preset))       # a crash mid-write never leaves half a preset
         self._presets = None
         log.info("preset saved to %s", path)
         return path

@@ -98,6 +98,17 @@ class _Events:
             self.engine.registry.apply(change)
 
 
+def _cuts(events: list[dict]) -> bool:
+    """The events change the scene or a shader (vj.chunks: FrameProgram.cuts_at)."""
+    return any(ev["kind"] in ("preset", "shader") for ev in events)
+
+
+def _holds(events: list[dict]) -> bool:
+    """The events may keep the picture of the frame before: a scene change dissolves from it, a freeze holds it."""
+    return _cuts(events) or any(ev["kind"] == "change" and ev.get("path") in ("/master/freeze", "/cmd/freeze")
+                                for ev in events)
+
+
 def _block(samples: np.ndarray, start: int, end: int) -> np.ndarray:
     """(end - start, ch) samples, silence past the end of what the session kept."""
     out = samples[start:end]
@@ -184,9 +195,7 @@ class LiveReplayProgram:
         return self._ticks[k]
 
     def holds_at(self, n: int) -> bool:
-        return any(ev["kind"] in ("preset", "shader") or (ev["kind"] == "change" and ev.get("path") in
-                                                            ("/master/freeze", "/cmd/freeze"))
-                   for ev in self._events[n])
+        return _holds(self._events[n])
 
     def before(self, n: int) -> None:
         self.events.apply(self._events[n])
@@ -239,11 +248,10 @@ class ReplayProgram:
             prev = upto
 
     def cuts_at(self, j: int) -> bool:
-        return any(ev["kind"] in ("preset", "shader") for ev in self._due[j])
+        return _cuts(self._due[j])
 
     def holds_at(self, j: int) -> bool:
-        return self.cuts_at(j) or any(ev["kind"] == "change" and ev.get("path") in ("/master/freeze", "/cmd/freeze")
-                                      for ev in self._due[j])
+        return _holds(self._due[j])
 
     def before(self, j: int) -> None:
         self.events.apply(self._due[j])

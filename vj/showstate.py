@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vj.files import write_atomic
 from vj.params import Change
 from vj.presets import Preset, PresetError, dump_preset, parse_preset
 
@@ -199,9 +200,7 @@ class StateWriter:
         text = json.dumps(state, indent=1, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
         if text == self._text:
             return False
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.path)            # a reader sees the old state or the new one, never half of one
+        write_atomic(self.path, text)         # a reader sees the old state or the new one, never half of one
         self._text = text
         self.writes += 1
         return True

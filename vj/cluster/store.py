@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from vj.cluster.job import FORMAT
 from vj.cluster.worker import ChunkResult
+from vj.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ChunkStore:
         elif resume:
             log.warning("cluster: nothing to resume (no %s); rendering the whole job", self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(manifest, json.dumps({"digest": digest, "format": FORMAT}).encode())
+        write_atomic(manifest, json.dumps({"digest": digest, "format": FORMAT}), durable=True)
 
     def _part(self, index: int, part: int) -> Path:
         return self.folder / f"chunk-{index:05d}-{part:03d}.mkv"
@@ -64,12 +64,12 @@ class ChunkStore:
         try:
             for p, part in enumerate(r.parts):
                 data = fetch(part)
-                _write_atomic(self._part(r.index, p), data)
+                write_atomic(self._part(r.index, p), data, durable=True)
                 sizes.append(len(data))
             meta = {"index": r.index, "first": r.first, "frames": r.frames, "exact_start": r.exact_start,
                     "parts": sizes, "node": r.node, "pid": r.pid, "rendered": r.rendered, "skipped": r.skipped,
                     "elapsed_s": round(r.elapsed_s, 3)}
-            _write_atomic(self.folder / f"chunk-{r.index:05d}.json", json.dumps(meta).encode())
+            write_atomic(self.folder / f"chunk-{r.index:05d}.json", json.dumps(meta), durable=True)
         except OSError as exc:
             raise ClusterError(f"cannot keep chunk {r.index} in {self.folder}: {exc.strerror or exc}") from None
         return meta
@@ -79,12 +79,3 @@ class ChunkStore:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".part")
-    with open(part, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, path)

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import tomli_w
 
 from vj.control.state import COMMANDS, ControlHub, is_command
+from vj.files import write_atomic
 from vj.modulation import CURVES
 from vj.params import Param, Value
 
@@ -608,9 +609,7 @@ class MidiRouter:
             name = re.sub(r"[^A-Za-z0-9_.-]+", "-", midi_map.controller or "controller").strip("-.") or "controller"
             target = Path.cwd() / "midi" / f"{name}.toml"
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(dump_midi_map(midi_map), encoding="utf-8")
-        os.replace(tmp, target)
+        write_atomic(target, dump_midi_map(midi_map))
         with self._lock:
             self.map = replace(self.map, path=target)
             self.dirty = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
@@ -16,6 +15,7 @@ import glfw
 import moderngl
 import numpy as np
 
+from vj.files import write_atomic
 from vj.mapping.calibrate import CALIBRATE, Calibration, overlay, rewrite, spec_from, values_of
 from vj.mapping.spec import OutputsError, OutputsFile, OutputSpec, load_outputs
 from vj.mapping.warp import WarpPass, load_mask
@@ -140,15 +140,11 @@ class OutputsWatcher:
         self._wake.set()
 
     def _write_file(self, text: str) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.vj-tmp")
         try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, text)
             self._stamp = self._stat()
             log.info("outputs: corners written to %s", self.path)
         except OSError as exc:               # a full disk or a read-only file: the mapping plays on, unsaved
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             with self._lock:
                 self._result = f"{self.path}: cannot write the corners back ({exc.strerror or exc}); they play unsaved"
 

@@ -14,6 +14,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
+from vj.files import write_atomic
 from vj.gfx.png import encode_png
 from vj.output.recorder import RecorderError, _reason, check_audio, check_frame
 
@@ -165,9 +166,7 @@ class FrameSequence:
                     interpolation=Interpolation.BILINEAR)
                 rgb = frame.to_ndarray()
             path = self.frame_path(frame_index)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(encode_png(rgb, PNG_LEVEL))
-            tmp.replace(path)        # an editor watching the folder never sees half a frame
+            write_atomic(path, encode_png(rgb, PNG_LEVEL))     # an editor watching the folder never sees half a frame
             with self._lock:
                 self.frames_written += 1
         except Exception as exc:  # the writer thread's boundary: report once, the caller sees `error`
