@@ -76,6 +76,10 @@ class MidiClockOut:
         self.status = "midi clock: not started"
         self.pulses = 0
         self.starts = 0
+        # How far the frames have moved the timeline off its tempo so far, in beats (the PLL's share of each phase
+        # difference, or a whole jump; signed): pulses between two times are 24 a beat of the tempo plus 24 a beat
+        # of what this moved in between.
+        self.shifted_beats = 0.0
         self._errors_s: deque[float] = deque(maxlen=4096)    # send time minus due time, per pulse
         self._timeline: Timeline | None = None
         self._pos: float | None = None         # main thread: unwrapped beat position of the last frame
@@ -115,9 +119,11 @@ class MidiClockOut:
         self._pos = pos
         old = self._timeline
         if old is not None and old.bpm == bpm and old.running == running and old.beats_per_bar == bar:
-            err = pos - old.beat_at(seen_at_s)
+            at = old.beat_at(seen_at_s)
+            err = pos - at
             if abs(err) <= JUMP_BEATS:
-                pos = old.beat_at(seen_at_s) + PLL_GAIN * err
+                pos = at + PLL_GAIN * err
+            self.shifted_beats += pos - at
         self._publish(Timeline(seen_at_s, pos, float(bpm), bar, bool(running)))
 
     def jitter_ms(self) -> dict[str, float]:
