@@ -30,7 +30,24 @@ def jack():
         server.start()
     except AudioServerError as exc:
         pytest.skip(f"no JACK server: {exc}")
-    rescan_devices()                  # PortAudio may have been initialised before the server was up
+    # PortAudio may have been initialised before the server was up: enumerate again, until its JACK host API is
+    # there. A rescan does nothing while a stream is open or a close is stuck (Pa_Terminate would kill the one and
+    # wait for good on the other), and a JACK client can fail to open on a busy machine right after the server came
+    # up; both pass. Re-enumerating is safe only while PortAudio holds no JACK client: Pa_Terminate asserts (and
+    # aborts the process) when closing one fails, which a loaded machine made happen.
+    import sounddevice as sd
+
+    def jack_listed() -> bool:
+        return any("JACK" in h["name"] for h in sd.query_hostapis())
+    deadline = time.monotonic() + 60.0
+    rescan_devices()
+    while not jack_listed():              # so PortAudio holds no JACK client: the next rescan is safe
+        if time.monotonic() > deadline:
+            with portaudio_released():
+                server.stop()
+            pytest.fail("PortAudio does not list the JACK server after 60 s (a stream still open, or no client)")
+        time.sleep(0.5)
+        rescan_devices()
     yield server
     with portaudio_released():        # PortAudio's JACK backend aborts the process if its server went first
         server.stop()
