@@ -227,6 +227,21 @@ def _streams_open(sd) -> bool:
     return bool(_OPEN_STREAMS) or _closes_stuck() or (last is not None and not last.stream.closed)
 
 
+def stream_holders() -> str:
+    """What keeps PortAudio from enumerating devices again, in words ("" when nothing does)."""
+    sd = _sd()
+    with _PA_LOCK:
+        parts = []
+        if _OPEN_STREAMS:
+            parts.append(f"{len(_OPEN_STREAMS)} stream(s) open")
+        if _closes_stuck():
+            parts.append(f"{len(_STUCK_STREAMS)} close(s) stuck")
+        last = getattr(sd, "_last_callback", None)
+        if last is not None and not last.stream.closed:
+            parts.append("sounddevice's play()/rec() stream open")
+    return ", ".join(parts)
+
+
 def _closes_stuck() -> bool:
     """True while a close left behind by _close_stream has not come back."""
     _STUCK_STREAMS.difference_update([st for st in _STUCK_STREAMS if st.closed])
