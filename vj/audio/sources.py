@@ -216,15 +216,14 @@ def _close_stream(stream, what: str) -> None:
             log.warning("closing %s: %s", what, _one_line(errors[0]))
 
 
-def _streams_open(sd) -> bool:
+def _streams_open() -> bool:
     """True while a stream that Pa_Terminate would kill is open: one of ours, or sounddevice's play()/rec() one,
     or one whose close is stuck (Pa_Terminate would wait on it for good).
 
     Streams that other code opened directly through sounddevice or PortAudio are invisible here; in vj every
     stream is opened through this module, so this is the whole list.
     """
-    last = getattr(sd, "_last_callback", None)
-    return bool(_OPEN_STREAMS) or _closes_stuck() or (last is not None and not last.stream.closed)
+    return bool(stream_holders())
 
 
 def stream_holders() -> str:
@@ -277,8 +276,8 @@ def rescan_devices() -> bool:
     """
     sd = _sd()
     with _PA_LOCK:
-        if _streams_open(sd):
-            log.info("device rescan skipped: a stream is open")
+        if _streams_open():
+            log.info("device rescan skipped: %s", stream_holders())
             return False
         _rescan(sd)
     return True
@@ -613,7 +612,7 @@ class DeviceSource(AudioSource):
             with _PA_LOCK:
                 if old is not None:
                     _close_stream(old, name)
-                if _streams_open(sd):
+                if _streams_open():
                     # Another stream would die with Pa_Terminate: reopen from the list PortAudio already has
                     # (enough for devices that stay listed, like ALSA's "pulse" or JACK; not for a USB device).
                     log.info("audio input %s: device rescan skipped, another stream is open", name)
