@@ -56,10 +56,11 @@ class AnalyzerSettings:
     section_slow_s: float = 20.0        # ... with the level of the last full section, forgotten this slowly
     section_trend_s: float = 4.0        # a build-up is energy and brightness rising over about this long
     drop_hold_s: float = 4.0            # `drop` decays over this long after the bass comes back
-    # The beat tracker hears onset flux plus this times the low-band flux. Kicks mark the beat, but a bass on
-    # the off-beats outweighs them there: at 1.0 three corpus songs were tracked on the off-beat for their
-    # whole length; 0.5 gave mean F / AMLt 0.855 / 0.906 and 0.891 / 0.919 (FluidR3 / TimGM6mb renders, prior
-    # 135) against 0.867 / 0.889 and 0.879 / 0.909 at 1.0, 0.873 / 0.900 and 0.867 / 0.900 at 0.
+    # The beat tracker hears onset flux plus this times the low-band flux: kicks mark the beat, but a bass on
+    # the off-beats can outweigh them. On the beat corpus (prior 135) 0.5 gave mean F / AMLt 0.855 / 0.906 and
+    # 0.891 / 0.919 (FluidR3 / TimGM6mb renders) against 0.867 / 0.889 and 0.879 / 0.909 at 1.0, 0.873 / 0.900
+    # and 0.867 / 0.900 at 0: AMLt a little better, F the same within what one piece flipping moves. None of
+    # them keeps the corpus's off-beat-bass songs off the off-beat (2 to 4 of them at F 0 in each setting).
     beat_low_weight: float = 0.5
     # The flux of a sharp attack peaks 11-15 ms after it (clicks, kicks, snares, hats and tones at 48 kHz,
     # 2048-sample window, 512 hop). Real instruments rise more slowly: on the beat corpus (sampled drums,
