@@ -14,9 +14,10 @@ DAFx 2009, the method behind BTrack, with a wider tempo range and a tempo prior)
   the score is projected one beat into the future with no new onsets; the best point of that
   projection, weighted by a Gaussian around one period after the last beat, is the next beat. Beats
   are therefore predicted about half a beat ahead, which `lookahead_s` uses to report them early.
-- Bars: beats are counted modulo `beats_per_bar`; the downbeat is the position whose beats have the
-  most low-band onset energy, least mid-band (snare) energy and most harmonic change, accumulated
-  over the last bars with a slow leak.
+- Bars: beats are counted modulo `beats_per_bar`; the downbeat is the position whose beats score
+  highest on harmonic change (over one beat and over two) and low-band onsets, less mid-band (snare)
+  ones, with weights fitted on the beat corpus (`DOWNBEAT_WEIGHTS`), summed over the last bars with a
+  slow leak.
 - Manual control wins over all of it: tap tempo, a set BPM, phase nudges, resync (the next beat is a
   downbeat) and lock (a free-running metronome at the current tempo and phase).
 
@@ -36,6 +37,12 @@ from vj.audio.barpointer import BarPointer, PointerState
 STEER_AFTER = 3          # hops after a beat at which it is compared with the bar pointer's (32 ms at 48 kHz)
 STEER_GAIN = 0.5         # ... and the share of the difference the grid moves
 STEER_TEMPO_GAIN = 0.1   # ... and the share its period changes by
+# Downbeat evidence of a beat: log(1 + kick), log(1 + snare) (band onset maxima near it over their recent mean),
+# the harmonic change at it over one beat and over two. Fitted by scripts/fit-downbeats.py on the beat corpus's
+# 61 pieces in 4/4, both renders, at the annotated beats: out of fold by piece the bar is right at 0.770 and
+# 0.723 of beats (FluidR3, TimGM6mb) where the hand-set (1, -0.5, 4, 0) before it managed 0.690 and 0.490;
+# the whole analysis's downbeat F went from 0.557 / 0.477 to 0.600 / 0.619.
+DOWNBEAT_WEIGHTS = (1.4, -0.4, 11.0, 31.0)
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,7 @@ class BeatTracker:
         self._reported = 0                            # beats reported (the lookahead runs ahead of internal)
         self._confidence = 0.0
         self._chroma_sum = np.zeros(12)               # chroma summed over the current beat
-        self._chroma_spans: list[np.ndarray] = []     # chroma of the last two complete beats
+        self._chroma_spans: list[np.ndarray] = []     # chroma of the last four complete beats
         self._bar_evidence = np.zeros(self.settings.beats_per_bar)
         self._bar_offset = 0                          # beat_index % beats_per_bar of downbeats
         self._manual_bar = False
@@ -562,10 +569,12 @@ class BeatTracker:
         self._confidence += (value - self._confidence) * a
 
     def _downbeat_evidence(self) -> None:
-        """Score the beat before last as a downbeat: kick near it, no snare, harmony changed at it."""
+        """Score the beat before last as a downbeat (kick near it, harmony changed at it) and the one before
+        that for the harmony of the two beats from it against the two before (chords change on the bar or the
+        half bar); each bar position keeps the sum, leaking."""
         st = self.settings
         span = self._chroma_sum
-        self._chroma_spans = (self._chroma_spans + [span.copy()])[-2:]
+        self._chroma_spans = (self._chroma_spans + [span.copy()])[-4:]
         self._chroma_sum = np.zeros(12)
         period = self._manual_period or self.period
         p = int(round(period))
@@ -579,18 +588,17 @@ class BeatTracker:
         ref_mid = float(self._mid[-2 * p:].mean()) + 1e-9
         kick = float(low_win.max()) / ref_low
         snare = float(mid_win.max()) / ref_mid
-        change = 0.0
-        if len(self._chroma_spans) == 2:
-            a_, b_ = self._chroma_spans
-            na, nb = np.linalg.norm(a_), np.linalg.norm(b_)
-            if na > 1e-9 and nb > 1e-9:
-                change = 1.0 - float(a_ @ b_) / (na * nb)
-        evidence = math.log1p(kick) - 0.5 * math.log1p(snare) + 4.0 * change
+        spans = self._chroma_spans
+        change = _change(spans[-2], spans[-1]) if len(spans) >= 2 else 0.0
+        change2 = _change(spans[-4] + spans[-3], spans[-2] + spans[-1]) if len(spans) == 4 else 0.0
+        w_kick, w_snare, w_change, w_change2 = DOWNBEAT_WEIGHTS
+        evidence = w_kick * math.log1p(kick) + w_snare * math.log1p(snare) + w_change * change
         # Each position decays once per bar, when it gets its new evidence, so all four stay comparable.
         decay = math.exp(-st.beats_per_bar * period * self.hop_s / st.downbeat_memory_s)
         pos = (self._beat_index - 1) % st.beats_per_bar                             # the previous beat
         ev = self._bar_evidence
         ev[pos] = decay * ev[pos] + evidence
+        ev[(pos - 1) % st.beats_per_bar] += w_change2 * change2                     # the beat before it
         if not self._manual_bar:
             best = int(np.argmax(ev))
             cur = self._bar_offset
@@ -634,3 +642,9 @@ class BeatTracker:
     def _set_latest(self, state: BeatState) -> BeatState:
         self.latest = state
         return state
+
+
+def _change(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cosine similarity of two chroma sums (0 where either is silent)."""
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return 1.0 - float(a @ b) / (na * nb) if na > 1e-9 and nb > 1e-9 else 0.0
