@@ -8,7 +8,6 @@ frame fully one interval later. `blend` (0..1) is the fraction of that interval 
 from __future__ import annotations
 
 import moderngl
-import numpy as np
 
 from vj.gfx.blit import QUAD, QUAD_VS
 from vj.gfx.context import bind_default_framebuffer
