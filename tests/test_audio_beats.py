@@ -214,31 +214,56 @@ def test_downbeats_follow_the_chord_changes():
     assert total > 20 and ok / total >= 0.8, (ok, total)      # a quality target; measured 1.0
 
 
-def test_the_bar_follows_the_chords_over_a_lone_kick_on_beat_three():
-    """The downbeat weights fitted on the beat corpus trust a chord change (C major to A minor, two notes
-    shared) over a kick that only beat 3 has; the hand-set weights before them picked beat 3."""
-    period = 60.0 / (120.0 * HOP_S)                                                     # 46.9 hops
+def chord_bars(meter, bars, kick_on, bpm=120.0):
+    """Feed a tracker clicks at `bpm` whose chords alternate C major / A minor (two notes shared) by bars of
+    `meter` beats, with a kick only on beat `kick_on` (1-based) of each bar: (tracker, its state each hop,
+    click times, their beat in the bar)."""
+    period = 60.0 / (bpm * HOP_S)
     c_major, a_minor = np.zeros(12), np.zeros(12)
     c_major[[0, 4, 7]] = 1.0
     a_minor[[9, 0, 4]] = 1.0
     tracker = BeatTracker(HOP_S)
-    downbeats, bar_starts = [], []
-    n_hops = int(48 * 4 * period)
-    for n in range(1, n_hops + 1):
+    states, times, pos = [], [], []
+    for n in range(1, int(bars * meter * period) + 1):
         beat = int(n // period)                                  # beats since the start, 0 = a bar start
         on = int(n - beat * period) == 0
-        chord = c_major if (beat // 4) % 2 == 0 else a_minor
-        kick = 2.0 if on and beat % 4 == 2 else 0.0
+        chord = c_major if (beat // meter) % 2 == 0 else a_minor
+        kick = 2.0 if on and beat % meter == kick_on - 1 else 0.0
         state = tracker.update(1.0 if on else 0.0, low=kick, mid=0.5 if on else 0.0, chroma=0.1 * chord)
-        if on and beat % 4 == 0:
-            bar_starts.append(n * HOP_S)
-        if state.downbeat:
-            downbeats.append(n * HOP_S)
-    late = [t for t in downbeats if t > 0.75 * n_hops * HOP_S]
+        if on:
+            times.append(n * HOP_S)
+            pos.append(beat % meter + 1)
+        states.append(state)
+    return tracker, states, np.array(times), np.array(pos)
+
+
+def test_the_bar_follows_the_chords_over_a_lone_kick_on_beat_three():
+    """The downbeat weights fitted on the beat corpus trust a chord change (C major to A minor, two notes
+    shared) over a kick that only beat 3 has; the hand-set weights before them picked beat 3."""
+    _, states, times, pos = chord_bars(4, 48, kick_on=3)
+    bar_starts = times[pos == 1]
+    downbeats = [(i + 1) * HOP_S for i, s in enumerate(states) if s.downbeat]
+    late = [t for t in downbeats if t > 0.75 * len(states) * HOP_S]
     # Each late downbeat within a quarter beat of a bar start (the tracker's beats sit within a few hops of
     # the clicks), where the old weights put every one on beat 3, two beats (1.0 s) away.
     near = [min(abs(t - b) for b in bar_starts) for t in late]
     assert len(late) >= 10 and max(near) < 0.25 * 60.0 / 120.0, near
+
+
+def test_a_waltz_is_counted_in_three_and_four_four_stays_in_four():
+    """Chords that change every 3 beats (a kick on 1) make the tracker count in 3 within the settling it is
+    given (beat 24, then 8 beats of a clear lead), with the bar on the chord changes; the same music in bars of 4
+    stays in 4, and so does a 4/4 bar whose only kick is on beat 3."""
+    for meter, kick_on in ((3, 1), (4, 1), (4, 3)):
+        tracker, states, times, pos = chord_bars(meter, 32 if meter == 3 else 24, kick_on)
+        beats = [s for s in states if s.beat]
+        late = [s.beat_in_bar for s in beats[-3 * meter:]]
+        assert max(late) == meter and late == late[:meter] * 3, (meter, kick_on, late)
+        # Downbeats within a quarter beat of a bar start.
+        downbeats = np.array([(i + 1) * HOP_S for i, s in enumerate(states) if s.downbeat])
+        last = downbeats[downbeats > times[-1] - 4 * meter * 0.5]
+        starts = times[pos == 1]
+        assert len(last) >= 3 and max(np.min(np.abs(starts - t)) for t in last) < 0.125, (meter, kick_on, last)
 
 
 def test_fit_downbeats_learns_the_bar_from_the_chords_of_pieces_it_did_not_hear(tmp_path):
