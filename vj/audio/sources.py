@@ -216,18 +216,14 @@ def _close_stream(stream, what: str) -> None:
             log.warning("closing %s: %s", what, _one_line(errors[0]))
 
 
-def _streams_open() -> bool:
-    """True while a stream that Pa_Terminate would kill is open: one of ours, or sounddevice's play()/rec() one,
-    or one whose close is stuck (Pa_Terminate would wait on it for good).
+def stream_holders() -> str:
+    """What keeps PortAudio from enumerating devices again, in words ("" when nothing does): a stream that
+    Pa_Terminate would kill (one of ours, or sounddevice's play()/rec() one), or one whose close is stuck
+    (Pa_Terminate would wait on it for good).
 
     Streams that other code opened directly through sounddevice or PortAudio are invisible here; in vj every
     stream is opened through this module, so this is the whole list.
     """
-    return bool(stream_holders())
-
-
-def stream_holders() -> str:
-    """What keeps PortAudio from enumerating devices again, in words ("" when nothing does)."""
     sd = _sd()
     with _PA_LOCK:
         parts = []
@@ -272,12 +268,13 @@ def _rescan(sd) -> None:
 def rescan_devices() -> bool:
     """Make PortAudio enumerate devices again (after a device or audio server appeared); True if it did.
 
-    Pa_Terminate closes every open stream, so nothing happens (False) while a stream is open (see _streams_open).
+    Pa_Terminate closes every open stream, so nothing happens (False) while a stream is open (see stream_holders).
     """
     sd = _sd()
     with _PA_LOCK:
-        if _streams_open():
-            log.info("device rescan skipped: %s", stream_holders())
+        holders = stream_holders()
+        if holders:
+            log.info("device rescan skipped: %s", holders)
             return False
         _rescan(sd)
     return True
@@ -612,7 +609,7 @@ class DeviceSource(AudioSource):
             with _PA_LOCK:
                 if old is not None:
                     _close_stream(old, name)
-                if _streams_open():
+                if stream_holders():
                     # Another stream would die with Pa_Terminate: reopen from the list PortAudio already has
                     # (enough for devices that stay listed, like ALSA's "pulse" or JACK; not for a USB device).
                     log.info("audio input %s: device rescan skipped, another stream is open", name)
