@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vj.audio.analyzer import Analyzer  # noqa: E402
-from vj.audio.beats import DOWNBEAT_WEIGHTS  # noqa: E402
+from vj.audio.beats import DOWNBEAT_WEIGHTS, chroma_change  # noqa: E402
 from vj.audio.decode import decode_file  # noqa: E402
 from vj.bench_beats import annotated_files, read_beats  # noqa: E402
 from vj.config import AudioConfig  # noqa: E402
@@ -49,11 +49,6 @@ def heard(audio: Path) -> np.ndarray:
     return np.array(rows)
 
 
-def change(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float(1.0 - a @ b / (na * nb)) if na > 1e-9 and nb > 1e-9 else 0.0
-
-
 def features(hops: np.ndarray, times: np.ndarray) -> np.ndarray:
     """(beats, 4) downbeat features at each annotated beat; NaN rows where the context does not fit."""
     low, mid, chroma = hops[:, 0], hops[:, 1], hops[:, 2:]
@@ -67,8 +62,8 @@ def features(hops: np.ndarray, times: np.ndarray) -> np.ndarray:
         ref = slice(h[k] - p, h[k] + p)                  # as the tracker sees it, a beat later: the beat each side
         kick = low[h[k] - q:h[k] + q + 1].max() / (low[ref].mean() + 1e-9)
         snare = mid[h[k] - q:h[k] + q + 1].max() / (mid[ref].mean() + 1e-9)
-        one = change(chroma[h[k - 1]:h[k]].sum(0), chroma[h[k]:h[k + 1]].sum(0))
-        two = change(chroma[h[k - 2]:h[k]].sum(0), chroma[h[k]:h[k + 2]].sum(0))
+        one = chroma_change(chroma[h[k - 1]:h[k]].sum(0), chroma[h[k]:h[k + 1]].sum(0))
+        two = chroma_change(chroma[h[k - 2]:h[k]].sum(0), chroma[h[k]:h[k + 2]].sum(0))
         out[k] = (np.log1p(kick), np.log1p(snare), one, two)
     return out
 

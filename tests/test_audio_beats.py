@@ -216,7 +216,7 @@ def test_downbeats_follow_the_chord_changes():
 
 def chord_bars(meter, bars, kick_on, bpm=120.0):
     """Feed a tracker clicks at `bpm` whose chords alternate C major / A minor (two notes shared) by bars of
-    `meter` beats, with a kick only on beat `kick_on` (1-based) of each bar: (tracker, its state each hop,
+    `meter` beats, with a kick only on beat `kick_on` (1-based) of each bar: (the tracker's state each hop,
     click times, their beat in the bar)."""
     period = 60.0 / (bpm * HOP_S)
     c_major, a_minor = np.zeros(12), np.zeros(12)
@@ -234,13 +234,13 @@ def chord_bars(meter, bars, kick_on, bpm=120.0):
             times.append(n * HOP_S)
             pos.append(beat % meter + 1)
         states.append(state)
-    return tracker, states, np.array(times), np.array(pos)
+    return states, np.array(times), np.array(pos)
 
 
 def test_the_bar_follows_the_chords_over_a_lone_kick_on_beat_three():
     """The downbeat weights fitted on the beat corpus trust a chord change (C major to A minor, two notes
     shared) over a kick that only beat 3 has; the hand-set weights before them picked beat 3."""
-    _, states, times, pos = chord_bars(4, 48, kick_on=3)
+    states, times, pos = chord_bars(4, 48, kick_on=3)
     bar_starts = times[pos == 1]
     downbeats = [(i + 1) * HOP_S for i, s in enumerate(states) if s.downbeat]
     late = [t for t in downbeats if t > 0.75 * len(states) * HOP_S]
@@ -255,7 +255,7 @@ def test_a_waltz_is_counted_in_three_and_four_four_stays_in_four():
     given (beat 24, then 8 beats of a clear lead), with the bar on the chord changes; the same music in bars of 4
     stays in 4, and so does a 4/4 bar whose only kick is on beat 3."""
     for meter, kick_on in ((3, 1), (4, 1), (4, 3)):
-        tracker, states, times, pos = chord_bars(meter, 32 if meter == 3 else 24, kick_on)
+        states, times, pos = chord_bars(meter, 32 if meter == 3 else 24, kick_on)
         beats = [s for s in states if s.beat]
         late = [s.beat_in_bar for s in beats[-3 * meter:]]
         assert max(late) == meter and late == late[:meter] * 3, (meter, kick_on, late)

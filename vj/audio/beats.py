@@ -599,8 +599,8 @@ class BeatTracker:
         kick = float(low_win.max()) / ref_low
         snare = float(mid_win.max()) / ref_mid
         spans = self._chroma_spans
-        change = _change(spans[-2], spans[-1]) if len(spans) >= 2 else 0.0
-        change2 = _change(spans[-4] + spans[-3], spans[-2] + spans[-1]) if len(spans) == 4 else 0.0
+        change = chroma_change(spans[-2], spans[-1]) if len(spans) >= 2 else 0.0
+        change2 = chroma_change(spans[-4] + spans[-3], spans[-2] + spans[-1]) if len(spans) == 4 else 0.0
         w_kick, w_snare, w_change, w_change2 = DOWNBEAT_WEIGHTS
         evidence = w_kick * math.log1p(kick) + w_snare * math.log1p(snare) + w_change * change
         # Each position decays once per bar, when it gets its new evidence, so all of them stay comparable.
@@ -609,16 +609,18 @@ class BeatTracker:
             pos = (self._beat_index - 1) % m                                        # the previous beat
             ev[pos] = math.exp(-m * period * self.hop_s / st.downbeat_memory_s) * ev[pos] + evidence
             ev[(pos - 1) % m] += w_change2 * change2                                # the beat before it
+        switch = False
         if st.detect_triple and st.beats_per_bar == 4 and not self._manual_bar and self._beat_index >= 24:
             lead = _margin(self._bar_evidence3) - _margin(self._bar_evidence)
             other_leads = lead > TRIPLE_LEAD if self._meter == 4 else lead < 0.0
             self._meter_run = self._meter_run + 1 if other_leads else 0
-            if self._meter_run >= TRIPLE_BEATS:
-                self._meter, self._meter_run = 7 - self._meter, 0
-                ev = self._bar_evidence3 if self._meter == 3 else self._bar_evidence
-                self._bar_offset = int(np.argmax(ev))
+            switch = self._meter_run >= TRIPLE_BEATS
+            if switch:
+                self._meter, self._meter_run = (3 if self._meter == 4 else 4), 0
         ev = self._bar_evidence3 if self._meter == 3 else self._bar_evidence
-        if not self._manual_bar:
+        if switch:
+            self._bar_offset = int(np.argmax(ev))           # counted anew: the best position of the new meter
+        elif not self._manual_bar:
             best = int(np.argmax(ev))
             cur = self._bar_offset
             if best != cur and ev[best] - ev[cur] > 0.15 * abs(ev[cur]) + 0.5:
@@ -669,7 +671,7 @@ def _margin(evidence: np.ndarray) -> float:
     return float(top[-1] - top[-2]) / (float(np.abs(evidence).mean()) + 1e-9)
 
 
-def _change(a: np.ndarray, b: np.ndarray) -> float:
+def chroma_change(a: np.ndarray, b: np.ndarray) -> float:
     """1 - cosine similarity of two chroma sums (0 where either is silent)."""
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     return 1.0 - float(a @ b) / (na * nb) if na > 1e-9 and nb > 1e-9 else 0.0
