@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vj.audio.analyzer import Analyzer  # noqa: E402
+from vj.audio.analyzer import Analyzer, AnalyzerSettings  # noqa: E402
 from vj.audio.beats import DOWNBEAT_WEIGHTS, chroma_change  # noqa: E402
 from vj.audio.decode import decode_file  # noqa: E402
 from vj.bench_beats import annotated_files, read_beats  # noqa: E402
@@ -30,7 +30,7 @@ from vj.config import AudioConfig  # noqa: E402
 
 CFG = AudioConfig()
 HOP_S = CFG.hop_samples / CFG.sample_rate_hz
-DELAY_S = 0.023          # the onset flux peaks this long after a note (AnalyzerSettings.flux_delay_s)
+DELAY_S = AnalyzerSettings().flux_delay_s     # the onset flux peaks this long after a note
 
 
 def heard(audio: Path) -> np.ndarray:
