@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vj.audio.analyzer import Analyzer, AnalyzerSettings  # noqa: E402
-from vj.audio.beats import DOWNBEAT_WEIGHTS, chroma_change  # noqa: E402
+from vj.audio.beats import DOWNBEAT_WEIGHTS, BeatSettings, bar_choice, chroma_change  # noqa: E402
 from vj.audio.decode import decode_file  # noqa: E402
 from vj.bench_beats import annotated_files, read_beats  # noqa: E402
 from vj.config import AudioConfig  # noqa: E402
@@ -93,18 +93,19 @@ def fit(x: np.ndarray, l2: float = 1e-2, steps: int = 400, rate: float = 0.5) ->
     return w / sd
 
 
-def bar_right(f: np.ndarray, pos: np.ndarray, w: np.ndarray, decay: float = 0.905) -> float:
-    """Share of beats (after two bars) at which the tracker's rule holds the true downbeat, averaged over the
-    four positions it could start from. `decay` is its leak per bar at 120 BPM (downbeat_memory_s 20 s)."""
+BAR_DECAY = float(np.exp(-2.0 / BeatSettings().bar_memory_s))    # the tracker's leak per bar at 120 BPM
+
+
+def bar_right(f: np.ndarray, pos: np.ndarray, w: np.ndarray, decay: float = BAR_DECAY) -> float:
+    """Share of beats (after two bars) at which the tracker's rule (`bar_choice`) holds the true downbeat,
+    averaged over the four positions it could start from. `decay`: the evidence's leak per bar."""
     score = np.nan_to_num(f) @ w
     shares = []
     for start in range(4):
         ev, cur, good = np.zeros(4), start, 0
         for i, (s, b) in enumerate(zip(score, pos)):
             ev[b - 1] = decay * ev[b - 1] + s
-            best = int(np.argmax(ev))
-            if best != cur and ev[best] - ev[cur] > 0.15 * abs(ev[cur]) + 0.5:
-                cur = best
+            cur = bar_choice(ev, cur)
             good += i >= 8 and cur == 0
         shares.append(good / max(len(score) - 8, 1))
     return float(np.mean(shares))

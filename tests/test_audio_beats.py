@@ -239,25 +239,29 @@ def test_downbeats_follow_the_chord_changes():
     assert total > 20 and ok / total >= 0.8, (ok, total)      # a quality target; measured 1.0
 
 
-def chord_bars(meter, bars, kick_on, bpm=120.0):
+def chord_bars(meter, bars, kick_on, bpm=120.0, lengths=None, settings=BeatSettings()):
     """Feed a tracker clicks at `bpm` whose chords alternate C major / A minor (two notes shared) by bars of
-    `meter` beats, with a kick only on beat `kick_on` (1-based) of each bar: (the tracker's state each hop,
-    click times, their beat in the bar)."""
+    `meter` beats (or of `lengths`, one per bar), with a kick only on beat `kick_on` (1-based) of each bar:
+    (the tracker's state each hop, click times, their beat in the bar)."""
     period = 60.0 / (bpm * HOP_S)
     c_major, a_minor = np.zeros(12), np.zeros(12)
     c_major[[0, 4, 7]] = 1.0
     a_minor[[9, 0, 4]] = 1.0
-    tracker = BeatTracker(HOP_S)
+    lengths = [meter] * bars if lengths is None else lengths
+    # The bar of each beat and its 0-based place in it, and the first beat after the last bar.
+    bar_of = np.append(np.repeat(np.arange(len(lengths)), lengths), len(lengths))
+    in_bar = np.append(np.concatenate([np.arange(n) for n in lengths]), 0)
+    tracker = BeatTracker(HOP_S, settings)
     states, times, pos = [], [], []
-    for n in range(1, int(bars * meter * period) + 1):
+    for n in range(1, int((len(bar_of) - 1) * period) + 1):
         beat = int(n // period)                                  # beats since the start, 0 = a bar start
         on = int(n - beat * period) == 0
-        chord = c_major if (beat // meter) % 2 == 0 else a_minor
-        kick = 2.0 if on and beat % meter == kick_on - 1 else 0.0
+        chord = c_major if bar_of[beat] % 2 == 0 else a_minor
+        kick = 2.0 if on and in_bar[beat] == kick_on - 1 else 0.0
         state = tracker.update(1.0 if on else 0.0, low=kick, mid=0.5 if on else 0.0, chroma=0.1 * chord)
         if on:
             times.append(n * HOP_S)
-            pos.append(beat % meter + 1)
+            pos.append(in_bar[beat] + 1)
         states.append(state)
     return states, np.array(times), np.array(pos)
 
@@ -273,6 +277,24 @@ def test_the_bar_follows_the_chords_over_a_lone_kick_on_beat_three():
     # the clicks), where the old weights put every one on beat 3, two beats (1.0 s) away.
     near = [min(abs(t - b) for b in bar_starts) for t in late]
     assert len(late) >= 10 and max(near) < 0.25 * 60.0 / 120.0, near
+
+
+@pytest.mark.parametrize("memory_s, follows", [(BeatSettings().bar_memory_s, True), (20.0, False)])
+def test_the_bar_follows_a_two_beat_bar_within_four_bars(memory_s, follows):
+    """Songs put in a bar of 2 (or drop a beat at a break): every later downbeat moves two beats. The bar
+    evidence forgets in `bar_memory_s` (6 s): each bar of 2 s keeps exp(-2/6) = 0.72 of the old sums, where
+    the 20 s the meter uses would keep 0.90. Measured: 2 downbeats after the bar of 2 still on the old count
+    at 6 s, 6 at 20 s; the test allows 4."""
+    lengths = [4] * 16 + [2] + [4] * 12
+    states, times, pos = chord_bars(4, 0, 1, lengths=lengths, settings=BeatSettings(bar_memory_s=memory_s))
+    bar_starts = times[pos == 1]
+    shift_s = bar_starts[16]                                     # the start of the bar of 2
+    downbeats = np.array([(i + 1) * HOP_S for i, s in enumerate(states) if s.downbeat])
+    late = downbeats[downbeats > shift_s + 2 * 0.5 + 4 * 2.0]   # after the bar of 2 and four bars of 4
+    near = np.array([np.min(np.abs(bar_starts - t)) for t in late])
+    assert len(late) >= 6
+    # a quarter beat (0.125 s) against the two beats (1 s) a downbeat on the old count is off by
+    assert bool(np.all(near < 0.125)) == follows, near
 
 
 def test_a_waltz_is_counted_in_three_and_four_four_stays_in_four():

@@ -18,8 +18,9 @@ DAFx 2009, the method behind BTrack, with a wider tempo range and a tempo prior)
   ahead, which `lookahead_s` uses to report them early.
 - Bars: beats are counted modulo `beats_per_bar`; the downbeat is the position whose beats score
   highest on harmonic change (over one beat and over two) and low-band onsets, less mid-band (snare)
-  ones, with weights fitted on the beat corpus (`DOWNBEAT_WEIGHTS`), summed over the last bars with a
-  slow leak. The same sums kept in threes say when to count in 3 (a waltz): `detect_triple`.
+  ones, with weights fitted on the beat corpus (`DOWNBEAT_WEIGHTS`), summed over the last few bars.
+  The same evidence summed in threes and fours with a slower leak says when to count in 3 (a waltz):
+  `detect_triple`.
 - Manual control wins over all of it: tap tempo, a set BPM, phase nudges, resync (the next beat is a
   downbeat) and lock (a free-running metronome at the current tempo and phase).
 
@@ -99,7 +100,13 @@ class BeatSettings:
     start_confidence: float = 0.25      # ... and it reports beats once its confidence first reaches this
     silence_hold_s: float = 30.0        # keep beating on the last tempo through this much silence
     confidence_s: float = 3.0           # smoothing of the confidence value
-    downbeat_memory_s: float = 20.0     # the downbeat evidence forgets with this time constant
+    downbeat_memory_s: float = 20.0     # the evidence that decides the meter (3 or 4) forgets this slowly ...
+    # ... and the evidence that places the downbeat this fast. At 20 s for both, the live analysis had the bar
+    # right at 0.67 of the beat corpus's beats it had right (downbeat F 0.603 / 0.623 on the FluidR3 / TimGM6mb
+    # renders); at 6 s, 0.73 (0.648 / 0.668), with the bar moving 3.3 times a minute instead of 1.9; 8 s scored
+    # lower on both, 4 s on one, moving 5-6 times a minute. The meter needs the long memory: at 6 s the jazz
+    # waltz lost its 3.
+    bar_memory_s: float = 6.0
     tap_timeout_s: float = 2.0          # a longer gap between taps starts a new tap sequence
     max_taps: int = 8                   # tempo from at most this many recent taps
 
@@ -194,8 +201,12 @@ class BeatTracker:
         self._confidence = 0.0
         self._chroma_sum = np.zeros(12)               # chroma summed over the current beat
         self._chroma_spans: list[np.ndarray] = []     # chroma of the last four complete beats
+        # Downbeat evidence summed per bar position, in fours and in threes: slowly forgotten for the meter,
+        # quickly for where the bar starts.
         self._bar_evidence = np.zeros(self.settings.beats_per_bar)
-        self._bar_evidence3 = np.zeros(3)            # the same evidence counted in threes
+        self._bar_evidence3 = np.zeros(3)
+        self._bar_recent = np.zeros(self.settings.beats_per_bar)
+        self._bar_recent3 = np.zeros(3)
         self._meter_run = 0                           # beats the other meter has led for
         self._bar_offset = 0                          # beat_index % beats_per_bar of downbeats
         self._manual_bar = False
@@ -608,7 +619,8 @@ class BeatTracker:
     def _downbeat_evidence(self) -> None:
         """Score the beat before last as a downbeat (kick near it, harmony changed at it) and the one before
         that for the harmony of the two beats from it against the two before (chords change on the bar or the
-        half bar); each bar position keeps the sum, leaking."""
+        half bar); each bar position keeps two leaking sums, a slow one for the meter and a fast one for the
+        downbeat."""
         st = self.settings
         span = self._chroma_sum
         self._chroma_spans = (self._chroma_spans + [span.copy()])[-4:]
@@ -631,10 +643,11 @@ class BeatTracker:
         w_kick, w_snare, w_change, w_change2 = DOWNBEAT_WEIGHTS
         evidence = w_kick * math.log1p(kick) + w_snare * math.log1p(snare) + w_change * change
         # Each position decays once per bar, when it gets its new evidence, so all of them stay comparable.
-        for ev in (self._bar_evidence, self._bar_evidence3):
+        for ev, mem in ((self._bar_evidence, st.downbeat_memory_s), (self._bar_evidence3, st.downbeat_memory_s),
+                        (self._bar_recent, st.bar_memory_s), (self._bar_recent3, st.bar_memory_s)):
             m = len(ev)
             pos = (self._beat_index - 1) % m                                        # the previous beat
-            ev[pos] = math.exp(-m * period * self.hop_s / st.downbeat_memory_s) * ev[pos] + evidence
+            ev[pos] = math.exp(-m * period * self.hop_s / mem) * ev[pos] + evidence
             ev[(pos - 1) % m] += w_change2 * change2                                # the beat before it
         switch = False
         if st.detect_triple and st.beats_per_bar == 4 and not self._manual_bar and self._beat_index >= 24:
@@ -644,14 +657,11 @@ class BeatTracker:
             switch = self._meter_run >= TRIPLE_BEATS
             if switch:
                 self._meter, self._meter_run = (3 if self._meter == 4 else 4), 0
-        ev = self._bar_evidence3 if self._meter == 3 else self._bar_evidence
+        ev = self._bar_recent3 if self._meter == 3 else self._bar_recent
         if switch:
             self._bar_offset = int(np.argmax(ev))           # counted anew: the best position of the new meter
         elif not self._manual_bar:
-            best = int(np.argmax(ev))
-            cur = self._bar_offset
-            if best != cur and ev[best] - ev[cur] > 0.15 * abs(ev[cur]) + 0.5:
-                self._bar_offset = best
+            self._bar_offset = bar_choice(ev, self._bar_offset)
 
     # ---- output --------------------------------------------------------------------------------
 
@@ -690,6 +700,15 @@ class BeatTracker:
     def _set_latest(self, state: BeatState) -> BeatState:
         self.latest = state
         return state
+
+
+def bar_choice(evidence: np.ndarray, current: int) -> int:
+    """The bar position to count from, given each position's summed downbeat evidence: the best one once it
+    leads the current one clearly (by 15 % of it and 0.5), else the current one."""
+    best = int(np.argmax(evidence))
+    if best != current and evidence[best] - evidence[current] > 0.15 * abs(evidence[current]) + 0.5:
+        return best
+    return current
 
 
 def _margin(evidence: np.ndarray) -> float:
