@@ -1,5 +1,5 @@
 """vj's beat network: the numpy step against torch's GRU, the live features against the training features,
-the shipped weights, and a missing weights file."""
+the shipped weights, a missing weights file, and the cue it gives the onset tracker."""
 
 import logging
 
@@ -86,3 +86,43 @@ def test_unreadable_weights_fall_back_to_onsets_with_a_warning(tmp_path, monkeyp
     assert "beat network weights" in caplog.text and str(bad) in caplog.text
     with pytest.raises((OSError, ValueError)):
         Analyzer(AudioConfig(), AnalyzerSettings(beat_network=True, beat_weights=str(bad)))
+
+
+def test_missing_weights_leave_the_default_analysis_on_onsets_alone(tmp_path, monkeypatch, caplog):
+    """The default analysis mixes the network's beat probability into the onset tracker's onset strength
+    (`beat_network_mix`); without readable weights it says so and tracks from onsets alone."""
+    assert Analyzer(AudioConfig())._net is not None                               # the shipped weights
+    monkeypatch.setattr(beatnet, "WEIGHTS", tmp_path / "absent.npz")
+    monkeypatch.setattr(beatnet, "_DEFAULT", None)
+    with caplog.at_level(logging.WARNING):
+        an = Analyzer(AudioConfig())
+    assert an._net is None and an.beats.pointer is None and "beat network weights" in caplog.text
+    assert Analyzer(AudioConfig(), AnalyzerSettings(beat_network_mix=0.0))._net is None
+
+
+def test_the_networks_cue_changes_what_the_onset_tracker_hears():
+    """Same audio, the onset tracker with and without the network's cue: with it, a hop's onset strength
+    rises by beat_network_mix times the network's beat probability, and nothing else changes."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(48000 * 6) * 0.05).astype(np.float32)
+    x[::24000] += 0.9                                                              # a click every half second
+    heard = {}
+    for mix in (0.0, 0.1):
+        an = Analyzer(AudioConfig(), AnalyzerSettings(beat_network_mix=mix))
+        odf, update = [], an.beats.update
+        an.beats.update = lambda o, **kw: (odf.append(o), update(o, **kw))[1]
+        an.process(x)
+        heard[mix] = np.array(odf)
+    net = beatnet.load_default()
+    feats = beatnet.BandFeatures(SR, FFT, np.hanning(FFT + 1)[:-1].astype(np.float32))
+    an = Analyzer(AudioConfig(), AnalyzerSettings(beat_network_mix=0.0))
+    b = []
+    step = an._onset
+    def onset(power, ref_db, gated):
+        p = net.step(feats.step(power))[0]                                         # every hop, as the analyzer
+        b.append(0.0 if gated else p)
+        return step(power, ref_db, gated)
+    an._onset = onset
+    an.process(x)
+    assert np.allclose(heard[0.1], heard[0.0] + 0.1 * np.array(b), atol=1e-9)
+    assert float(np.max(b)) > 0.5                                                  # the clicks are beats to it
