@@ -78,8 +78,8 @@ def test_synthetic_set_beat_scores(synthetic_scores):
     assert f >= 0.85 and cmlt >= 0.75 and amlt >= 0.85
     # Every piece is tracked at some metrical level (AMLt allows double / half tempo and the off-beat), or at
     # the annotated one for most of it ...
-    for name, (f, _, a) in synthetic_scores.items():
-        assert a >= 0.8 or f >= 0.8, (name, f, a)
+    for name, (f_piece, _, a) in synthetic_scores.items():
+        assert a >= 0.8 or f_piece >= 0.8, (name, f_piece, a)
     # ... and most at the annotated one.
     assert sum(v[0] >= 0.85 for v in synthetic_scores.values()) >= len(synthetic_scores) - 2
 
