@@ -149,12 +149,12 @@ class Analyzer:
         self._net = None
         if audio_cfg.beats_from not in ("onsets", "network"):
             raise ValueError(f"beats_from must be onsets or network, got {audio_cfg.beats_from!r}")
-        self._steer = st.beat_network or audio_cfg.beats_from == "network"     # the bar pointer decides beats
-        if self._steer or st.beat_network_mix > 0:
+        pointer_wanted = st.beat_network or audio_cfg.beats_from == "network"
+        if pointer_wanted or st.beat_network_mix > 0:
             self._net = BeatNet.load(st.beat_weights) if st.beat_weights else load_default()
         if self._net is not None:
             self._band_features = BandFeatures(sr, self.n_fft, self.window)
-        self._steer = self._steer and self._net is not None
+        self._steer = pointer_wanted and self._net is not None                 # the bar pointer decides beats
         if self._steer:
             self._pointer = BarPointer(self.hop_s)
 

@@ -443,13 +443,7 @@ class BeatTracker:
         if self._reacquire and self.settings.rescore_s > 0:
             self._rescore(period)
         future = np.concatenate((self._score, np.zeros(horizon)))
-        lo, hi, w = self._weights(period)
-        lags = np.arange(hi, lo - 1, -1)                                             # w's order
-        # Each future hop looks back at least `lo` hops, so `lo` of them at a time depend only on known ones.
-        for i in range(0, horizon, lo):
-            targets = np.arange(self._len + i, self._len + min(horizon, i + lo))
-            seen = future[targets[:, None] - lags[None, :]] * w                     # (chunk, n_lags)
-            future[targets] = self.settings.alpha * seen.max(axis=1)
+        self._fill_score(future, self._len, self._len + horizon, period)            # no new onsets
         steps = np.arange(1, horizon + 1, dtype=float)
         centre = self._last_beat + period - now                                      # hops from now
         sigma = period / 2
@@ -463,11 +457,22 @@ class BeatTracker:
 
     def _rescore(self, period: float) -> None:
         """Rebuild the cumulative score of the last `rescore_s` at `period` from the onset strength."""
-        a = self.settings.alpha
         _, hi, _ = self._weights(period)
         start = max(hi + 1, self._len - int(round(self.settings.rescore_s / self.hop_s)))
-        for i in range(start, self._len):
-            self._score[i] = (1.0 - a) * self._odf[i] + a * self._past_best(self._score, period, i)
+        self._fill_score(self._score, start, self._len, period, self._odf)
+
+    def _fill_score(self, score: np.ndarray, start: int, stop: int, period: float,
+                    odf: np.ndarray | None = None) -> None:
+        """score[start:stop] = (1 - a) * odf + a * max_v w(v) * score[n - v], in place (no odf: onsets of 0);
+        `start` must be at least the longest lag back. Each hop looks back at least `lo` hops, so `lo` of them
+        at a time depend only on hops already filled."""
+        a = self.settings.alpha
+        lo, hi, w = self._weights(period)
+        lags = np.arange(hi, lo - 1, -1)                                             # w's order
+        for i in range(start, stop, lo):
+            targets = np.arange(i, min(stop, i + lo))
+            best = (score[targets[:, None] - lags[None, :]] * w).max(axis=1)       # (chunk,)
+            score[targets] = a * best if odf is None else (1.0 - a) * odf[targets] + a * best
 
     def _internal_beat(self, n: int) -> None:
         self._score_confidence()
