@@ -9,8 +9,10 @@ what ran before them.
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,7 +30,9 @@ os.environ.setdefault("JACK_DEFAULT_SERVER", f"vjtest{os.getpid()}")
 # session (no mDNS here), set before any test can start it (tests/ndi_helpers.py says what it holds).
 from ndi_helpers import write_config  # noqa: E402
 
-write_config(Path(tempfile.mkdtemp(prefix="vj-ndi-")))
+_NDI_CONFIG = tempfile.mkdtemp(prefix="vj-ndi-")
+write_config(Path(_NDI_CONFIG))
+atexit.register(shutil.rmtree, _NDI_CONFIG, ignore_errors=True)     # the session's children have ended by then
 
 # The `vj` command caps glibc malloc's arenas before its first thread (vj.allocator); the tests that measure a
 # long show's memory (test_long_show.py) measure it the way the show runs.
