@@ -282,6 +282,35 @@ def test_the_bar_follows_the_chords_over_a_lone_kick_on_beat_three():
     assert len(late) >= 10 and max(near) < 0.25 * 60.0 / 120.0, near
 
 
+def test_a_downbeat_cue_places_the_bar_where_onsets_and_chords_say_nothing():
+    """Equal clicks over one chord: the onsets and chords give no bar. A downbeat probability on every fourth
+    click (the analyzer passes its beat network's) puts the downbeats on those clicks, wherever they are;
+    with `downbeat_cue_weight` 0 the cue is ignored."""
+    period = 60.0 / (120.0 * HOP_S)
+    chord = np.zeros(12)
+    chord[[0, 4, 7]] = 0.1
+    downbeats = {}
+    for weight in (0.0, BeatSettings().downbeat_cue_weight):
+        for cued in (1, 2):
+            tracker = BeatTracker(HOP_S, BeatSettings(downbeat_cue_weight=weight))
+            hops = int(48 * 4 * period)
+            found = []
+            for n in range(1, hops + 1):
+                beat = int(n // period)
+                on = int(n - beat * period) == 0
+                state = tracker.update(1.0 if on else 0.0, low=1.0 if on else 0.0, mid=0.5 if on else 0.0,
+                                       chroma=chord, downbeat=0.6 if on and beat % 4 == cued else 0.0)
+                if state.downbeat and n > 0.75 * hops:
+                    found.append(n / period)                  # in beats since the start
+            downbeats[weight, cued] = np.array(found)
+    for cued in (1, 2):
+        late = downbeats[BeatSettings().downbeat_cue_weight, cued]
+        # Within a quarter beat of a cued click: beat numbers near cued modulo 4.
+        off = (late - cued + 2.0) % 4.0 - 2.0
+        assert len(late) >= 10 and np.abs(off).max() < 0.25, off
+    assert np.array_equal(downbeats[0.0, 1], downbeats[0.0, 2])
+
+
 @pytest.mark.parametrize("memory_s, follows", [(BeatSettings().bar_memory_s, True), (20.0, False)])
 def test_the_bar_follows_a_two_beat_bar_within_four_bars(memory_s, follows):
     """Songs put in a bar of 2 (or drop a beat at a break): every later downbeat moves two beats. The bar

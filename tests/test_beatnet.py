@@ -102,27 +102,32 @@ def test_missing_weights_leave_the_default_analysis_on_onsets_alone(tmp_path, mo
 
 def test_the_networks_cue_changes_what_the_onset_tracker_hears():
     """Same audio, the onset tracker with and without the network's cue: with it, a hop's onset strength
-    rises by beat_network_mix times the network's beat probability, and nothing else changes."""
+    rises by beat_network_mix times the network's beat probability, the network's downbeat probability goes
+    to the bar evidence, and nothing else changes. Silent hops get neither."""
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(48000 * 6) * 0.05).astype(np.float32)
     x[::24000] += 0.9                                                              # a click every half second
-    heard = {}
+    x[48000 * 3:48000 * 4] = 0.0                                                   # and a silent second
+    heard, cue = {}, {}
     for mix in (0.0, 0.1):
         an = Analyzer(AudioConfig(), AnalyzerSettings(beat_network_mix=mix))
-        odf, update = [], an.beats.update
-        an.beats.update = lambda o, **kw: (odf.append(o), update(o, **kw))[1]
+        odf, downbeat, update = [], [], an.beats.update
+        an.beats.update = lambda o, **kw: (odf.append(o), downbeat.append(kw["downbeat"]), update(o, **kw))[2]
         an.process(x)
-        heard[mix] = np.array(odf)
+        heard[mix], cue[mix] = np.array(odf), np.array(downbeat)
     net = beatnet.load_default()
     feats = beatnet.BandFeatures(SR, FFT, np.hanning(FFT + 1)[:-1].astype(np.float32))
     an = Analyzer(AudioConfig(), AnalyzerSettings(beat_network_mix=0.0))
-    b = []
+    b, d = [], []
     step = an._onset
     def onset(power, ref_db, gated):
-        p = net.step(feats.step(power))[0]                                         # every hop, as the analyzer
-        b.append(0.0 if gated else p)
+        p = net.step(feats.step(power))                                            # every hop, as the analyzer
+        b.append(0.0 if gated else p[0])
+        d.append(0.0 if gated else p[1])
         return step(power, ref_db, gated)
     an._onset = onset
     an.process(x)
     assert np.allclose(heard[0.1], heard[0.0] + 0.1 * np.array(b), atol=1e-9)
-    assert float(np.max(b)) > 0.5                                                  # the clicks are beats to it
+    assert np.array_equal(cue[0.1], np.array(d)) and not cue[0.0].any()
+    assert float(np.max(b)) > 0.5 and float(np.max(d)) > 0.05                     # the clicks are beats to it
+    assert (np.array(b) == 0.0).sum() >= 48000 // 512 - 8                         # the silent second is gated

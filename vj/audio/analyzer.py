@@ -291,6 +291,7 @@ class Analyzer:
         # Kick drums and bass notes mark the beat in most music: the low band counts extra for the tracker.
         odf = 0.0 if gated else flux + st.beat_low_weight * band_flux[0]
         activation = None
+        downbeat = 0.0
         if self._net is not None:
             b, d = self._net.step(self._band_features.step(power))
             if self._steer:
@@ -298,8 +299,9 @@ class Analyzer:
                 activation = ((1.0 - w) * b + w * min(1.0, strength), (1.0 - w) * d)
             elif not gated:
                 odf += st.beat_network_mix * b
+                downbeat = d                    # one more term of the tracker's bar evidence
         beat = self.beats.update(odf, low=band_flux[0], mid=band_flux[1], chroma=chroma, silent=gated,
-                                 activation=activation)
+                                 activation=activation, downbeat=downbeat)
         buildup, drop, breakdown = self._section
         return Features(
             t_s=t_s, level=self._level, rms_db=rms_db, bass=float(self._bands[0]), mid=float(self._bands[1]),
