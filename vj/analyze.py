@@ -12,6 +12,7 @@ import numpy as np
 from vj.audio.analyzer import Analyzer, AnalyzerSettings
 from vj.audio.beats import BeatSettings
 from vj.audio.decode import decode_file
+from vj.audio.downmix import downmix
 from vj.config import AudioConfig
 
 
@@ -65,7 +66,7 @@ def analyze_file(path: str | os.PathLike, beats_out: str | os.PathLike | None = 
     - onsets: one onset time per line, seconds;
     - tempo: one line per beat, `time_s<TAB>bpm<TAB>confidence`.
     """
-    mono = decode_file(path, audio_cfg.sample_rate_hz).mean(axis=1)
+    mono = downmix(decode_file(path, audio_cfg.sample_rate_hz))
     result = analyze_samples(mono, audio_cfg, settings=settings)
     if beats_out is not None:
         _write(beats_out, (f"{t:.4f}\t{b}" for t, b in zip(result.beats_s, result.beat_in_bar)))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vj.audio.downmix import StreamDownmix
 from vj.chunks import render_live_span, render_span
 from vj.config import RenderConfig
 from vj.control.state import is_command
@@ -173,6 +174,7 @@ class LiveReplayProgram:
     def __init__(self, session: Session, events: _Events | None, samples: np.ndarray, fps: float):
         frames = session.frames
         self.fps, self.samples, self.events, self.frames = fps, samples, events, frames
+        self._downmix = StreamDownmix(samples)
         self.n_live = len(frames)
         index = {f.i: n for n, f in enumerate(frames)}
         self._takes = [index.get(f.model) if f.model is not None else None for f in frames]
@@ -213,7 +215,7 @@ class LiveReplayProgram:
         return self.frames[n].audio if n >= 0 else 0
 
     def mono(self, n: int) -> np.ndarray:
-        return _block(self.samples, self._audio_end(n - 1), self._audio_end(n)).mean(axis=1)
+        return self._downmix(self._audio_end(n - 1), self._audio_end(n))
 
     def audio(self, k: int) -> np.ndarray:
         """The session's samples from output frame k - 1's live frame to output frame k's (none after the first of
@@ -235,6 +237,7 @@ class ReplayProgram:
         sr = session.sample_rate_hz
         total = session.frames[-1].audio
         self.fps, self.samples, self.events = fps, samples, events
+        self._downmix = StreamDownmix(samples)
         self.n_frames = max(1, math.ceil(total / sr * fps))
         self._ends = [min(int(round((j + 1) / fps * sr)), total) for j in range(self.n_frames)]
         pending = list(session.events)
@@ -260,7 +263,7 @@ class ReplayProgram:
         return _block(self.samples, self._ends[j - 1] if j else 0, self._ends[j])
 
     def mono(self, j: int) -> np.ndarray:
-        return self.audio(j).mean(axis=1)
+        return self._downmix(self._ends[j - 1] if j else 0, self._ends[j])
 
 
 def _replay_fixed(session: Session, engine: Engine, events: _Events, recorder: Recorder, samples: np.ndarray,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vj.audio.downmix import Downmix, downmix
 from vj.audio.features import Features
 from vj.audio.sources import load_track, open_source
 from vj.chunks import render_span
@@ -160,7 +161,7 @@ class TrackProgram:
     def __init__(self, track: Track, fps: float, sample_rate_hz: int, player=None):
         self.track, self.fps, self.player = track, fps, player
         self.n_frames = track.n_frames
-        self._mono = track.seg.mean(axis=1)
+        self._mono = downmix(track.seg)
         seg_len = len(track.seg)
         self._ends = [min(int(round((i + 1) / fps * sample_rate_hz)), seg_len) for i in range(self.n_frames)]
 
@@ -194,7 +195,7 @@ def track_program(engine: Engine, track: Track, preset: str, fps: float, timelin
     engine.load_preset(preset)
     player = None
     if timeline is not None:
-        player = prepare_timeline(timeline, engine, track.samples.mean(axis=1), fps,
+        player = prepare_timeline(timeline, engine, downmix(track.samples), fps,
                                   start_s=track.start / engine.audio_cfg.sample_rate_hz, audio_cfg=engine.audio_cfg)
     return TrackProgram(track, fps, engine.audio_cfg.sample_rate_hz, player)
 
@@ -322,6 +323,7 @@ class LiveShow:
         self.clock = FrameClock()
         self.stats = FrameStats()
         self.frames = 0
+        self._downmix = Downmix()                 # the input to mono for the analysis, from the first frame on
         self._rec_frames = 0
         self._rec_t0 = 0.0
         self._midi_bpm = 0.0
@@ -411,7 +413,7 @@ class LiveShow:
         if self.session is not None:         # the show analyses exactly the samples the session keeps
             block = self.session.input(self.frames, _stereo(block))
         rec = FrameRecord(time.monotonic(), self.source.samples_read)
-        mono = block.mean(axis=1) if block.ndim == 2 else block
+        mono = self._downmix(block)
         # Beats are reported this much early (with /audio/lookahead_auto), to be seen when they sound.
         if self.frames % 16 == 0:
             self.latency.input_latency_s = self.source.input_latency_s
