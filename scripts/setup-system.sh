@@ -5,7 +5,8 @@ set -euo pipefail
 # GL through Mesa (EGL headless, GLX under Xvfb), a virtual display for window tests, audio servers and
 # PortAudio for live input, liblo's oscsend/oscdump and ffprobe for the tests, xwd for screenshots,
 # chromium and its driver for the web page test, iproute2 for the tests' loopback-only network namespace,
-# FluidSynth and a small General MIDI soundfont for the beat corpus test (scripts/beat-corpus.py).
+# FluidSynth and a small General MIDI soundfont for the beat corpus test (scripts/beat-corpus.py), libopenmpt
+# for the tracker-module corpus test (scripts/module-corpus.py).
 PKGS=(
   libegl1 libegl-mesa0 libgl1 libglx-mesa0 libgl1-mesa-dri
   xvfb xauth x11-apps
@@ -13,7 +14,7 @@ PKGS=(
   liblo-tools ffmpeg sox
   iproute2
   chromium chromium-driver
-  fluidsynth timgm6mb-soundfont
+  fluidsynth timgm6mb-soundfont libopenmpt0
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
