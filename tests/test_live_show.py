@@ -202,3 +202,31 @@ def test_a_stalled_live_frame_shows_on_the_hud(xvfb_display, monkeypatch, tmp_pa
         assert "frame loop stalled" in hud and "stall_the_frame_loop" in hud
     finally:
         show.close()
+
+
+def test_an_input_out_of_polarity_is_named_on_the_hud_and_still_heard(xvfb_display, monkeypatch, tmp_path):  # noqa: F811
+    """A file whose right channel is the left inverted (a miswired cable): the HUD says so in red within the
+    first segments, and the analysis hears the clicks (the channels' mean alone would be silence)."""
+    import wave
+    monkeypatch.setenv("DISPLAY", xvfb_display)
+    sr = AudioConfig().sample_rate_hz
+    left = np.zeros(3 * sr, np.float32)
+    for k in range(0, len(left) - 400, sr // 4):
+        left[k:k + 400] = 0.8 * np.sin(2 * np.pi * 80 * np.arange(400) / sr)
+    path = tmp_path / "inverted.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.stack((left, -left), axis=1) * 32767).astype("<i2").tobytes())
+    show = LiveShow(str(path), "default", RenderConfig(width_px=160, height_px=90), AudioConfig(),
+                    ControlConfig(osc_port=0))
+    try:
+        onsets, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 1.5:
+            show.frame()
+            onsets += int(show.engine.features.onset)
+        assert any("out of polarity" in e for e in show.hud_stats()["errors"])
+        assert onsets >= 2
+    finally:
+        show.close()
