@@ -605,7 +605,7 @@ class LiveShow:
         if self.outputs is not None and self.outputs.last_error:
             errors.append(f"outputs: {self.outputs.last_error}")
         if self._downmix.inverted:
-            errors.append("audio: the input's two channels are out of polarity; analysing left minus right")
+            errors.append("audio: the input's two channels cancel (one out of polarity); analysing the left alone")
         now = time.monotonic()
         errors += [note[0] for note in (engine.model_note, self._stall_note) if note and now - note[1] < NOTE_S]
         lat = self.latency

@@ -1,4 +1,4 @@
-"""Downmix: stereo to mono for the analysis, hearing a pair whose channels are out of polarity."""
+"""Downmix: stereo to mono for the analysis, still hearing a pair whose channels cancel (out of polarity)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SEGMENT = 2048          # samples: the polarity is judged at every multiple of this in the stream, ...
-MEMORY_SEGMENTS = 32    # ... on correlation sums that forget with this time constant (1.4 s at 48 kHz)
+MEMORY_SEGMENTS = 96    # ... on correlation sums that forget with this time constant (4.1 s at 48 kHz)
 # A pair out of polarity (a miswired cable, a channel inverted at the desk, a module in surround) cancels in
-# the mean: the kick, the bass and the vocal, which mixes put in the middle, are gone, and only what is wide
-# in the stereo image is left (a surround-panned module: -90 dBFS for 75 s at -24 dBFS a channel). Mixes
-# correlate positively; below FLIP_BELOW the analysis hears left minus right, and from UNFLIP_ABOVE on the
-# mean again.
-FLIP_BELOW = -0.6
-UNFLIP_ABOVE = -0.2
+# the mean: what mixes put in the middle (kick, bass, vocal) is gone (a surround-panned module: -90 dBFS for
+# 75 s at -24 dBFS a channel). Music alone is anti-correlated too, for seconds: over 4 s, 8 of the beat
+# corpus's 128 renders went below -0.6 and the lowest reached -0.86 (the other 80 modules: -0.07), and
+# switching there cost them F (at -0.6 over 1.4 s: st_misty_forest 0.90 -> 0.74 hearing the left channel,
+# 0.90 -> 0 hearing left minus right, which drops the middle). So only a near cancellation counts (the
+# surround module: -1.00): below FLIP_BELOW the analysis hears the left channel alone (the middle of the mix
+# at full level, whichever channel is inverted), from UNFLIP_ABOVE on the mean again.
+FLIP_BELOW = -0.95
+UNFLIP_ABOVE = -0.8
 QUIET = 1e-8            # mean square per sample below which a channel counts as silent (-80 dBFS)
 
 
 class Downmix:
     """`(n, channels)` float samples in, `(n,)` float32 out: the channels' mean, or for a stereo pair whose
-    channels have been out of polarity, half of left minus right.
+    channels have cancelled (out of polarity), the left channel.
 
     The choice changes only at stream positions that are multiples of SEGMENT, on sums over the samples
     before them, so any split of the same stream into blocks gives the same output (live and offline agree).
@@ -37,7 +40,7 @@ class Downmix:
         self._pos = 0                         # samples seen
         self._seg = np.zeros(3)               # this segment's sums: L*R, L*L, R*R
         self._sums = np.zeros(3)              # the forgetting sums over past segments
-        self.inverted = False                 # hearing left minus right
+        self.inverted = False                 # hearing the left channel alone
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         x = np.asarray(samples, dtype=np.float32)
@@ -50,8 +53,7 @@ class Downmix:
         while i < len(x):
             part = x[i:i + SEGMENT - self._pos % SEGMENT]
             left, right = part[:, 0], part[:, 1]
-            out[i:i + len(part)] = (left - right) * np.float32(0.5) if self.inverted else part.mean(
-                axis=1, dtype=np.float32)
+            out[i:i + len(part)] = left if self.inverted else part.mean(axis=1, dtype=np.float32)
             l64, r64 = left.astype(np.float64), right.astype(np.float64)
             self._seg += (float(l64 @ r64), float(l64 @ l64), float(r64 @ r64))
             self._pos += len(part)
@@ -70,8 +72,8 @@ class Downmix:
         corr = lr / math.sqrt(ll * rr)
         if not self.inverted and corr < FLIP_BELOW:
             self.inverted = True
-            log.warning("audio: the input's two channels are out of polarity (correlation %.2f): the analysis "
-                        "hears left minus right; check the cable or the desk's phase switch", corr)
+            log.warning("audio: the input's two channels cancel (correlation %.2f): one is out of polarity; the "
+                        "analysis hears the left channel alone; check the cable or the desk's phase switch", corr)
         elif self.inverted and corr > UNFLIP_ABOVE:
             self.inverted = False
             log.info("audio: the input's channels are in polarity again (correlation %.2f)", corr)
