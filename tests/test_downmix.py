@@ -9,7 +9,8 @@ import wave
 import numpy as np
 
 from vj.analyze import analyze_file
-from vj.audio.downmix import SEGMENT, Downmix, StreamDownmix, downmix
+from vj.audio.downmix import SEGMENT, Downmix, downmix
+from vj.replay import SessionMono
 
 SR = 48000
 
@@ -79,7 +80,7 @@ def test_any_split_into_blocks_gives_the_same_output():
     assert not np.array_equal(whole, x.mean(axis=1, dtype=np.float32))       # both switches happen in it
     for sizes in ([256], [1024, 37, 4096], [SR], [1, 2047, 2049]):
         assert np.array_equal(in_blocks(x, sizes), whole), sizes
-    replay = StreamDownmix(x)
+    replay = SessionMono(x)
     bounds = [0, 5000, 90000, 100000, 200000, len(x) + 300]        # past the end: silence
     pieces = {(a, b): replay(a, b) for a, b in zip(bounds[1:-1][::-1], bounds[2:][::-1])}   # out of order
     pieces.update({(a, b): replay(a, b) for a, b in zip(bounds[:-1], bounds[1:])})          # then in order

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vj.audio.downmix import StreamDownmix
+from vj.audio.downmix import Downmix
 from vj.chunks import render_live_span, render_span
 from vj.config import RenderConfig
 from vj.control.state import is_command
@@ -118,6 +118,25 @@ def _block(samples: np.ndarray, start: int, end: int) -> np.ndarray:
     return out
 
 
+class SessionMono:
+    """Slices of the session's audio mixed down as the live show heard them from its start (vj.audio.downmix):
+    asked in order, the downmix goes on; asked out of order (a chunk of a split render), it runs again from the
+    start."""
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self.samples = samples                # (n, channels)
+        self._mix = Downmix()
+        self._end = 0
+
+    def __call__(self, start: int, end: int) -> np.ndarray:
+        if start != self._end:
+            self._mix.reset()
+            for i in range(0, start, 1 << 20):                     # a million samples at a time
+                self._mix(_block(self.samples, i, min(start, i + (1 << 20))))
+        self._end = end
+        return self._mix(_block(self.samples, start, end))
+
+
 def replay_config(session: Session, size: tuple[int, int] | None = None, render_scale: float | None = None,
                   encoder_preset: str | None = None) -> RenderConfig:
     """The session's render settings with a replay's overrides: size, render scale, encoder preset."""
@@ -174,7 +193,7 @@ class LiveReplayProgram:
     def __init__(self, session: Session, events: _Events | None, samples: np.ndarray, fps: float):
         frames = session.frames
         self.fps, self.samples, self.events, self.frames = fps, samples, events, frames
-        self._downmix = StreamDownmix(samples)
+        self._downmix = SessionMono(samples)
         self.n_live = len(frames)
         index = {f.i: n for n, f in enumerate(frames)}
         self._takes = [index.get(f.model) if f.model is not None else None for f in frames]
@@ -237,7 +256,7 @@ class ReplayProgram:
         sr = session.sample_rate_hz
         total = session.frames[-1].audio
         self.fps, self.samples, self.events = fps, samples, events
-        self._downmix = StreamDownmix(samples)
+        self._downmix = SessionMono(samples)
         self.n_frames = max(1, math.ceil(total / sr * fps))
         self._ends = [min(int(round((j + 1) / fps * sr)), total) for j in range(self.n_frames)]
         pending = list(session.events)

@@ -82,24 +82,3 @@ class Downmix:
 def downmix(samples: np.ndarray) -> np.ndarray:
     """A whole stream's `(n, channels)` samples to `(n,)`, as the live show would hear it from its start."""
     return Downmix()(samples)
-
-
-class StreamDownmix:
-    """Slices of one recorded stream's downmix, each as the live show heard it from the stream's start: asked
-    in order, it goes on; asked out of order (a chunk of a split render), it runs again from the start."""
-
-    def __init__(self, samples: np.ndarray) -> None:
-        self.samples = samples                # (n, channels)
-        self._mix = Downmix()
-        self._end = 0
-
-    def __call__(self, start: int, end: int) -> np.ndarray:
-        if start != self._end:
-            self._mix.reset()
-            for i in range(0, start, 1 << 20):                     # a million samples at a time
-                self._mix(self.samples[i:min(start, i + (1 << 20))])
-        block = self.samples[start:end]
-        if len(block) < end - start:                                # silence past the end
-            block = np.concatenate([block, np.zeros((end - start - len(block), self.samples.shape[1]), np.float32)])
-        self._end = end
-        return self._mix(block)
