@@ -123,6 +123,22 @@ def test_beat_phase_rises_through_each_beat_and_wraps_on_beats():
     assert all(t >= f.t_s - HOP_S for t, f in zip(nxt, [f for f in feats if not f.beat]))
 
 
+def test_a_click_track_in_digital_silence_starts_within_a_few_beats():
+    """5 ms clicks with exact zeros between (a DAW's metronome) are 3-4 loud hops a beat; the gaps between them
+    count towards the 2 s warm-up (`GAP_HEARD_S`). Counting loud hops only, the first beat came at 22.2 s."""
+    x = np.zeros(int(12.0 * SR), np.float32)
+    burst = np.sin(2 * np.pi * 2000 * np.arange(int(0.005 * SR)) / SR).astype(np.float32)
+    clicks_s = np.arange(0.25, 11.9, 0.5)
+    for t in clicks_s:
+        i = int(round(t * SR))
+        x[i:i + len(burst)] += 0.5 * burst
+    beats = analyze_samples(x, CFG).beats_s
+    # 4 s: warm-up 2 s, then the confidence reaches its start level within 3-4 beats (measured: 3.24 s)
+    assert len(beats) > 10 and beats[0] < 4.0
+    # on the clicks: the hop (10.7 ms) and the reporting offset for real notes (flux_delay_s, 23 ms) apart
+    assert np.abs(beats[:, None] - clicks_s[None, :]).min(axis=1).max() < 0.035
+
+
 def test_silence_gives_no_beats_no_tempo_and_no_onsets():
     for x in (np.zeros(10 * SR, np.float32),
               (np.random.default_rng(2).standard_normal(10 * SR) * 10 ** (-75 / 20)).astype(np.float32)):

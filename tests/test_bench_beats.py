@@ -115,3 +115,30 @@ def test_vj_bench_beats_needs_a_folder(tmp_path, capsys):
     assert main(["bench", "beats"]) == 1
     assert main(["bench", "beats", str(tmp_path)]) == 1            # no annotated audio in it
     assert "no audio file with a .beats file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, network_f", [("lookahead_s=0.1", 0.0), ("flux_delay_s=0.123", 0.9)])
+def test_vj_bench_beats_set_changes_vjs_analysis(folder, capsys, setting, network_f):
+    """`--set` reaches the beat tracker (lookahead_s: both of vj's rows) and the analyzer (flux_delay_s: the
+    onsets row; the network row has its own delay): beats reported 100 ms early fall outside mir_eval's +-70 ms
+    window (F 0) where the defaults put them on the clicks."""
+    name = "clicks_120bpm_4-4"
+    default = analyze_file(folder / f"{name}.wav")
+    assert score(read_beats(folder / f"{name}.beats"), Beats(default.beats_s, default.beat_in_bar)).f > 0.9
+    assert main(["bench", "beats", str(folder), "--only", name, "--set", setting]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"vj bench beats: vj's analysis with {setting}"
+    line = next(line for line in out if line.startswith(name))
+    onsets_f, net_f = (float(line.split(" | ")[c].split()[0]) for c in (1, 2))
+    assert onsets_f == 0.0 and (net_f == 0.0 if network_f == 0.0 else net_f > network_f), line
+
+
+@pytest.mark.parametrize("setting, says", [("no_such_setting=1", "KEY a setting of the analyzer"),
+                                           ("lookahead_s", "KEY a setting of the analyzer"),
+                                           ("lookahead_s=__import__('os')", "is not a float"),
+                                           ("lookahead_s=nan", "is not a float"),
+                                           ("detect_triple=maybe", "is not a bool"),
+                                           ("beats_per_bar=3.5", "is not a int")])
+def test_vj_bench_beats_set_refuses_what_is_not_a_setting(folder, capsys, setting, says):
+    assert main(["bench", "beats", str(folder), "--set", setting]) == 1
+    assert says in capsys.readouterr().err

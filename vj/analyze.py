@@ -59,7 +59,8 @@ def analyze_samples(mono: np.ndarray, audio_cfg: AudioConfig = AudioConfig(),
 
 def analyze_file(path: str | os.PathLike, beats_out: str | os.PathLike | None = None,
                  onsets_out: str | os.PathLike | None = None, tempo_out: str | os.PathLike | None = None,
-                 audio_cfg: AudioConfig = AudioConfig(), settings: AnalyzerSettings = AnalyzerSettings()) -> Analysis:
+                 audio_cfg: AudioConfig = AudioConfig(), settings: AnalyzerSettings = AnalyzerSettings(),
+                 beat_settings: BeatSettings = BeatSettings()) -> Analysis:
     """Analyse an audio file (anything `decode_file` reads) and write the requested text files:
 
     - beats: one beat per line, `time_s<TAB>beat_in_bar` (1 = downbeat);
@@ -67,7 +68,7 @@ def analyze_file(path: str | os.PathLike, beats_out: str | os.PathLike | None = 
     - tempo: one line per beat, `time_s<TAB>bpm<TAB>confidence`.
     """
     mono = downmix(decode_file(path, audio_cfg.sample_rate_hz))
-    result = analyze_samples(mono, audio_cfg, settings=settings)
+    result = analyze_samples(mono, audio_cfg, beat_settings=beat_settings, settings=settings)
     if beats_out is not None:
         _write(beats_out, (f"{t:.4f}\t{b}" for t, b in zip(result.beats_s, result.beat_in_bar)))
     if onsets_out is not None:

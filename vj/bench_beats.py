@@ -163,18 +163,62 @@ def summary(results: Sequence[FileResult], trackers: Sequence[Tracker]) -> str:
     return "\n".join(lines)
 
 
-def vj_tracker(name: str = "vj", **settings) -> Tracker:
-    """vj's live analysis exactly as `vj analyze` runs it, with `settings` (AnalyzerSettings fields) changed."""
+def vj_tracker(name: str = "vj", beat_settings: dict | None = None, **settings) -> Tracker:
+    """vj's live analysis exactly as `vj analyze` runs it, with `settings` (AnalyzerSettings fields) and
+    `beat_settings` (BeatSettings fields) changed."""
     from vj.analyze import analyze_file
     from vj.audio.analyzer import AnalyzerSettings
+    from vj.audio.beats import BeatSettings
 
     chosen = AnalyzerSettings(**settings)
+    beats = BeatSettings(**(beat_settings or {}))
 
     def track(path: Path) -> Beats:
-        a = analyze_file(path, settings=chosen)
+        a = analyze_file(path, settings=chosen, beat_settings=beats)
         return Beats(a.beats_s, a.beat_in_bar)
 
     return Tracker(name, True, track)
+
+
+def tracker_settings(items: Sequence[str]) -> tuple[dict, dict]:
+    """`KEY=VALUE` strings (`vj bench beats --set`) as (AnalyzerSettings, BeatSettings) keyword arguments.
+    Each value is read as its field's type (a number, true / false, a word); nothing is evaluated."""
+    import dataclasses
+
+    from vj.audio.analyzer import AnalyzerSettings
+    from vj.audio.beats import BeatSettings
+
+    out: tuple[dict, dict] = ({}, {})
+    for item in items:
+        key, sep, text = (x.strip() for x in item.partition("="))
+        for kwargs, cls in zip(out, (AnalyzerSettings, BeatSettings)):
+            field = next((f for f in dataclasses.fields(cls) if f.name == key), None)
+            if sep and field is not None:
+                kwargs[key] = _typed(key, text, getattr(cls(), key))
+                break
+        else:
+            raise ValueError(f"--set wants KEY=VALUE with KEY a setting of the analyzer or the beat tracker "
+                             f"(vj/audio/analyzer.py AnalyzerSettings, vj/audio/beats.py BeatSettings), got {item!r}")
+    return out
+
+
+def _typed(key: str, text: str, default):
+    """`text` as the type of `default` (bool, int, float or str)."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0", "on", "off"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "on")
+        if isinstance(default, (int, float)):
+            value = type(default)(text)
+            if not math.isfinite(value):
+                raise ValueError(text)
+            return value
+        if isinstance(default, str):
+            return text
+    except ValueError:
+        pass
+    raise ValueError(f"--set {key}: {text!r} is not a {type(default).__name__} (the default is {default!r})")
 
 
 def _import_madmom() -> bool:
@@ -214,11 +258,14 @@ def madmom_tracker() -> Tracker | None:
     return Tracker("madmom online", True, track)
 
 
-def installed_trackers(weights: str = "") -> list[Tracker]:
+def installed_trackers(weights: str = "", settings: Sequence[str] = ()) -> list[Tracker]:
     """vj as it runs by default (beats from onsets), vj with its beat network and bar pointer (`weights`:
-    another weights file than the shipped one), and the references that import."""
+    another weights file than the shipped one), and the references that import. `settings`: `KEY=VALUE`
+    changes to vj's analyzer and beat tracker (`tracker_settings`), for both of vj's rows."""
+    analyzer, beats = tracker_settings(settings)
     net = f"vj network ({Path(weights).name})" if weights else "vj network"
-    return [t for t in (vj_tracker("vj onsets"), vj_tracker(net, beat_network=True, beat_weights=weights),
+    return [t for t in (vj_tracker("vj onsets", beats, **analyzer),
+                        vj_tracker(net, beats, **{"beat_network": True, "beat_weights": weights, **analyzer}),
                         madmom_tracker()) if t is not None]
 
 

@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", default="fp32,bf16,fp16", help="model: comma-separated precisions")
     bench.add_argument("--threads", type=int, default=None, help="model: torch threads (default: torch's)")
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="model: a generator setting, as in a preset's [model] table (repeatable)")
+                       help="model: a generator setting, as in a preset's [model] table; beats: a setting of vj's "
+                            "analyzer or beat tracker, e.g. phase_hold_s=0 (repeatable)")
     bench.add_argument("--datagrams", type=int, default=1_000_000, help="osc: datagrams to send")
     bench.add_argument("--size", type=_size, default=None, help="WxH (stages, latency: default 1280x720); "
                        "model: the network's resolution N (default 256)")
@@ -517,7 +518,13 @@ def _dispatch(args) -> int:
             from vj.bench_beats import installed_trackers
 
             only = [n for n in args.only.split(",") if n]
-            print_beat_bench(args.folder, installed_trackers(args.beatnet), only=only)
+            try:
+                trackers = installed_trackers(args.beatnet, args.set)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            if args.set:
+                print(f"vj bench beats: vj's analysis with {', '.join(args.set)}")
+            print_beat_bench(args.folder, trackers, only=only)
             return 0
         if args.what == "analysis":
             from vj.audio.bench import print_analysis_bench

@@ -53,6 +53,7 @@ DOWNBEAT_WEIGHTS = (1.4, -0.4, 11.0, 31.0)
 # 8 beats in 3 of the 6 renders in 3/4 (the jazz waltz in both soundfonts, the country waltz in one).
 TRIPLE_LEAD = 0.3
 TRIPLE_BEATS = 8
+GAP_HEARD_S = 1.5        # the longest silence between sounds that still counts towards `warmup_s` (a beat at 40 BPM)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ class BeatTracker:
         self._full_norm: np.ndarray | None = None
         self._warmup = int(round(st.warmup_s / hop_s))
         self._hold = int(round(st.silence_hold_s / hop_s))
+        # Gaps this short between sounds count as heard: a click track in digital silence is 3-4 loud hops a beat.
+        self._gap = int(round(GAP_HEARD_S / hop_s))
         self._conf_a = 1.0 - math.exp(-hop_s / st.confidence_s)
         self.pointer = pointer
         self.reset()
@@ -341,6 +344,8 @@ class BeatTracker:
         self._filled += 1
         if silent:
             self._quiet += 1
+            if self._heard and self._quiet <= self._gap:
+                self._heard += 1
         else:
             self._quiet = 0
             self._heard += 1
