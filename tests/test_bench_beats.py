@@ -26,7 +26,7 @@ def _grid(period_s: float, until_s: float, per_bar: int = 4, offset_s: float = 0
 def test_scores_have_known_answers():
     ref = _grid(0.5, 30.0)
     same = score(ref, ref)
-    assert (same.f, same.cmlt, same.amlt, same.downbeat_f) == (1.0, 1.0, 1.0, 1.0)
+    assert (same.f, same.cmlt, same.amlt, same.downbeat_f, same.switch) == (1.0, 1.0, 1.0, 1.0, 1.0)
 
     # Half a beat late: no beat within 70 ms, continuous only at the off-beat level AMLt allows (mir_eval's
     # off-beat reference ends half a beat before the annotation, so the late tracker stops there too).
@@ -40,10 +40,16 @@ def test_scores_have_known_answers():
 
     # Downbeats one beat late: beats perfect, bars all wrong.
     shifted_bars = score(ref, Beats(ref.times_s, np.roll(ref.in_bar, 1)))
-    assert shifted_bars.f == 1.0 and shifted_bars.downbeat_f == 0.0
+    assert shifted_bars.f == 1.0 and shifted_bars.downbeat_f == 0.0 and shifted_bars.switch == 0.0
+
+    # Bars right for the first 15 s, one beat late after: of the tracker's 12 downbeats from 5 s on (6, 8, ...,
+    # 14 s on the annotated ones; 16.5, 18.5, ..., 28.5 s a beat late), 5 are where a switch should land.
+    half_right = np.where(ref.times_s < 15.0, ref.in_bar, np.roll(ref.in_bar, 1))
+    assert score(ref, Beats(ref.times_s, half_right)).switch == pytest.approx(5 / 12)
 
     # No bars from the tracker: no downbeat score. Wrong beats in the first 5 s do not count.
     assert math.isnan(score(ref, Beats(ref.times_s, None)).downbeat_f)
+    assert math.isnan(score(ref, Beats(ref.times_s, None)).switch)
     late = ref.times_s >= 5.0
     early_noise = np.concatenate((np.arange(0.1, 5.0, 0.37), ref.times_s[late]))
     assert score(ref, Beats(early_noise, None)).f == 1.0
@@ -94,7 +100,7 @@ def test_the_table_has_a_row_per_annotated_file_and_the_means(folder, capsys):
     assert len(rows) == 3 and rows[-1].startswith("mean of 2 files")
     for line in rows:
         cells = [c.split() for c in line.split(" | ")[1:]]
-        assert cells == [["1.000"] * 4, ["0.000", "0.000", "1.000", "0.000"]], line
+        assert cells == [["1.000"] * 5, ["0.000", "0.000", "1.000", "0.000", "0.000"]], line
     assert any(line.startswith("CPU s per s of audio") for line in out)
 
 

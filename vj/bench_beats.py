@@ -4,7 +4,9 @@ Every AUDIO file in DIR with a NAME.beats beside it (the format `vj analyze --be
 optionally the beat in the bar, 1 = downbeat) is tracked and scored with mir_eval as the beat-tracking
 literature does: F-measure at +-70 ms, CMLt and AMLt (continuity at the annotated metrical level, and at
 the allowed ones: double, half, off-beat), beats before 5 s ignored (mir_eval.beat.trim_beats). Downbeat F
-is the same F-measure on the beats marked 1, where both the annotation and the tracker give bars.
+is the same F-measure on the beats marked 1, where both the annotation and the tracker give bars, and "sw" the
+share of the tracker's downbeats (from 5 s on) within 70 ms of an annotated one: where a scene switch
+quantised to the bar (`/preset/quantize bar`) lands on a downbeat.
 
 vj's row is `vj analyze`'s own code path (vj.analyze.analyze_file: the live, causal analysis, block by
 block). madmom's online tracker (LSTM activations, forward DBN) is a reference when madmom (or
@@ -44,6 +46,7 @@ class Score:
     cmlt: float
     amlt: float
     downbeat_f: float                # nan where the annotation or the tracker has no bars
+    switch: float = math.nan         # share of the tracker's downbeats on an annotated one (nan: no bars)
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ def read_beats(path: str | os.PathLike) -> Beats:
 
 
 def score(reference: Beats, estimate: Beats) -> Score:
-    """mir_eval's F (+-70 ms), CMLt and AMLt after trimming the first 5 s; downbeat F on the beats marked 1."""
+    """mir_eval's F (+-70 ms), CMLt and AMLt after trimming the first 5 s; downbeat F on the beats marked 1, and
+    the share of the estimate's downbeats within 70 ms of an annotated downbeat (`Score.switch`)."""
     import mir_eval
 
     with warnings.catch_warnings():
@@ -82,12 +86,16 @@ def score(reference: Beats, estimate: Beats) -> Score:
         est = mir_eval.beat.trim_beats(np.sort(estimate.times_s), MIN_BEAT_S)
         f = mir_eval.beat.f_measure(ref, est, F_WINDOW_S)
         _, cmlt, _, amlt = mir_eval.beat.continuity(ref, est)
-        downbeat = math.nan
+        downbeat = switch = math.nan
         if reference.in_bar is not None and estimate.in_bar is not None and np.any(reference.in_bar == 1):
-            ref_db = mir_eval.beat.trim_beats(np.sort(reference.times_s[reference.in_bar == 1]), MIN_BEAT_S)
+            all_ref_db = np.sort(reference.times_s[reference.in_bar == 1])
+            ref_db = mir_eval.beat.trim_beats(all_ref_db, MIN_BEAT_S)
             est_db = mir_eval.beat.trim_beats(np.sort(estimate.times_s[estimate.in_bar == 1]), MIN_BEAT_S)
             downbeat = mir_eval.beat.f_measure(ref_db, est_db, F_WINDOW_S)
-    return Score(float(f), float(cmlt), float(amlt), float(downbeat))
+            if len(est_db):
+                near = np.abs(est_db[:, None] - all_ref_db[None, :]).min(axis=1)
+                switch = float(np.mean(near <= F_WINDOW_S))
+    return Score(float(f), float(cmlt), float(amlt), float(downbeat), float(switch))
 
 
 def annotated_files(folder: str | os.PathLike, only: Sequence[str] = ()) -> list[tuple[Path, Path]]:
@@ -133,12 +141,13 @@ def bench_folder(folder: str | os.PathLike, trackers: Sequence[Tracker],
 
 def _cells(s: Score) -> str:
     db = "  -  " if math.isnan(s.downbeat_f) else f"{s.downbeat_f:.3f}"
-    return f"{s.f:.3f} {s.cmlt:.3f} {s.amlt:.3f} {db}"
+    sw = "  -  " if math.isnan(s.switch) else f"{s.switch:.3f}"
+    return f"{s.f:.3f} {s.cmlt:.3f} {s.amlt:.3f} {db} {sw}"
 
 
 def header(trackers: Sequence[Tracker]) -> str:
-    names = "".join(f" | {(t.name + (' (causal)' if t.causal else '')):<23s}" for t in trackers)
-    cols = "".join(" |   F   CMLt  AMLt  dbF " for _ in trackers)
+    names = "".join(f" | {(t.name + (' (causal)' if t.causal else '')):<29s}" for t in trackers)
+    cols = "".join(" |   F   CMLt  AMLt  dbF   sw  " for _ in trackers)
     return f"{'file':32s} {'s':>5s}{names}\n{'':32s} {'':5s}{cols}"
 
 
@@ -154,12 +163,14 @@ def summary(results: Sequence[FileResult], trackers: Sequence[Tracker]) -> str:
     for t in trackers:
         s = [r.scores[t.name] for r in results]
         db = [x.downbeat_f for x in s if not math.isnan(x.downbeat_f)]
+        sw = [x.switch for x in s if not math.isnan(x.switch)]
         means.append(Score(float(np.mean([x.f for x in s])), float(np.mean([x.cmlt for x in s])),
-                           float(np.mean([x.amlt for x in s])), float(np.mean(db)) if db else math.nan))
+                           float(np.mean([x.amlt for x in s])), float(np.mean(db)) if db else math.nan,
+                           float(np.mean(sw)) if sw else math.nan))
         cpus.append(sum(r.cpu_s[t.name] for r in results) / max(audio_s, 1e-9))
     lines = [f"{'mean of ' + str(len(results)) + ' files':32s} {audio_s / 60:4.1f}m"
              + "".join(f" | {_cells(m)}" for m in means),
-             f"{'CPU s per s of audio':32s} {'':5s}" + "".join(f" | {c:<23.4f}" for c in cpus)]
+             f"{'CPU s per s of audio':32s} {'':5s}" + "".join(f" | {c:<29.4f}" for c in cpus)]
     return "\n".join(lines)
 
 
