@@ -139,10 +139,12 @@ def bench_folder(folder: str | os.PathLike, trackers: Sequence[Tracker],
     return results
 
 
+def _cell(value: float) -> str:
+    return "  -  " if math.isnan(value) else f"{value:.3f}"
+
+
 def _cells(s: Score) -> str:
-    db = "  -  " if math.isnan(s.downbeat_f) else f"{s.downbeat_f:.3f}"
-    sw = "  -  " if math.isnan(s.switch) else f"{s.switch:.3f}"
-    return f"{s.f:.3f} {s.cmlt:.3f} {s.amlt:.3f} {db} {sw}"
+    return f"{s.f:.3f} {s.cmlt:.3f} {s.amlt:.3f} {_cell(s.downbeat_f)} {_cell(s.switch)}"
 
 
 def header(trackers: Sequence[Tracker]) -> str:
@@ -162,16 +164,20 @@ def summary(results: Sequence[FileResult], trackers: Sequence[Tracker]) -> str:
     means, cpus = [], []
     for t in trackers:
         s = [r.scores[t.name] for r in results]
-        db = [x.downbeat_f for x in s if not math.isnan(x.downbeat_f)]
-        sw = [x.switch for x in s if not math.isnan(x.switch)]
         means.append(Score(float(np.mean([x.f for x in s])), float(np.mean([x.cmlt for x in s])),
-                           float(np.mean([x.amlt for x in s])), float(np.mean(db)) if db else math.nan,
-                           float(np.mean(sw)) if sw else math.nan))
+                           float(np.mean([x.amlt for x in s])), _mean_known([x.downbeat_f for x in s]),
+                           _mean_known([x.switch for x in s])))
         cpus.append(sum(r.cpu_s[t.name] for r in results) / max(audio_s, 1e-9))
     lines = [f"{'mean of ' + str(len(results)) + ' files':32s} {audio_s / 60:4.1f}m"
              + "".join(f" | {_cells(m)}" for m in means),
              f"{'CPU s per s of audio':32s} {'':5s}" + "".join(f" | {c:<29.4f}" for c in cpus)]
     return "\n".join(lines)
+
+
+def _mean_known(values: Sequence[float]) -> float:
+    """The mean of the values that are not nan (nan if none is)."""
+    known = [v for v in values if not math.isnan(v)]
+    return float(np.mean(known)) if known else math.nan
 
 
 def vj_tracker(name: str = "vj", beat_settings: dict | None = None, **settings) -> Tracker:
@@ -200,16 +206,14 @@ def tracker_settings(items: Sequence[str]) -> tuple[dict, dict]:
     from vj.audio.beats import BeatSettings
 
     out: tuple[dict, dict] = ({}, {})
+    classes = (AnalyzerSettings, BeatSettings)
     for item in items:
         key, sep, text = (x.strip() for x in item.partition("="))
-        for kwargs, cls in zip(out, (AnalyzerSettings, BeatSettings)):
-            field = next((f for f in dataclasses.fields(cls) if f.name == key), None)
-            if sep and field is not None:
-                kwargs[key] = _typed(key, text, getattr(cls(), key))
-                break
-        else:
+        owner = next((i for i, cls in enumerate(classes) if key in {f.name for f in dataclasses.fields(cls)}), None)
+        if not sep or owner is None:
             raise ValueError(f"--set wants KEY=VALUE with KEY a setting of the analyzer or the beat tracker "
                              f"(vj/audio/analyzer.py AnalyzerSettings, vj/audio/beats.py BeatSettings), got {item!r}")
+        out[owner][key] = _typed(key, text, getattr(classes[owner](), key))
     return out
 
 
